@@ -1,0 +1,4 @@
+//! Raw counters per cgroup per tick, from the kernel's own bookkeeping and from eBPF maps.
+
+pub mod ebpf;
+pub mod syscalls;

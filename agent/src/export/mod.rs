@@ -1,0 +1,3 @@
+//! What leaves the agent. For now: the periodic table in the log.
+
+pub mod table;

@@ -1,0 +1,188 @@
+//! What the agent needs from the host before it loads anything, checked up front so that a
+//! missing piece is one plain sentence instead of a failed syscall deep inside a loader.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use thiserror::Error;
+
+/// Where the host's kernel interfaces are mounted. Tests point this at a temporary tree.
+#[derive(Clone, Debug)]
+pub struct HostPaths {
+    /// The proc file system, normally `/proc`.
+    pub proc: PathBuf,
+    /// The kernel's BTF description, normally `/sys/kernel/btf/vmlinux`.
+    pub btf: PathBuf,
+}
+
+impl Default for HostPaths {
+    fn default() -> Self {
+        Self {
+            proc: PathBuf::from("/proc"),
+            btf: PathBuf::from("/sys/kernel/btf/vmlinux"),
+        }
+    }
+}
+
+/// What the preflight found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Host {
+    /// Mount point of the cgroup2 hierarchy (`/sys/fs/cgroup` on a pure v2 host,
+    /// `/sys/fs/cgroup/unified` on a hybrid one).
+    pub cgroup2: PathBuf,
+}
+
+#[derive(Debug, Error)]
+pub enum PreflightError {
+    #[error(
+        "herd-agent must run as root to load eBPF programs and read every cgroup \
+         (running as uid {0})"
+    )]
+    NotRoot(u32),
+    #[error(
+        "this kernel has no BTF description at {0} (CONFIG_DEBUG_INFO_BTF=y is needed for \
+         Herd's eBPF programs)"
+    )]
+    NoBtf(PathBuf),
+    #[error("cannot read the mount table at {path}: {source}")]
+    Mountinfo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "no cgroup2 file system is mounted (looked in {0}); Herd needs the unified \
+         hierarchy, alone or beside v1 controllers"
+    )]
+    NoCgroup2(PathBuf),
+}
+
+/// Checks that the agent can run here: root, BTF, a cgroup2 mount.
+pub fn preflight(paths: &HostPaths, euid: u32) -> Result<Host, PreflightError> {
+    if euid != 0 {
+        return Err(PreflightError::NotRoot(euid));
+    }
+    if !paths.btf.is_file() {
+        return Err(PreflightError::NoBtf(paths.btf.clone()));
+    }
+    let cgroup2 = cgroup2_mount(&paths.proc)?;
+    Ok(Host { cgroup2 })
+}
+
+/// Finds the cgroup2 mount point from `<proc>/self/mountinfo`.
+pub fn cgroup2_mount(proc: &Path) -> Result<PathBuf, PreflightError> {
+    let path = proc.join("self/mountinfo");
+    let text = fs::read_to_string(&path).map_err(|source| PreflightError::Mountinfo {
+        path: path.clone(),
+        source,
+    })?;
+    find_cgroup2(&text).ok_or(PreflightError::NoCgroup2(path))
+}
+
+/// The mount point of the first cgroup2 line of a mountinfo table.
+///
+/// A line reads `id parent major:minor root mount-point options [optional…] - fstype source
+/// super-options`; the optional fields vary in number, so the file system type is found after
+/// the lone `-`.
+fn find_cgroup2(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (head, tail) = line.split_once(" - ")?;
+        let fstype = tail.split_whitespace().next()?;
+        if fstype != "cgroup2" {
+            return None;
+        }
+        let mount_point = head.split_whitespace().nth(4)?;
+        Some(PathBuf::from(unescape_octal(mount_point)))
+    })
+}
+
+/// Mount points in mountinfo escape space, tab, newline and backslash as `\ooo`.
+fn unescape_octal(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = bytes.get(i + 1..i + 4).filter(|digits| {
+            bytes[i] == b'\\' && digits.iter().all(|d| (b'0'..=b'7').contains(d))
+        });
+        match escaped {
+            Some(digits) => {
+                let value = digits.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+                out.push(u8::try_from(value).unwrap_or(b'?'));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+25 30 0:23 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+31 25 0:26 / /sys/fs/cgroup rw,relatime shared:9 - tmpfs tmpfs rw,mode=755
+32 31 0:27 / /sys/fs/cgroup/unified rw,relatime shared:10 - cgroup2 cgroup2 rw
+33 31 0:28 / /sys/fs/cgroup/cpu rw,relatime shared:11 - cgroup cgroup rw,cpu
+";
+
+    #[test]
+    fn finds_the_unified_mount_on_a_hybrid_host() {
+        assert_eq!(
+            find_cgroup2(HYBRID),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+    }
+
+    #[test]
+    fn finds_the_mount_with_no_optional_fields_and_escaped_spaces() {
+        let line = "40 1 0:30 / /mnt/my\\040cgroups rw - cgroup2 none rw\n";
+        assert_eq!(find_cgroup2(line), Some(PathBuf::from("/mnt/my cgroups")));
+    }
+
+    #[test]
+    fn v1_only_hosts_have_no_cgroup2() {
+        let v1_only: String = HYBRID.lines().filter(|l| !l.contains("cgroup2")).collect();
+        assert_eq!(find_cgroup2(&v1_only), None);
+    }
+
+    fn fake_host(mountinfo: &str, btf: bool) -> (tempfile::TempDir, HostPaths) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("proc/self")).unwrap();
+        fs::write(dir.path().join("proc/self/mountinfo"), mountinfo).unwrap();
+        let btf_path = dir.path().join("vmlinux");
+        if btf {
+            fs::write(&btf_path, b"BTF").unwrap();
+        }
+        let paths = HostPaths {
+            proc: dir.path().join("proc"),
+            btf: btf_path,
+        };
+        (dir, paths)
+    }
+
+    #[test]
+    fn preflight_names_each_missing_piece() {
+        let (_dir, paths) = fake_host(HYBRID, true);
+        let err = preflight(&paths, 1000).unwrap_err();
+        assert!(err.to_string().contains("must run as root"), "{err}");
+
+        let (_dir, paths) = fake_host(HYBRID, false);
+        let err = preflight(&paths, 0).unwrap_err();
+        assert!(err.to_string().contains("no BTF description"), "{err}");
+
+        let (_dir, paths) = fake_host("25 30 0:23 / /sys rw - sysfs sysfs rw\n", true);
+        let err = preflight(&paths, 0).unwrap_err();
+        assert!(err.to_string().contains("no cgroup2 file system"), "{err}");
+
+        let (_dir, paths) = fake_host(HYBRID, true);
+        let host = preflight(&paths, 0).unwrap();
+        assert_eq!(host.cgroup2, PathBuf::from("/sys/fs/cgroup/unified"));
+    }
+}

@@ -1,0 +1,8 @@
+//! Herd's node agent. The modules follow the data flow: `discovery` finds who is who,
+//! `collect` reads raw counters, `export` sends what was learned out of the agent.
+
+pub mod collect;
+pub mod discovery;
+pub mod export;
+pub mod host;
+pub mod telemetry;
