@@ -12,7 +12,6 @@ const EBPF_PACKAGE: &str = "herd-agent-ebpf";
 
 fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
-    println!("cargo:rerun-if-env-changed=PATH");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?);
     let object = out_dir.join(EBPF_PACKAGE);
 

@@ -39,7 +39,11 @@ fn try_herd_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
         add(counts, failed);
         return Ok(());
     }
-    let first = SYSCALL_COUNTS.insert(cgroup_id, SyscallCounts { calls: 1, failed }, u64::from(BPF_NOEXIST));
+    let first = SYSCALL_COUNTS.insert(
+        cgroup_id,
+        SyscallCounts { calls: 1, failed },
+        u64::from(BPF_NOEXIST),
+    );
     if first.is_err() {
         // Another CPU created the entry between the lookup and the insert: count on this
         // CPU's slot of it.

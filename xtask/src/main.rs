@@ -1,1 +1,37 @@
-fn main() {}
+//! `cargo xtask …`: everything a developer or CI runs, with the machine set up first.
+
+mod bench;
+mod cmd;
+mod demo;
+mod setup;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Herd's developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what building and testing Herd needs (apt packages, rust-src, bpf-linker).
+    Setup,
+    /// Run the agent on this host for a short while beside a small workload in its own cgroup.
+    Demo(demo::DemoArgs),
+    /// The whole suite: fmt, clippy, unit tests, root integration tests.
+    Test,
+    /// Measure what the probes cost; results go to target/herd-bench/.
+    Bench,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Setup => setup::run(),
+        Command::Demo(args) => demo::run(&args),
+        Command::Test => test::run(),
+        Command::Bench => bench::run(),
+    }
+}

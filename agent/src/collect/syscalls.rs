@@ -95,9 +95,9 @@ impl<C: SyscallCounters> SyscallSampler<C> {
         }
     }
 
-    /// How many cgroups the sampler keeps state for.
-    pub fn tracked(&self) -> usize {
-        self.last.len()
+    /// Whether the sampler keeps state for this cgroup.
+    pub fn tracks(&self, cgroup_id: u64) -> bool {
+        self.last.contains_key(&cgroup_id)
     }
 
     /// Reads the counters and returns what changed since the previous call.
@@ -234,12 +234,12 @@ mod tests {
         fake.totals.insert(gone, counts(20, 0));
         let mut sampler = SyscallSampler::new(&mut fake, CgroupIndex::new(root.path()));
         sampler.sample().unwrap();
-        assert_eq!(sampler.tracked(), 2);
+        assert!(sampler.tracks(keep) && sampler.tracks(gone));
 
         fs::remove_dir(root.path().join("gone")).unwrap();
         let sample = sampler.sample().unwrap();
         assert!(sample.cgroup(gone).is_none());
-        assert_eq!(sampler.tracked(), 1);
+        assert!(sampler.tracks(keep) && !sampler.tracks(gone));
         assert_eq!(fake.forgotten, vec![gone]);
         assert!(!fake.totals.contains_key(&gone));
     }

@@ -11,7 +11,10 @@ pub fn busiest(sample: &SyscallSample, top: usize) -> Vec<String> {
     let mut rows: Vec<_> = sample.cgroups.iter().collect();
     rows.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.path.cmp(&b.path)));
     let mut lines = Vec::with_capacity(top.min(rows.len()) + 1);
-    lines.push(format!("{:>12} {:>12}  {}", "calls/s", "failed/s", "cgroup"));
+    lines.push(format!(
+        "{:>12} {:>12}  {}",
+        "calls/s", "failed/s", "cgroup"
+    ));
     for row in rows.into_iter().take(top) {
         let mut line = String::new();
         let _ = write!(
@@ -69,7 +72,11 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert!(lines[0].contains("calls/s") && lines[0].contains("cgroup"));
         assert!(lines[1].ends_with("/herd-demo"), "{}", lines[1]);
-        assert!(lines[1].contains("1000000"), "rates are per second: {}", lines[1]);
+        assert!(
+            lines[1].contains("1000000"),
+            "rates are per second: {}",
+            lines[1]
+        );
         assert!(lines[1].contains(" 200 "), "{}", lines[1]);
         assert!(lines[2].ends_with("/user.slice"));
     }

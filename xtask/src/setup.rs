@@ -1,0 +1,121 @@
+//! `cargo xtask setup`: installs exactly what Herd needs on a fresh machine, idempotently.
+//! Each piece is checked first and installed only when missing.
+
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+use crate::cmd::{self, step};
+
+/// Debian packages for building bpf-linker against the system LLVM.
+const BUILD_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+];
+/// The bpf-linker release that matches the aya 0.14 family and LLVM 22.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const NIGHTLY: &str = "nightly";
+
+pub fn run() -> anyhow::Result<()> {
+    apt_install(BUILD_PACKAGES)?;
+    rust_src()?;
+    bpf_linker()?;
+    step("setup complete");
+    Ok(())
+}
+
+/// Installs the Debian packages of `packages` that are not installed yet.
+pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|package| !dpkg_installed(package))
+        .collect();
+    if missing.is_empty() {
+        step(&format!("apt packages present: {}", packages.join(" ")));
+        return Ok(());
+    }
+    if !cmd::is_root() {
+        bail!(
+            "these Debian packages are missing and only root can install them: {}",
+            missing.join(" ")
+        );
+    }
+    step(&format!("installing apt packages: {}", missing.join(" ")));
+    cmd::run(Command::new("apt-get").args(["update", "-q"]))?;
+    cmd::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .context("apt-get install failed; is a Debian package mirror reachable?")
+}
+
+fn dpkg_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
+}
+
+/// The eBPF crate builds with nightly and `-Z build-std=core`, which needs rust-src.
+fn rust_src() -> anyhow::Result<()> {
+    let has_nightly = cmd::succeeds(Command::new("rustup").args(["run", NIGHTLY, "rustc", "-V"]));
+    if !has_nightly {
+        step("installing the nightly Rust toolchain");
+        cmd::run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            NIGHTLY,
+            "--profile",
+            "minimal",
+        ]))
+        .context("the eBPF programs need a nightly toolchain and rustup could not install one")?;
+    }
+    let installed = Command::new("rustup")
+        .args(["component", "list", "--installed", "--toolchain", NIGHTLY])
+        .output()
+        .context("cannot run rustup")?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|line| line.trim() == "rust-src")
+    {
+        step("rust-src for nightly present");
+        return Ok(());
+    }
+    step("installing rust-src for nightly");
+    cmd::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    let version = Command::new("bpf-linker").arg("--version").output();
+    if let Ok(out) = &version {
+        let text = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() && text.contains(BPF_LINKER_VERSION) {
+            step(&format!("bpf-linker {BPF_LINKER_VERSION} present"));
+            return Ok(());
+        }
+    }
+    step(&format!(
+        "building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (a few minutes, once)"
+    ));
+    cmd::run(
+        cmd::cargo()
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+            ])
+            .args(["--no-default-features", "--features", "llvm-22"])
+            .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
+    )?;
+    if !cmd::succeeds(Command::new("bpf-linker").arg("--version")) {
+        bail!("bpf-linker was installed but is not on PATH; add ~/.cargo/bin to PATH");
+    }
+    Ok(())
+}
