@@ -1,0 +1,23 @@
+//! Herd's gRPC API and the Kubernetes CRI API, as generated tonic/prost code.
+//!
+//! The code in `src/gen` is generated from the `.proto` files beside this crate and
+//! committed, so that users of the crate need no proto compiler. `tests/generated.rs`
+//! fails when it is stale; `HERD_REGEN=1 cargo test -p herd-proto` rewrites it.
+
+/// Kubernetes Container Runtime Interface, `runtime.v1`: the API the kubelet speaks to
+/// containerd and CRI-O. Both client and server are generated, so that tests can fake a
+/// runtime.
+pub mod cri {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic, unused_qualifications, rustdoc::all)]
+        include!("gen/runtime.v1.rs");
+    }
+}
+
+/// Herd's own API, `herd.v1`.
+pub mod herd {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic, unused_qualifications, rustdoc::all)]
+        include!("gen/herd.v1.rs");
+    }
+}
