@@ -2,7 +2,9 @@
 //! `collect` reads raw counters, `export` sends what was learned out of the agent.
 
 pub mod collect;
+pub mod detect;
 pub mod discovery;
 pub mod export;
 pub mod host;
+pub mod replay;
 pub mod telemetry;

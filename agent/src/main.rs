@@ -25,6 +25,9 @@ struct Cli {
 enum Command {
     /// Load the eBPF programs and log a table of the busiest cgroups (the default).
     Run(RunArgs),
+    /// Score recorded feature frames offline: `ts,node,domain,entity,<feature…>` in,
+    /// `ts,entity,score,flag` out.
+    Replay(herd_agent::replay::ReplayArgs),
 }
 
 #[derive(Args, Clone)]
@@ -48,6 +51,15 @@ fn main() -> std::process::ExitCode {
     }
     let args = match cli.command {
         Some(Command::Run(args)) => args,
+        Some(Command::Replay(args)) => {
+            return match herd_agent::replay::run(&args) {
+                Ok(_) => std::process::ExitCode::SUCCESS,
+                Err(err) => {
+                    error!("{:#}", anyhow::Error::from(err));
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
         None => cli.run,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -1,0 +1,183 @@
+//! Detector settings and their defaults.
+
+use std::collections::HashMap;
+
+use super::error::DetectError;
+
+/// How the detector scores entities and when it opens and closes findings.
+///
+/// Scores are robust z values: 0.6745·(x − median)/MAD, about a standard normal z on
+/// well-behaved data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectConfig {
+    /// Score from which a window counts as anomalous. 3.5 is the usual cut-off for robust z.
+    pub threshold: f64,
+    /// An open finding counts a window as calm only below this score (hysteresis).
+    pub close_threshold: f64,
+    /// A finding opens when at least `open_m` of the last `open_n` windows were anomalous.
+    pub open_m: usize,
+    /// Length of the window history for `open_m` (at most 64).
+    pub open_n: usize,
+    /// A finding closes after this many calm windows in a row.
+    pub close_after: usize,
+    /// Fewest members with a value for a feature for a peer comparison; with fewer, each
+    /// entity is compared with its own recent history.
+    pub min_peers: usize,
+    /// Largest share of a domain that may have open findings at once. When more members
+    /// would be flagged, the herd moved and none of the new ones is opened. At least one
+    /// finding per domain is always allowed.
+    pub max_share: f64,
+    /// Floor on the MAD as a share of the |median|, so near-identical peers do not give
+    /// huge scores for tiny differences.
+    pub relative_floor: f64,
+    /// Floor on the MAD, in the feature's own unit, for features without an entry in
+    /// `absolute_floors`. Guards features whose median is zero (idle peers).
+    pub default_absolute_floor: f64,
+    /// Floor on the MAD per feature name, in the feature's unit.
+    pub absolute_floors: HashMap<String, f64>,
+    /// Values kept per entity and feature for its own baseline (a fixed-size ring).
+    pub history: usize,
+    /// Windows an entity is watched before it is judged, and values its baseline needs
+    /// before it is used.
+    pub warmup: usize,
+    /// An anomalous stretch does not enter the entity's baseline, so a lasting fault stays
+    /// visible; after this many anomalous windows in a row it does, so that a lasting new
+    /// level becomes the entity's normal.
+    pub adapt_after: usize,
+    /// An entity absent for this many windows in a row is forgotten and its finding closed.
+    pub forget_after: usize,
+    /// Most features named as drivers of one finding.
+    pub top_features: usize,
+    /// Peak score from which a finding is critical rather than a warning.
+    pub critical_score: f64,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        Self {
+            threshold: 3.5,
+            close_threshold: 2.5,
+            open_m: 2,
+            open_n: 3,
+            close_after: 3,
+            min_peers: 3,
+            max_share: 0.34,
+            relative_floor: 0.05,
+            default_absolute_floor: 0.01,
+            absolute_floors: HashMap::new(),
+            history: 60,
+            warmup: 6,
+            adapt_after: 60,
+            forget_after: 3,
+            top_features: 3,
+            critical_score: 7.0,
+        }
+    }
+}
+
+impl DetectConfig {
+    pub(crate) fn validate(&self) -> Result<(), DetectError> {
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        check(positive(self.threshold), "threshold", "must be above 0")?;
+        check(
+            positive(self.close_threshold) && self.close_threshold <= self.threshold,
+            "close_threshold",
+            "must be above 0 and at most `threshold`",
+        )?;
+        check(
+            (1..=64).contains(&self.open_n),
+            "open_n",
+            "must be between 1 and 64",
+        )?;
+        check(
+            (1..=self.open_n).contains(&self.open_m),
+            "open_m",
+            "must be between 1 and `open_n`",
+        )?;
+        check(self.close_after >= 1, "close_after", "must be at least 1")?;
+        check(
+            self.min_peers >= 3,
+            "min_peers",
+            "must be at least 3: with two members the median cannot tell which one strays",
+        )?;
+        check(
+            positive(self.max_share) && self.max_share <= 1.0,
+            "max_share",
+            "must be above 0 and at most 1",
+        )?;
+        check(
+            self.relative_floor.is_finite() && self.relative_floor >= 0.0,
+            "relative_floor",
+            "must be 0 or more",
+        )?;
+        check(
+            positive(self.default_absolute_floor),
+            "default_absolute_floor",
+            "must be above 0",
+        )?;
+        check(
+            self.absolute_floors.values().all(|&v| positive(v)),
+            "absolute_floors",
+            "must all be above 0",
+        )?;
+        check(self.warmup >= 2, "warmup", "must be at least 2")?;
+        check(
+            self.history >= self.warmup,
+            "history",
+            "must be at least `warmup`",
+        )?;
+        check(self.adapt_after >= 1, "adapt_after", "must be at least 1")?;
+        check(self.forget_after >= 1, "forget_after", "must be at least 1")?;
+        check(self.top_features >= 1, "top_features", "must be at least 1")?;
+        check(
+            positive(self.critical_score),
+            "critical_score",
+            "must be above 0",
+        )
+    }
+}
+
+fn check(ok: bool, field: &'static str, reason: &'static str) -> Result<(), DetectError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(DetectError::InvalidConfig { field, reason })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(DetectConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_field() {
+        let config = DetectConfig {
+            open_m: 4,
+            open_n: 3,
+            ..DetectConfig::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(DetectError::InvalidConfig {
+                field: "open_m",
+                ..
+            })
+        ));
+        let config = DetectConfig {
+            close_threshold: 5.0,
+            ..DetectConfig::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(DetectError::InvalidConfig {
+                field: "close_threshold",
+                ..
+            })
+        ));
+    }
+}

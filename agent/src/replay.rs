@@ -1,0 +1,584 @@
+//! `herd-agent replay`: runs the detector over recorded feature frames, offline.
+//!
+//! Frames are CSV with the header `ts,node,domain,entity,<feature…>`, sorted by `ts`
+//! (seconds); rows with the same `ts` form one window; an empty cell is a missing value. The
+//! output has a row `ts,entity,score,flag` per input row.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use thiserror::Error;
+use tracing::{debug, info};
+
+use crate::detect::{DetectConfig, DetectError, Detector, Observation, Subject, WindowReport};
+
+/// The columns every frame file starts with.
+const KEY_COLUMNS: [&str; 4] = ["ts", "node", "domain", "entity"];
+
+/// Arguments of `herd-agent replay`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReplayArgs {
+    /// Frames to score: `ts,node,domain,entity,<feature…>`, sorted by ts.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write `ts,entity,score,flag`, one row per input row.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Frames with the same columns that warm up the baselines first; they get no output.
+    #[arg(long)]
+    pub train: Option<PathBuf>,
+}
+
+/// What a replay went through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplaySummary {
+    /// Input windows (distinct ts) scored.
+    pub windows: usize,
+    /// Input rows scored, and so output rows written.
+    pub rows: usize,
+    /// Findings opened during the input frames.
+    pub findings: usize,
+}
+
+/// Why a replay failed. `file` names the frame file, `line` its 1-based line.
+#[derive(Debug, Error)]
+pub enum ReplayError {
+    #[error("cannot open {}: {source}", path.display())]
+    Open { path: PathBuf, source: io::Error },
+    #[error("{file}, line {line}: {source}")]
+    Read {
+        file: String,
+        line: u64,
+        source: csv::Error,
+    },
+    #[error("{file}: the header must start with `ts,node,domain,entity`, found `{found}`")]
+    BadHeader { file: String, found: String },
+    #[error("{file}: the header names no feature after `ts,node,domain,entity`")]
+    NoFeatures { file: String },
+    #[error("{file}: column {column} of the header has no name")]
+    UnnamedColumn { file: String, column: usize },
+    #[error("{file}: column `{name}` appears twice in the header")]
+    DuplicateColumn { file: String, name: String },
+    #[error("{train} has the columns {train_columns:?}, {input} has {input_columns:?}")]
+    TrainColumns {
+        train: String,
+        train_columns: Vec<String>,
+        input: String,
+        input_columns: Vec<String>,
+    },
+    #[error("{file}, line {line}: {got} columns, the header has {expected}")]
+    ColumnCount {
+        file: String,
+        line: u64,
+        expected: usize,
+        got: usize,
+    },
+    #[error("{file}, line {line}: column `{column}` is `{value}`, not a number")]
+    NotANumber {
+        file: String,
+        line: u64,
+        column: String,
+        value: String,
+    },
+    #[error("{file}, line {line}: ts `{value}` is not a time in seconds from 0")]
+    BadTime {
+        file: String,
+        line: u64,
+        value: String,
+    },
+    #[error("{file}, line {line}: column `{column}` is empty")]
+    EmptyCell {
+        file: String,
+        line: u64,
+        column: &'static str,
+    },
+    #[error("{file}, line {line}: ts {ts} comes after {previous}; rows must be sorted by ts")]
+    Unsorted {
+        file: String,
+        line: u64,
+        ts: f64,
+        previous: f64,
+    },
+    #[error("{file}, line {line}: entity `{entity}` appears twice at ts {ts}")]
+    DuplicateEntity {
+        file: String,
+        line: u64,
+        entity: String,
+        ts: f64,
+    },
+    #[error("cannot write {file}: {source}")]
+    Write { file: String, source: csv::Error },
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+}
+
+/// Replays the files named in `args` through a detector with the default settings.
+pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
+    let open = |path: &Path| {
+        File::open(path)
+            .map(BufReader::new)
+            .map_err(|source| ReplayError::Open {
+                path: path.to_path_buf(),
+                source,
+            })
+    };
+    let input = Frames::new(args.input.display().to_string(), open(&args.input)?)?;
+    let train = match &args.train {
+        Some(path) => Some(Frames::new(path.display().to_string(), open(path)?)?),
+        None => None,
+    };
+    let output = File::create(&args.output).map_err(|source| ReplayError::Open {
+        path: args.output.clone(),
+        source,
+    })?;
+    let summary = replay(
+        DetectConfig::default(),
+        train,
+        input,
+        BufWriter::new(output),
+        &args.output.display().to_string(),
+    )?;
+    info!(
+        windows = summary.windows,
+        rows = summary.rows,
+        findings = summary.findings,
+        output = %args.output.display(),
+        "replay done"
+    );
+    Ok(summary)
+}
+
+/// Warms a detector up on `train`, then scores `input` and writes a row per input row to
+/// `output` (named `output_name` in errors). The same [`Detector`] the live agent uses.
+pub fn replay<R: Read, W: Write>(
+    config: DetectConfig,
+    train: Option<Frames<R>>,
+    input: Frames<R>,
+    output: W,
+    output_name: &str,
+) -> Result<ReplaySummary, ReplayError> {
+    let mut detector = Detector::new(config, input.features.clone())?;
+    if let Some(mut train) = train {
+        if train.features != input.features {
+            return Err(ReplayError::TrainColumns {
+                train: train.file.clone(),
+                train_columns: train.features.clone(),
+                input: input.file.clone(),
+                input_columns: input.features.clone(),
+            });
+        }
+        while let Some(window) = train.next_window()? {
+            let report = detector.observe(window.at, &window.observations)?;
+            for finding in &report.opened {
+                debug!(%finding, "finding opened in the training frames");
+            }
+        }
+    }
+
+    let write_error = |source| ReplayError::Write {
+        file: output_name.to_string(),
+        source,
+    };
+    let mut out = csv::Writer::from_writer(output);
+    out.write_record(["ts", "entity", "score", "flag"])
+        .map_err(write_error)?;
+    let mut input = input;
+    let mut summary = ReplaySummary {
+        windows: 0,
+        rows: 0,
+        findings: 0,
+    };
+    while let Some(window) = input.next_window()? {
+        let report = detector.observe(window.at, &window.observations)?;
+        log_findings(&report);
+        for (ts, score) in window.ts_cells.iter().zip(&report.scores) {
+            let flag = if score.flagged { "1" } else { "0" };
+            let score_cell = format!("{:.3}", score.score);
+            out.write_record([ts.as_str(), score.entity.as_str(), &score_cell, flag])
+                .map_err(write_error)?;
+        }
+        summary.windows += 1;
+        summary.rows += report.scores.len();
+        summary.findings += report.opened.len();
+    }
+    out.flush()
+        .map_err(|source| write_error(csv::Error::from(source)))?;
+    Ok(summary)
+}
+
+fn log_findings(report: &WindowReport) {
+    for finding in &report.opened {
+        info!(%finding, "finding opened");
+    }
+    for finding in &report.closed {
+        info!(entity = %finding.subject.entity, "finding closed");
+    }
+}
+
+/// One window of frames: the rows that share a ts.
+struct Window {
+    at: SystemTime,
+    /// Each row's ts cell as written, to echo it unchanged.
+    ts_cells: Vec<String>,
+    observations: Vec<Observation>,
+}
+
+/// A frame file being read window by window.
+pub struct Frames<R> {
+    file: String,
+    features: Vec<String>,
+    records: csv::StringRecordsIntoIter<R>,
+    /// The first row of the next window, already read.
+    pending: Option<Row>,
+}
+
+struct Row {
+    line: u64,
+    ts: f64,
+    at: SystemTime,
+    ts_cell: String,
+    observation: Observation,
+}
+
+impl<R: Read> Frames<R> {
+    /// Reads and checks the header; `file` names the source in errors.
+    pub fn new(file: String, reader: R) -> Result<Self, ReplayError> {
+        let mut records = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(reader)
+            .into_records();
+        let header = match records.next() {
+            Some(record) => record.map_err(|source| ReplayError::Read {
+                file: file.clone(),
+                line: 1,
+                source,
+            })?,
+            None => csv::StringRecord::new(),
+        };
+        let names: Vec<String> = header.iter().map(|c| c.trim().to_string()).collect();
+        if names.len() < KEY_COLUMNS.len() || names[..KEY_COLUMNS.len()] != KEY_COLUMNS {
+            return Err(ReplayError::BadHeader {
+                file,
+                found: names.join(","),
+            });
+        }
+        let features = names[KEY_COLUMNS.len()..].to_vec();
+        if features.is_empty() {
+            return Err(ReplayError::NoFeatures { file });
+        }
+        let mut seen = HashSet::new();
+        for (i, name) in features.iter().enumerate() {
+            if name.is_empty() {
+                return Err(ReplayError::UnnamedColumn {
+                    file,
+                    column: KEY_COLUMNS.len() + i + 1,
+                });
+            }
+            if !seen.insert(name) {
+                return Err(ReplayError::DuplicateColumn {
+                    file,
+                    name: name.clone(),
+                });
+            }
+        }
+        Ok(Self {
+            file,
+            features,
+            records,
+            pending: None,
+        })
+    }
+
+    /// The next window, or `None` at the end of the file.
+    fn next_window(&mut self) -> Result<Option<Window>, ReplayError> {
+        let Some(first) = self
+            .pending
+            .take()
+            .map_or_else(|| self.next_row(), |r| Ok(Some(r)))?
+        else {
+            return Ok(None);
+        };
+        let ts = first.ts;
+        let mut window = Window {
+            at: first.at,
+            ts_cells: Vec::new(),
+            observations: Vec::new(),
+        };
+        let mut entities = HashSet::new();
+        let mut row = Some(first);
+        while let Some(current) = row {
+            if current.ts != ts {
+                if current.ts < ts {
+                    return Err(ReplayError::Unsorted {
+                        file: self.file.clone(),
+                        line: current.line,
+                        ts: current.ts,
+                        previous: ts,
+                    });
+                }
+                self.pending = Some(current);
+                break;
+            }
+            if !entities.insert(current.observation.subject.entity.clone()) {
+                return Err(ReplayError::DuplicateEntity {
+                    file: self.file.clone(),
+                    line: current.line,
+                    entity: current.observation.subject.entity,
+                    ts,
+                });
+            }
+            window.ts_cells.push(current.ts_cell);
+            window.observations.push(current.observation);
+            row = self.next_row()?;
+        }
+        Ok(Some(window))
+    }
+
+    fn next_row(&mut self) -> Result<Option<Row>, ReplayError> {
+        let Some(record) = self.records.next() else {
+            return Ok(None);
+        };
+        let record = record.map_err(|source| ReplayError::Read {
+            file: self.file.clone(),
+            line: source.position().map_or(0, |p| p.line()),
+            source,
+        })?;
+        let line = record.position().map_or(0, |p| p.line());
+        let expected = KEY_COLUMNS.len() + self.features.len();
+        if record.len() != expected {
+            return Err(ReplayError::ColumnCount {
+                file: self.file.clone(),
+                line,
+                expected,
+                got: record.len(),
+            });
+        }
+        let cell = |i: usize| record.get(i).unwrap_or_default().trim();
+        let ts_cell = cell(0);
+        let parsed = ts_cell.parse::<f64>().ok();
+        let at = parsed
+            .and_then(|ts| Duration::try_from_secs_f64(ts).ok())
+            .and_then(|since| SystemTime::UNIX_EPOCH.checked_add(since));
+        let (Some(ts), Some(at)) = (parsed, at) else {
+            return Err(ReplayError::BadTime {
+                file: self.file.clone(),
+                line,
+                value: ts_cell.to_string(),
+            });
+        };
+        let mut key = [""; 3];
+        for (i, column) in KEY_COLUMNS[1..].iter().enumerate() {
+            key[i] = cell(i + 1);
+            if key[i].is_empty() {
+                return Err(ReplayError::EmptyCell {
+                    file: self.file.clone(),
+                    line,
+                    column,
+                });
+            }
+        }
+        let [node, domain, entity] = key;
+        let values = self
+            .features
+            .iter()
+            .enumerate()
+            .map(|(i, feature)| {
+                let text = cell(KEY_COLUMNS.len() + i);
+                if text.is_empty() {
+                    return Ok(None);
+                }
+                text.parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite())
+                    .map(Some)
+                    .ok_or_else(|| ReplayError::NotANumber {
+                        file: self.file.clone(),
+                        line,
+                        column: feature.clone(),
+                        value: text.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Row {
+            line,
+            ts,
+            at,
+            ts_cell: ts_cell.to_string(),
+            observation: Observation {
+                subject: Subject {
+                    entity: entity.to_string(),
+                    pod: None,
+                    namespace: None,
+                    domain: domain.to_string(),
+                    node: node.to_string(),
+                },
+                values,
+            },
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+
+    use super::*;
+
+    /// Frames of one domain of five entities `e0…e4` over `windows` windows from ts `from`;
+    /// `memory(w, m)` gives entity m's memory in window w. e1 has no CPU value (missing).
+    fn frames(from: usize, windows: usize, memory: impl Fn(usize, usize) -> f64) -> String {
+        let mut csv = String::from("ts,node,domain,entity,cpu,memory_working_set\n");
+        for w in from..from + windows {
+            for m in 0..5 {
+                let cpu = if m == 1 {
+                    String::new()
+                } else {
+                    format!("{}", 1.0 + (w + m) as f64 % 3.0 * 0.01)
+                };
+                let ts = 10 * w;
+                let mem = memory(w, m) * (1.0 + (w * 3 + m) as f64 % 4.0 * 0.005);
+                writeln!(csv, "{ts},node-1,shop/web,e{m},{cpu},{mem}").unwrap();
+            }
+        }
+        csv
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Replays through the files, as the command does; returns the output rows.
+    fn replay_files(input: &str, train: Option<&str>) -> Result<Vec<Vec<String>>, ReplayError> {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ReplayArgs {
+            input: write(dir.path(), "frames.csv", input),
+            output: dir.path().join("pred.csv"),
+            train: train.map(|t| write(dir.path(), "train.csv", t)),
+        };
+        run(&args)?;
+        let text = std::fs::read_to_string(&args.output).unwrap();
+        Ok(text
+            .lines()
+            .map(|l| l.split(',').map(String::from).collect())
+            .collect())
+    }
+
+    /// Entities flagged in the output rows of ts `ts`.
+    fn flagged_at(rows: &[Vec<String>], ts: usize) -> Vec<String> {
+        rows.iter()
+            .filter(|r| r[0] == ts.to_string() && r[3] == "1")
+            .map(|r| r[1].clone())
+            .collect()
+    }
+
+    #[test]
+    fn flags_the_stray_entity_and_no_other() {
+        // e3's memory grows to 4× its peers' from window 8.
+        let input = frames(0, 14, |w, m| if m == 3 && w >= 8 { 400.0 } else { 100.0 });
+        let rows = replay_files(&input, None).unwrap();
+        assert_eq!(rows[0], ["ts", "entity", "score", "flag"]);
+        assert_eq!(rows.len(), 1 + 14 * 5);
+        // One row per input row, in input order, with its ts and entity.
+        for (row, line) in rows[1..].iter().zip(input.lines().skip(1)) {
+            let cells: Vec<&str> = line.split(',').collect();
+            assert_eq!((row[0].as_str(), row[1].as_str()), (cells[0], cells[3]));
+            assert!(row[2].parse::<f64>().unwrap() >= 0.0);
+        }
+        // Anomalous in windows 8 and 9 (ts 80, 90): two of the last three.
+        assert!(flagged_at(&rows, 80).is_empty());
+        for w in 9..14 {
+            assert_eq!(flagged_at(&rows, 10 * w), ["e3"], "window {w}");
+        }
+        let flags: usize = rows[1..].iter().filter(|r| r[3] == "1").count();
+        assert_eq!(flags, 5);
+        let e3_late: f64 = rows[1..]
+            .iter()
+            .find(|r| r[0] == "130" && r[1] == "e3")
+            .map(|r| r[2].parse().unwrap())
+            .unwrap();
+        assert!(e3_late > 10.0);
+    }
+
+    #[test]
+    fn training_frames_warm_up_the_baselines() {
+        // e3 is 4× from the very first input window.
+        let input = frames(20, 6, |_, m| if m == 3 { 400.0 } else { 100.0 });
+        // Without history, every entity is young at first and e3's level becomes its own.
+        let cold = replay_files(&input, None).unwrap();
+        assert!(cold[1..].iter().all(|r| r[3] == "0"));
+        // After healthy training frames e3 is judged at once: flagged at the second window.
+        let train = frames(0, 10, |_, _| 100.0);
+        let warm = replay_files(&input, Some(&train)).unwrap();
+        assert_eq!(warm.len(), 1 + 6 * 5);
+        assert!(flagged_at(&warm, 200).is_empty());
+        assert_eq!(flagged_at(&warm, 210), ["e3"]);
+    }
+
+    fn error(input: &str) -> String {
+        replay_files(input, None).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn malformed_frames_are_rejected_with_the_line() {
+        let header = "ts,node,domain,entity,cpu\n";
+        assert!(
+            error("time,node,domain,entity,cpu\n0,n,d,e,1\n")
+                .contains("the header must start with `ts,node,domain,entity`")
+        );
+        assert!(error("ts,node,domain,entity\n").contains("names no feature"));
+        assert!(error("ts,node,domain,entity,cpu,cpu\n").contains("`cpu` appears twice"));
+        let wrong = error(&format!("{header}0,n,d,e0,1\n0,n,d,e1,1,2\n"));
+        assert!(
+            wrong.ends_with("line 3: 6 columns, the header has 5"),
+            "{wrong}"
+        );
+        let nan = error(&format!("{header}0,n,d,e0,1\n10,n,d,e0,fast\n"));
+        assert!(
+            nan.ends_with("line 3: column `cpu` is `fast`, not a number"),
+            "{nan}"
+        );
+        let unsorted = error(&format!("{header}10,n,d,e0,1\n20,n,d,e0,1\n15,n,d,e0,1\n"));
+        assert!(
+            unsorted.ends_with("line 4: ts 15 comes after 20; rows must be sorted by ts"),
+            "{unsorted}"
+        );
+        let twice = error(&format!("{header}0,n,d,e0,1\n0,n,d,e0,2\n"));
+        assert!(
+            twice.ends_with("line 3: entity `e0` appears twice at ts 0"),
+            "{twice}"
+        );
+        assert!(error(&format!("{header}-5,n,d,e0,1\n")).contains("line 2: ts `-5`"));
+        assert!(
+            error(&format!("{header}0,n,,e0,1\n")).contains("line 2: column `domain` is empty")
+        );
+    }
+
+    #[test]
+    fn training_frames_must_have_the_input_columns() {
+        let input = frames(0, 2, |_, _| 100.0);
+        let train = "ts,node,domain,entity,cpu\n0,n,d,e0,1\n";
+        let err = replay_files(&input, Some(train)).unwrap_err();
+        assert!(matches!(err, ReplayError::TrainColumns { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_missing_input_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ReplayArgs {
+            input: dir.path().join("absent.csv"),
+            output: dir.path().join("pred.csv"),
+            train: None,
+        };
+        let err = run(&args).unwrap_err().to_string();
+        assert!(
+            err.starts_with("cannot open ") && err.contains("absent.csv"),
+            "{err}"
+        );
+    }
+}
