@@ -87,7 +87,10 @@ fn container_id(leaf: &str) -> Option<(&str, Option<Runtime>)> {
 }
 
 fn is_container_id(id: &str) -> bool {
-    id.len() == 64 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// `pod<uid>` (cgroupfs) or `kubepods[-<qos>]-pod<uid_>.slice` (systemd).
@@ -186,7 +189,10 @@ mod tests {
                 format!("/kubepods/burstable/pod{UID}/crio-{ID}"),
                 container(Some(Runtime::CriO), Some(Qos::Burstable)),
             ),
-            (format!("/docker/{ID}"), container(Some(Runtime::Docker), None)),
+            (
+                format!("/docker/{ID}"),
+                container(Some(Runtime::Docker), None),
+            ),
         ];
         for (path, expected) in cases {
             assert_eq!(parse(&path), expected, "{path}");

@@ -104,7 +104,8 @@ impl OwnerLookup for LabelOwners {
             // A StatefulSet's pods are <set>-<ordinal> and its revisions <set>-<hash>;
             // a DaemonSet's pods are <set>-<suffix> and its revisions a bare hash.
             if let Some((set, ordinal)) = pod.name.rsplit_once('-') {
-                let ordinal_is_number = !ordinal.is_empty() && ordinal.bytes().all(|b| b.is_ascii_digit());
+                let ordinal_is_number =
+                    !ordinal.is_empty() && ordinal.bytes().all(|b| b.is_ascii_digit());
                 if ordinal_is_number && revision.starts_with(&format!("{set}-")) {
                     return owner(OwnerKind::StatefulSet, set);
                 }
@@ -141,7 +142,9 @@ pub fn domain_of(
     };
     Domain {
         namespace: pod.map(|pod| pod.namespace.to_owned()).unwrap_or_default(),
-        owner: pod.and_then(|pod| lookup.owner(pod)).unwrap_or_else(by_image),
+        owner: pod
+            .and_then(|pod| lookup.owner(pod))
+            .unwrap_or_else(by_image),
         container: container.to_owned(),
     }
 }
@@ -169,7 +172,11 @@ mod tests {
 
     #[test]
     fn owners_from_controller_labels() {
-        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<(OwnerKind, &'a str)>);
+        type Case<'a> = (
+            &'a str,
+            &'a [(&'a str, &'a str)],
+            Option<(OwnerKind, &'a str)>,
+        );
         let cases: &[Case] = &[
             (
                 "web-frontend-7d9f8b6c5-x2k4p",
@@ -212,9 +219,18 @@ mod tests {
     #[test]
     fn image_repositories_drop_tag_and_digest_but_keep_registry_ports() {
         assert_eq!(image_repository("nginx:1.27"), "nginx");
-        assert_eq!(image_repository("registry.local:5000/shop/cart:v2"), "registry.local:5000/shop/cart");
-        assert_eq!(image_repository("registry.local:5000/shop/cart"), "registry.local:5000/shop/cart");
-        assert_eq!(image_repository("quay.io/app@sha256:0123abcd"), "quay.io/app");
+        assert_eq!(
+            image_repository("registry.local:5000/shop/cart:v2"),
+            "registry.local:5000/shop/cart"
+        );
+        assert_eq!(
+            image_repository("registry.local:5000/shop/cart"),
+            "registry.local:5000/shop/cart"
+        );
+        assert_eq!(
+            image_repository("quay.io/app@sha256:0123abcd"),
+            "quay.io/app"
+        );
         assert_eq!(image_repository("busybox"), "busybox");
     }
 
@@ -244,7 +260,12 @@ mod tests {
         let first = domain_of(&LabelOwners, Some(&pod("cart-5f6d-aaaaa")), "app", "cart:1");
         let second = domain_of(&LabelOwners, Some(&pod("cart-5f6d-bbbbb")), "app", "cart:2");
         assert_eq!(first, second);
-        let sidecar = domain_of(&LabelOwners, Some(&pod("cart-5f6d-aaaaa")), "proxy", "envoy:1");
+        let sidecar = domain_of(
+            &LabelOwners,
+            Some(&pod("cart-5f6d-aaaaa")),
+            "proxy",
+            "envoy:1",
+        );
         assert_ne!(first, sidecar, "each container of a pod has its own domain");
     }
 }
