@@ -14,6 +14,8 @@ pub mod cri {
     }
 }
 
+pub mod uds;
+
 /// Herd's own API, `herd.v1`.
 pub mod herd {
     pub mod v1 {

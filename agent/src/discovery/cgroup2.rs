@@ -64,6 +64,11 @@ impl CgroupIndex {
         alive
     }
 
+    /// Every indexed cgroup, as of the last walk.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &Path)> {
+        self.by_id.iter().map(|(id, path)| (*id, path.as_path()))
+    }
+
     /// Walks the whole hierarchy and rebuilds the index.
     pub fn rescan(&mut self) {
         let mut by_id = HashMap::with_capacity(self.by_id.len());

@@ -1,3 +1,4 @@
-//! What leaves the agent. For now: the periodic table in the log.
+//! What leaves the agent: the periodic table in the log, the container list.
 
+pub mod container_list;
 pub mod table;

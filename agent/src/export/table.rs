@@ -4,10 +4,15 @@ use std::fmt::Write as _;
 
 use tracing::info;
 
-use crate::collect::syscalls::SyscallSample;
+use crate::collect::syscalls::{CgroupSyscalls, SyscallSample};
 
-/// Lines of the table of the `top` cgroups by syscalls per second, header first.
-pub fn busiest(sample: &SyscallSample, top: usize) -> Vec<String> {
+/// Lines of the table of the `top` cgroups by syscalls per second, header first; `name`
+/// says what to call each cgroup (its container, or its path).
+pub fn busiest(
+    sample: &SyscallSample,
+    top: usize,
+    name: impl Fn(&CgroupSyscalls) -> String,
+) -> Vec<String> {
     let mut rows: Vec<_> = sample.cgroups.iter().collect();
     rows.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.path.cmp(&b.path)));
     let mut lines = Vec::with_capacity(top.min(rows.len()) + 1);
@@ -22,7 +27,7 @@ pub fn busiest(sample: &SyscallSample, top: usize) -> Vec<String> {
             "{:>12.0} {:>12.0}  {}",
             row.calls_per_second(sample.interval),
             row.failed_per_second(sample.interval),
-            row.path.display()
+            name(row)
         );
         lines.push(line);
     }
@@ -30,14 +35,14 @@ pub fn busiest(sample: &SyscallSample, top: usize) -> Vec<String> {
 }
 
 /// Logs the table, one event per line so that each stays whole in journald.
-pub fn log_busiest(sample: &SyscallSample, top: usize) {
+pub fn log_busiest(sample: &SyscallSample, top: usize, name: impl Fn(&CgroupSyscalls) -> String) {
     info!(
         target: "herd::table",
         cgroups = sample.cgroups.len(),
         interval_s = sample.interval.as_secs_f64(),
         "busiest cgroups by syscalls"
     );
-    for line in busiest(sample, top) {
+    for line in busiest(sample, top, name) {
         info!(target: "herd::table", "{line}");
     }
 }
@@ -47,7 +52,6 @@ mod tests {
     use std::{path::PathBuf, time::Duration};
 
     use super::*;
-    use crate::collect::syscalls::CgroupSyscalls;
 
     fn row(path: &str, calls: u64, failed: u64) -> CgroupSyscalls {
         CgroupSyscalls {
@@ -68,7 +72,7 @@ mod tests {
                 row("/user.slice", 500, 2),
             ],
         };
-        let lines = busiest(&sample, 2);
+        let lines = busiest(&sample, 2, |row| row.path.display().to_string());
         assert_eq!(lines.len(), 3);
         assert!(lines[0].contains("calls/s") && lines[0].contains("cgroup"));
         assert!(lines[1].ends_with("/herd-demo"), "{}", lines[1]);
