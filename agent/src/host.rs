@@ -2,6 +2,7 @@
 //! missing piece is one plain sentence instead of a failed syscall deep inside a loader.
 
 use std::{
+    collections::HashMap,
     fs,
     path::{Path, PathBuf},
 };
@@ -32,6 +33,9 @@ pub struct Host {
     /// Mount point of the cgroup2 hierarchy (`/sys/fs/cgroup` on a pure v2 host,
     /// `/sys/fs/cgroup/unified` on a hybrid one).
     pub cgroup2: PathBuf,
+    /// Mount point of each v1 controller (`memory` → `/sys/fs/cgroup/memory`); empty on a
+    /// pure v2 host.
+    pub cgroup_v1: HashMap<String, PathBuf>,
 }
 
 #[derive(Debug, Error)]
@@ -66,18 +70,26 @@ pub fn preflight(paths: &HostPaths, euid: u32) -> Result<Host, PreflightError> {
     if !paths.btf.is_file() {
         return Err(PreflightError::NoBtf(paths.btf.clone()));
     }
-    let cgroup2 = cgroup2_mount(&paths.proc)?;
-    Ok(Host { cgroup2 })
+    cgroup_mounts(&paths.proc)
 }
 
 /// Finds the cgroup2 mount point from `<proc>/self/mountinfo`.
 pub fn cgroup2_mount(proc: &Path) -> Result<PathBuf, PreflightError> {
+    Ok(cgroup_mounts(proc)?.cgroup2)
+}
+
+/// Finds the cgroup2 mount and the v1 controller mounts from `<proc>/self/mountinfo`.
+pub fn cgroup_mounts(proc: &Path) -> Result<Host, PreflightError> {
     let path = proc.join("self/mountinfo");
     let text = fs::read_to_string(&path).map_err(|source| PreflightError::Mountinfo {
         path: path.clone(),
         source,
     })?;
-    find_cgroup2(&text).ok_or(PreflightError::NoCgroup2(path))
+    let cgroup2 = find_cgroup2(&text).ok_or(PreflightError::NoCgroup2(path))?;
+    Ok(Host {
+        cgroup2,
+        cgroup_v1: find_cgroup_v1(&text),
+    })
 }
 
 /// The mount point of the first cgroup2 line of a mountinfo table.
@@ -95,6 +107,55 @@ fn find_cgroup2(mountinfo: &str) -> Option<PathBuf> {
         let mount_point = head.split_whitespace().nth(4)?;
         Some(PathBuf::from(unescape_octal(mount_point)))
     })
+}
+
+/// The v1 controllers; the other options of a cgroup mount (`rw`, `xattr`, `noprefix`, …)
+/// are not.
+const V1_CONTROLLERS: &[&str] = &[
+    "blkio",
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "devices",
+    "freezer",
+    "hugetlb",
+    "memory",
+    "misc",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "pids",
+    "rdma",
+];
+
+/// The v1 controllers and where each is mounted; a hierarchy mounted with several
+/// controllers (`cpu,cpuacct`) gives one entry per controller, named hierarchies
+/// (`name=systemd`) none.
+fn find_cgroup_v1(mountinfo: &str) -> HashMap<String, PathBuf> {
+    let mut mounts = HashMap::new();
+    for line in mountinfo.lines() {
+        let Some((head, tail)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut tail = tail.split_whitespace();
+        let (Some("cgroup"), Some(_source), Some(options)) =
+            (tail.next(), tail.next(), tail.next())
+        else {
+            continue;
+        };
+        let Some(mount_point) = head.split_whitespace().nth(4) else {
+            continue;
+        };
+        let mount_point = PathBuf::from(unescape_octal(mount_point));
+        for option in options.split(',') {
+            if V1_CONTROLLERS.contains(&option) {
+                mounts
+                    .entry(option.to_owned())
+                    .or_insert_with(|| mount_point.clone());
+            }
+        }
+    }
+    mounts
 }
 
 /// Mount points in mountinfo escape space, tab, newline and backslash as `\ooo`.
@@ -149,6 +210,22 @@ mod tests {
     }
 
     #[test]
+    fn v1_controllers_one_entry_each() {
+        let text = format!(
+            "{HYBRID}34 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+             35 31 0:30 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n"
+        );
+        let mounts = find_cgroup_v1(&text);
+        assert_eq!(mounts["cpu"], PathBuf::from("/sys/fs/cgroup/cpu"));
+        assert_eq!(
+            mounts["cpuacct"],
+            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")
+        );
+        assert!(!mounts.contains_key("name=systemd") && !mounts.contains_key("xattr"));
+        assert_eq!(mounts.len(), 2, "{mounts:?}");
+    }
+
+    #[test]
     fn v1_only_hosts_have_no_cgroup2() {
         let v1_only: String = HYBRID.lines().filter(|l| !l.contains("cgroup2")).collect();
         assert_eq!(find_cgroup2(&v1_only), None);
@@ -186,5 +263,6 @@ mod tests {
         let (_dir, paths) = fake_host(HYBRID, true);
         let host = preflight(&paths, 0).unwrap();
         assert_eq!(host.cgroup2, PathBuf::from("/sys/fs/cgroup/unified"));
+        assert_eq!(host.cgroup_v1["cpu"], PathBuf::from("/sys/fs/cgroup/cpu"));
     }
 }
