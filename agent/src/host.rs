@@ -62,15 +62,22 @@ pub enum PreflightError {
     NoCgroup2(PathBuf),
 }
 
-/// Checks that the agent can run here: root, BTF, a cgroup2 mount.
+/// Checks that the agent can run here at all: root and a cgroup2 mount. What eBPF needs
+/// beyond that is [`check_btf`]'s: without it the agent runs on cgroup counters alone.
 pub fn preflight(paths: &HostPaths, euid: u32) -> Result<Host, PreflightError> {
     if euid != 0 {
         return Err(PreflightError::NotRoot(euid));
     }
-    if !paths.btf.is_file() {
-        return Err(PreflightError::NoBtf(paths.btf.clone()));
-    }
     cgroup_mounts(&paths.proc)
+}
+
+/// Whether the kernel describes itself in BTF, which Herd's eBPF programs need.
+pub fn check_btf(paths: &HostPaths) -> Result<(), PreflightError> {
+    if paths.btf.is_file() {
+        Ok(())
+    } else {
+        Err(PreflightError::NoBtf(paths.btf.clone()))
+    }
 }
 
 /// Finds the cgroup2 mount point from `<proc>/self/mountinfo`.
@@ -253,8 +260,12 @@ mod tests {
         assert!(err.to_string().contains("must run as root"), "{err}");
 
         let (_dir, paths) = fake_host(HYBRID, false);
-        let err = preflight(&paths, 0).unwrap_err();
+        let err = check_btf(&paths).unwrap_err();
         assert!(err.to_string().contains("no BTF description"), "{err}");
+        assert!(
+            preflight(&paths, 0).is_ok(),
+            "no BTF is no eBPF, not no agent"
+        );
 
         let (_dir, paths) = fake_host("25 30 0:23 / /sys rw - sysfs sysfs rw\n", true);
         let err = preflight(&paths, 0).unwrap_err();

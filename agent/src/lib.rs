@@ -5,6 +5,8 @@ pub mod collect;
 pub mod detect;
 pub mod discovery;
 pub mod export;
+pub mod features;
 pub mod host;
+pub mod pipeline;
 pub mod replay;
 pub mod telemetry;

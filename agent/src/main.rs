@@ -20,10 +20,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Load the eBPF programs and log a table of the busiest cgroups (the default).
+    /// Watch every container, compare it with its peers, log findings (the default).
     Run(cmd::run::RunArgs),
     /// Print the containers on this node: pod, namespace, name, domain, cgroup id, age.
     Containers(cmd::containers::ContainersArgs),
+    /// Check what this host offers: root, cgroups, pressure, BTF, eBPF, container runtime.
+    Probe(cmd::probe::ProbeArgs),
     /// Score recorded feature frames offline: `ts,node,domain,entity,<feature…>` in,
     /// `ts,entity,score,flag` out.
     Replay(herd_agent::replay::ReplayArgs),
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => cmd::block_on(cmd::run::run(args)),
         None => cmd::block_on(cmd::run::run(cli.run)),
         Some(Command::Containers(args)) => cmd::block_on(cmd::containers::run(args)),
+        Some(Command::Probe(args)) => cmd::block_on(cmd::probe::run(args)),
         Some(Command::Replay(args)) => herd_agent::replay::run(&args)
             .map(drop)
             .map_err(anyhow::Error::from),

@@ -135,7 +135,7 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
         source,
     })?;
     let summary = replay(
-        DetectConfig::default(),
+        crate::features::detect_config(&input.features),
         train,
         input,
         BufWriter::new(output),

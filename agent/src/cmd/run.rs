@@ -1,37 +1,50 @@
-//! `herd-agent run`: load the probes, keep the container table, log the busiest cgroups.
+//! `herd-agent run`: keep the container table, read every container each window, score it
+//! against its peers, and log the busiest cgroups and any findings.
 
-use std::time::Duration;
+use std::{fs::File, io::BufWriter, path::PathBuf, time::Duration, time::SystemTime};
 
 use anyhow::Context as _;
 use clap::Args;
 use herd_agent::{
-    collect::{ebpf::EbpfPrograms, syscalls::SyscallSampler},
+    collect::{
+        cgroup::CgroupMounts,
+        ebpf::{EbpfPrograms, SyscallCountMap},
+        syscalls::SyscallSampler,
+    },
     discovery::{
         cgroup2::CgroupIndex,
         poller::{Discovery, DiscoveryConfig},
     },
-    export::table,
-    host::{self, HostPaths},
+    export::{findings, table},
+    features::NodeCapacity,
+    host::{self, Host, HostPaths},
+    pipeline::Pipeline,
 };
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::cmd::DiscoveryArgs;
 
 #[derive(Args, Clone, Debug)]
 pub struct RunArgs {
-    /// Time between two readings of the counters.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    /// Length of a detection window: every container is read and scored once per window.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     interval: Duration,
     /// Time between two polls of the cgroups and the container runtime.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     discovery_interval: Duration,
-    /// How many cgroups the table shows.
+    /// How many cgroups the syscall table shows each window.
     #[arg(long, default_value_t = 10)]
     top: usize,
     /// Stop after this long instead of running until SIGINT or SIGTERM.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
+    /// This node's name in findings and frames (the DaemonSet passes spec.nodeName).
+    #[arg(long, env = "HERD_NODE_NAME")]
+    node_name: Option<String>,
+    /// Also write every window's feature frames to this CSV file (`replay` reads it).
+    #[arg(long)]
+    record: Option<PathBuf>,
     #[command(flatten)]
     discovery: DiscoveryArgs,
 }
@@ -47,20 +60,48 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let host = host::preflight(&paths, euid)?;
     info!(cgroup2 = %host.cgroup2.display(), "host checks passed");
 
-    let mut programs = EbpfPrograms::load().context("loading the eBPF programs")?;
-    let counters = programs.take_syscall_counts()?;
-    let mut sampler = SyscallSampler::new(counters, CgroupIndex::new(&host.cgroup2));
+    let mut programs = load_ebpf(&paths);
+    let mut sampler = match &mut programs {
+        Some(programs) => Some(syscall_sampler(programs, &host)?),
+        None => None,
+    };
     let mut discovery = Discovery::new(DiscoveryConfig {
         runtime_socket: args.discovery.runtime_socket.clone(),
         min_age: args.discovery.min_age,
         cgroup2: host.cgroup2.clone(),
         proc: paths.proc.clone(),
     });
+    let record = match &args.record {
+        Some(path) => {
+            let file = File::create(path)
+                .with_context(|| format!("creating the frame file {}", path.display()))?;
+            info!(file = %path.display(), "recording feature frames");
+            Some(Box::new(BufWriter::new(file)) as Box<dyn std::io::Write + Send>)
+        }
+        None => None,
+    };
+    let node = args.node_name.clone().unwrap_or_else(hostname);
+    let mounts = CgroupMounts {
+        cgroup2: host.cgroup2.clone(),
+        v1: host.cgroup_v1.clone(),
+    };
+    let mut pipeline = Pipeline::new(
+        node.clone(),
+        mounts,
+        paths.proc.clone(),
+        NodeCapacity::of_this_host(),
+        record,
+    )?;
 
-    let mut ticks = tokio::time::interval(args.interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
-    let mut polls = tokio::time::interval(args.discovery_interval);
+    // The first discovery poll comes before the first window, so that it has containers.
+    discovery.poll().await;
+    let mut windows =
+        tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
+    windows.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut polls = tokio::time::interval_at(
+        tokio::time::Instant::now() + args.discovery_interval,
+        args.discovery_interval,
+    );
     polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = async {
         match args.duration {
@@ -71,28 +112,37 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tokio::pin!(deadline);
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    info!(interval = ?args.interval, "watching syscalls per cgroup");
+    info!(
+        %node,
+        window = ?args.interval,
+        containers = discovery.table().len(),
+        "watching"
+    );
     loop {
         tokio::select! {
             _ = polls.tick() => {
                 let changes = discovery.poll().await;
                 for id in &changes.added {
                     if let Some(container) = discovery.table().get(id) {
-                        info!(container = %container.label(), id = %&id[..12], "container appeared");
+                        info!(container = %container.label(), id = %short(id), "container appeared");
                     }
                 }
                 for id in &changes.removed {
-                    info!(id = %&id[..12], "container gone");
+                    info!(id = %short(id), "container gone");
                 }
             }
-            _ = ticks.tick() => {
-                let sample = sampler.sample()?;
+            _ = windows.tick() => {
+                let sample = sampler.as_mut().map(SyscallSampler::sample).transpose()?;
                 let containers = discovery.table();
-                table::log_busiest(&sample, args.top, |row| {
-                    containers
-                        .by_cgroup_id(row.cgroup_id)
-                        .map_or_else(|| row.path.display().to_string(), |c| c.label())
-                });
+                let report = pipeline.window(containers, sample.as_ref(), SystemTime::now())?;
+                findings::log_report(&report);
+                if let Some(sample) = &sample {
+                    table::log_busiest(sample, args.top, |row| {
+                        containers
+                            .by_cgroup_id(row.cgroup_id)
+                            .map_or_else(|| row.path.display().to_string(), |c| c.label())
+                    });
+                }
             }
             _ = &mut deadline => {
                 info!("--duration reached; stopping");
@@ -110,4 +160,43 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     drop(programs);
     Ok(())
+}
+
+/// The eBPF programs, or `None` (said once, plainly) when this kernel or build cannot have
+/// them: the agent then runs on cgroup and namespace counters alone.
+fn load_ebpf(paths: &HostPaths) -> Option<EbpfPrograms> {
+    let loaded = host::check_btf(paths)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| EbpfPrograms::load().map_err(anyhow::Error::from));
+    match loaded {
+        Ok(programs) => Some(programs),
+        Err(err) => {
+            warn!(
+                "eBPF is not available ({err:#}); running on cgroup and network-namespace \
+                 counters only: no syscall signals"
+            );
+            None
+        }
+    }
+}
+
+fn syscall_sampler(
+    programs: &mut EbpfPrograms,
+    host: &Host,
+) -> anyhow::Result<SyscallSampler<SyscallCountMap>> {
+    let counters = programs.take_syscall_counts()?;
+    Ok(SyscallSampler::new(
+        counters,
+        CgroupIndex::new(&host.cgroup2),
+    ))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "unknown-node".to_owned())
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }

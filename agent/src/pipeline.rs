@@ -1,0 +1,131 @@
+//! One detection window on a node: collect → features → detect → export, over the
+//! containers discovery knows. The run loop calls [`Pipeline::window`] once per window.
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use thiserror::Error;
+
+use crate::{
+    collect::{
+        cgroup::{CgroupCollector, CgroupMounts},
+        netns::NetnsCollector,
+        syscalls::SyscallSample,
+    },
+    detect::{DetectError, Detector, Observation, Subject, WindowReport},
+    discovery::containers::ContainerTable,
+    export::frames::{FrameError, FrameRow, FrameWriter},
+    features::{self, FeatureBuilder, NodeCapacity, WindowInput},
+};
+
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+    #[error(transparent)]
+    Frames(#[from] FrameError),
+}
+
+/// The per-window state of the node: open counter files, previous readings, baselines.
+pub struct Pipeline {
+    node: String,
+    cgroups: CgroupCollector,
+    netns: NetnsCollector,
+    features: FeatureBuilder,
+    detector: Detector,
+    frames: Option<FrameWriter<Box<dyn Write + Send>>>,
+    last: Instant,
+}
+
+impl Pipeline {
+    pub fn new(
+        node: String,
+        mounts: CgroupMounts,
+        proc: PathBuf,
+        capacity: NodeCapacity,
+        record: Option<Box<dyn Write + Send>>,
+    ) -> Result<Self, PipelineError> {
+        let names = features::names();
+        let detector = Detector::new(features::detect_config(&names), names.clone())?;
+        let frames = record
+            .map(|out| FrameWriter::new(out, &names))
+            .transpose()?;
+        Ok(Self {
+            node,
+            cgroups: CgroupCollector::new(mounts),
+            netns: NetnsCollector::new(proc),
+            features: FeatureBuilder::new(capacity),
+            detector,
+            frames,
+            last: Instant::now(),
+        })
+    }
+
+    /// Reads every container, scores the window, records the frame; returns what the
+    /// detector found. `syscalls` is `None` when eBPF is not available.
+    pub fn window(
+        &mut self,
+        table: &ContainerTable,
+        syscalls: Option<&SyscallSample>,
+        at: SystemTime,
+    ) -> Result<WindowReport, PipelineError> {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last);
+        self.last = now;
+        let cgroups = self.cgroups.collect(table);
+        let net = self.netns.collect(table);
+        let input = WindowInput {
+            elapsed,
+            cgroups: &cgroups,
+            net: &net,
+            syscalls,
+        };
+        let vectors = self.features.window(table, &input);
+        let observations: Vec<Observation> = vectors
+            .into_iter()
+            .filter_map(|(id, values)| {
+                let container = table.get(&id)?;
+                let pod = container.pod.as_ref();
+                Some(Observation {
+                    subject: Subject {
+                        domain: container.domain.as_ref().map_or_else(
+                            // Without the runtime, a container is its own domain: it is
+                            // compared with its own past.
+                            || format!("unnamed:{}", container.cgroup.display()),
+                            ToString::to_string,
+                        ),
+                        pod: pod.map(|p| p.name.clone()),
+                        namespace: pod.map(|p| p.namespace.clone()),
+                        node: self.node.clone(),
+                        entity: id,
+                    },
+                    values,
+                })
+            })
+            .collect();
+        if let Some(frames) = &mut self.frames {
+            let ts = at
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            frames.window(
+                ts,
+                observations.iter().map(|o| FrameRow {
+                    node: &o.subject.node,
+                    domain: &o.subject.domain,
+                    entity: &o.subject.entity,
+                    values: &o.values,
+                }),
+            )?;
+        }
+        Ok(self.detector.observe(at, &observations)?)
+    }
+
+    /// The detector, for its open findings.
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+}
