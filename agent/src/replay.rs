@@ -428,8 +428,11 @@ mod tests {
 
     use super::*;
 
+    const MIB: f64 = 1024.0 * 1024.0;
+
     /// Frames of one domain of five entities `e0…e4` over `windows` windows from ts `from`;
-    /// `memory(w, m)` gives entity m's memory in window w. e1 has no CPU value (missing).
+    /// `memory(w, m)` gives entity m's memory in window w, in MiB. e1 has no CPU value
+    /// (missing).
     fn frames(from: usize, windows: usize, memory: impl Fn(usize, usize) -> f64) -> String {
         let mut csv = String::from("ts,node,domain,entity,cpu,memory_working_set\n");
         for w in from..from + windows {
@@ -440,7 +443,7 @@ mod tests {
                     format!("{}", 1.0 + (w + m) as f64 % 3.0 * 0.01)
                 };
                 let ts = 10 * w;
-                let mem = memory(w, m) * (1.0 + (w * 3 + m) as f64 % 4.0 * 0.005);
+                let mem = memory(w, m) * MIB * (1.0 + (w * 3 + m) as f64 % 4.0 * 0.005);
                 writeln!(csv, "{ts},node-1,shop/web,e{m},{cpu},{mem}").unwrap();
             }
         }

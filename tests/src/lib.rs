@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 pub mod cgroup;
+pub mod lab;
 pub mod load;
 
 /// A binary of the workspace built in the same profile as the running test: test binaries

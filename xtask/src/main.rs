@@ -3,6 +3,7 @@
 mod bench;
 mod cmd;
 mod demo;
+mod lab;
 mod setup;
 mod test;
 
@@ -25,6 +26,8 @@ enum Command {
     Test,
     /// Measure what the probes cost; results go to target/herd-bench/.
     Bench,
+    /// A real container node on this machine over CRI: `up [--spec FILE]`, `status`, `down`.
+    Lab(lab::LabArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +36,6 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(&args),
         Command::Test => test::run(),
         Command::Bench => bench::run(),
+        Command::Lab(args) => lab::run(&args),
     }
 }

@@ -29,20 +29,36 @@ impl KeptFile {
     }
 
     /// The whole current content, read into `buf` (reused across reads).
+    ///
+    /// One `pread` per read: kernfs and seq_file fill the buffer as far as the text goes,
+    /// so a short read is the end, and only a full buffer needs another, larger read.
     pub fn read<'b>(&self, buf: &'b mut Vec<u8>) -> io::Result<&'b str> {
         buf.clear();
-        let mut chunk = [0u8; 4096];
+        buf.reserve(MIN_BUFFER);
         loop {
-            let offset = u64::try_from(buf.len()).unwrap_or(u64::MAX);
-            let n = self.file.read_at(&mut chunk, offset)?;
-            if n == 0 {
+            let filled = buf.len();
+            let room = buf.capacity();
+            buf.resize(room, 0);
+            let offset = u64::try_from(filled).unwrap_or(u64::MAX);
+            let n = match self.file.read_at(&mut buf[filled..], offset) {
+                Ok(n) => n,
+                Err(err) => {
+                    buf.truncate(filled);
+                    return Err(err);
+                }
+            };
+            buf.truncate(filled + n);
+            if filled + n < room {
                 break;
             }
-            buf.extend_from_slice(&chunk[..n]);
+            buf.reserve(room);
         }
         std::str::from_utf8(buf).map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))
     }
 }
+
+/// Large enough for every cgroup file and most of /proc/<pid>/net in one read.
+const MIN_BUFFER: usize = 16 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -57,8 +73,12 @@ mod tests {
         let mut buf = Vec::new();
         assert_eq!(kept.read(&mut buf).unwrap(), "4096\n");
 
-        let long = "x".repeat(10_000);
+        let long = "x".repeat(100_000);
         std::fs::write(&path, &long).unwrap();
-        assert_eq!(kept.read(&mut buf).unwrap(), long, "longer than one chunk");
+        assert_eq!(
+            kept.read(&mut buf).unwrap(),
+            long,
+            "longer than the first buffer"
+        );
     }
 }

@@ -131,8 +131,14 @@ impl ContainerTable {
             let Some(parsed) = path.to_str().and_then(cgroup_path::parse) else {
                 continue;
             };
-            // The pause container holds the pod's namespaces; it is not a workload.
-            if runtime.is_some_and(|snapshot| snapshot.is_sandbox(&parsed.id)) {
+            // The pause container holds the pod's namespaces; it is not a workload. The
+            // runtime knows which containers are sandboxes; without it, the sandbox is the
+            // container whose process is `pause`.
+            let sandbox = match runtime {
+                Some(snapshot) => snapshot.is_sandbox(&parsed.id),
+                None => self.runs_pause(path),
+            };
+            if sandbox {
                 continue;
             }
             seen.insert(parsed.id.clone());
@@ -173,6 +179,22 @@ impl ContainerTable {
     }
 }
 
+impl ContainerTable {
+    fn runs_pause(&self, cgroup: &Path) -> bool {
+        first_pid(&self.cgroup2, cgroup).is_some_and(|pid| {
+            fs::read_to_string(self.proc.join(pid.to_string()).join("comm"))
+                .is_ok_and(|comm| comm.trim() == "pause")
+        })
+    }
+}
+
+/// A process of the cgroup, from its `cgroup.procs`.
+fn first_pid(cgroup2: &Path, cgroup: &Path) -> Option<u32> {
+    let relative = cgroup.strip_prefix("/").unwrap_or(cgroup);
+    let procs = fs::read_to_string(cgroup2.join(relative).join("cgroup.procs")).ok()?;
+    procs.lines().find_map(|line| line.trim().parse().ok())
+}
+
 /// Finds a live process of the container and, through it, the container's v1 paths.
 fn refresh_process(container: &mut Container, proc: &Path, cgroup2: &Path) {
     let alive = container
@@ -181,12 +203,7 @@ fn refresh_process(container: &mut Container, proc: &Path, cgroup2: &Path) {
     if alive {
         return;
     }
-    let relative = container
-        .cgroup
-        .strip_prefix("/")
-        .unwrap_or(&container.cgroup);
-    let procs = fs::read_to_string(cgroup2.join(relative).join("cgroup.procs")).unwrap_or_default();
-    container.pid = procs.lines().find_map(|line| line.trim().parse().ok());
+    container.pid = first_pid(cgroup2, &container.cgroup);
     if let Some(pid) = container.pid {
         match fs::read_to_string(proc.join(pid.to_string()).join("cgroup")) {
             Ok(text) => container.controllers = v1_paths(&text),
@@ -333,6 +350,28 @@ mod tests {
         );
         assert_eq!(table.get(APP).unwrap().label(), "shop/web-5f6d-aaaaa/app");
         assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn without_the_runtime_the_pause_container_is_known_by_its_process() {
+        let (dir, mut table) = table();
+        let now = SystemTime::now();
+        let (sandbox, app) = (path(SANDBOX), path(APP));
+        for (cgroup, pid, comm) in [(&sandbox, "41", "pause\n"), (&app, "42", "nginx\n")] {
+            let cgroup_dir = dir
+                .path()
+                .join("cgroup")
+                .join(cgroup.strip_prefix("/").unwrap());
+            fs::create_dir_all(&cgroup_dir).unwrap();
+            fs::write(cgroup_dir.join("cgroup.procs"), format!("{pid}\n")).unwrap();
+            let proc_dir = dir.path().join("proc").join(pid);
+            fs::create_dir_all(&proc_dir).unwrap();
+            fs::write(proc_dir.join("comm"), comm).unwrap();
+        }
+        let cgroups = [(10, sandbox.as_path()), (11, app.as_path())];
+        let changes = table.update(cgroups, None, &LabelOwners, now);
+        assert_eq!(changes.added, vec![APP.to_owned()]);
+        assert_eq!(table.get(APP).unwrap().pid, Some(42));
     }
 
     #[test]

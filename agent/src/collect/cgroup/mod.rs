@@ -58,17 +58,14 @@ pub struct CgroupCounters {
 
 type Fill = fn(&str, &mut CgroupCounters);
 
-/// cgroup2 files, read first: on a hybrid host only `cpu.stat` and the pressure files
-/// exist there, and the v1 files below take precedence for what both have.
+/// cgroup2 counter files: on a hybrid host only `cpu.stat` and the pressure files exist
+/// there, and the v1 files below fill in the rest.
 const V2_FILES: &[(&str, Fill)] = &[
     ("cpu.stat", |t, c| {
         c.cpu_usage_ns = parse::keyed(t, "usage_usec").map(|us| us * 1000);
         c.cpu_periods = parse::keyed(t, "nr_periods");
         c.cpu_throttled_periods = parse::keyed(t, "nr_throttled");
         c.cpu_throttled_ns = parse::keyed(t, "throttled_usec").map(|us| us * 1000);
-    }),
-    ("cpu.max", |t, c| {
-        (c.cpu_quota_us, c.cpu_period_us) = parse::cpu_max(t)
     }),
     ("memory.current", |t, c| {
         c.memory_usage_bytes = parse::single(t)
@@ -77,13 +74,11 @@ const V2_FILES: &[(&str, Fill)] = &[
         c.memory_inactive_file_bytes = parse::keyed(t, "inactive_file");
         c.major_faults = parse::keyed(t, "pgmajfault");
     }),
-    ("memory.max", |t, c| c.memory_limit_bytes = parse::single(t)),
     ("memory.events", |t, c| {
         c.memory_limit_hits = parse::keyed(t, "max");
         c.oom_kills = parse::keyed(t, "oom_kill");
     }),
     ("pids.current", |t, c| c.pids_current = parse::single(t)),
-    ("pids.max", |t, c| c.pids_max = parse::single(t)),
     ("pids.events", |t, c| {
         c.fork_failures = parse::keyed(t, "max")
     }),
@@ -106,21 +101,22 @@ const V2_FILES: &[(&str, Fill)] = &[
     }),
 ];
 
-/// v1 files by controller.
-const V1_FILES: &[(&str, &str, Fill)] = &[
-    ("cpuacct", "cpuacct.usage", |t, c| {
-        c.cpu_usage_ns = parse::single(t)
+/// cgroup2 limits: they change only when someone resizes the container, so they are read
+/// once every [`LIMITS_EVERY`] reads.
+const V2_LIMITS: &[(&str, Fill)] = &[
+    ("cpu.max", |t, c| {
+        (c.cpu_quota_us, c.cpu_period_us) = parse::cpu_max(t);
     }),
+    ("memory.max", |t, c| c.memory_limit_bytes = parse::single(t)),
+    ("pids.max", |t, c| c.pids_max = parse::single(t)),
+];
+
+/// v1 counter files by controller.
+const V1_FILES: &[(&str, &str, Fill)] = &[
     ("cpu", "cpu.stat", |t, c| {
         c.cpu_periods = parse::keyed(t, "nr_periods");
         c.cpu_throttled_periods = parse::keyed(t, "nr_throttled");
         c.cpu_throttled_ns = parse::keyed(t, "throttled_time");
-    }),
-    ("cpu", "cpu.cfs_quota_us", |t, c| {
-        c.cpu_quota_us = parse::single(t)
-    }),
-    ("cpu", "cpu.cfs_period_us", |t, c| {
-        c.cpu_period_us = parse::single(t)
     }),
     ("memory", "memory.usage_in_bytes", |t, c| {
         c.memory_usage_bytes = parse::single(t);
@@ -129,11 +125,8 @@ const V1_FILES: &[(&str, &str, Fill)] = &[
         c.memory_inactive_file_bytes = parse::keyed(t, "total_inactive_file");
         c.major_faults = parse::keyed(t, "total_pgmajfault");
     }),
-    ("memory", "memory.limit_in_bytes", |t, c| {
-        c.memory_limit_bytes = parse::single(t);
-    }),
     ("memory", "memory.failcnt", |t, c| {
-        c.memory_limit_hits = parse::single(t)
+        c.memory_limit_hits = parse::single(t);
     }),
     ("memory", "memory.oom_control", |t, c| {
         c.oom_kills = parse::keyed(t, "oom_kill");
@@ -141,7 +134,6 @@ const V1_FILES: &[(&str, &str, Fill)] = &[
     ("pids", "pids.current", |t, c| {
         c.pids_current = parse::single(t)
     }),
-    ("pids", "pids.max", |t, c| c.pids_max = parse::single(t)),
     ("pids", "pids.events", |t, c| {
         c.fork_failures = parse::keyed(t, "max")
     }),
@@ -152,6 +144,28 @@ const V1_FILES: &[(&str, &str, Fill)] = &[
         (c.io_read_ops, c.io_write_ops) = parse::blkio_read_write(t);
     }),
 ];
+
+/// v1 limits by controller, read like [`V2_LIMITS`].
+const V1_LIMITS: &[(&str, &str, Fill)] = &[
+    ("cpu", "cpu.cfs_quota_us", |t, c| {
+        c.cpu_quota_us = parse::single(t)
+    }),
+    ("cpu", "cpu.cfs_period_us", |t, c| {
+        c.cpu_period_us = parse::single(t);
+    }),
+    ("memory", "memory.limit_in_bytes", |t, c| {
+        c.memory_limit_bytes = parse::single(t);
+    }),
+    ("pids", "pids.max", |t, c| c.pids_max = parse::single(t)),
+];
+
+const LIMITS_EVERY: u32 = 6;
+
+/// CPU time from v1 `cpuacct`, read only where cgroup2 has no `cpu.stat` for the container
+/// (both count the same nanoseconds).
+const V1_CPU_USAGE: (&str, &str, Fill) = ("cpuacct", "cpuacct.usage", |t, c| {
+    c.cpu_usage_ns = parse::single(t);
+});
 
 /// Where a host mounts its cgroup hierarchies.
 #[derive(Clone, Debug)]
@@ -164,7 +178,11 @@ pub struct CgroupMounts {
 /// A container's counter files, open.
 #[derive(Debug)]
 pub struct CgroupReader {
-    files: Vec<(KeptFile, Fill)>,
+    counters: Vec<(KeptFile, Fill)>,
+    limits: Vec<(KeptFile, Fill)>,
+    /// The limits as last read; counters start from them.
+    last_limits: CgroupCounters,
+    reads: u32,
     /// The paths the files were opened for: a change means the container moved.
     opened_for: (PathBuf, BTreeMap<String, PathBuf>),
 }
@@ -173,41 +191,62 @@ impl CgroupReader {
     /// Opens every counter file that exists for a container with this cgroup2 path and
     /// these v1 paths (controller → path below that controller's mount).
     pub fn open(mounts: &CgroupMounts, cgroup2: &Path, v1: &BTreeMap<String, PathBuf>) -> Self {
-        let mut files = Vec::new();
         let below = |mount: &Path, path: &Path| mount.join(path.strip_prefix("/").unwrap_or(path));
         let dir = below(&mounts.cgroup2, cgroup2);
-        for (name, fill) in V2_FILES {
-            if let Ok(file) = KeptFile::open(dir.join(name)) {
-                files.push((file, *fill));
-            }
+        let open_v2 = |table: &[(&str, Fill)]| -> Vec<(KeptFile, Fill)> {
+            table
+                .iter()
+                .filter_map(|(name, fill)| Some((KeptFile::open(dir.join(name)).ok()?, *fill)))
+                .collect()
+        };
+        let open_v1 = |table: &[(&str, &str, Fill)]| -> Vec<(KeptFile, Fill)> {
+            table
+                .iter()
+                .filter_map(|(controller, name, fill)| {
+                    let path = below(mounts.v1.get(*controller)?, v1.get(*controller)?);
+                    Some((KeptFile::open(path.join(name)).ok()?, *fill))
+                })
+                .collect()
+        };
+        let mut counters = open_v2(V2_FILES);
+        if !dir.join("cpu.stat").exists() {
+            counters.extend(open_v1(&[V1_CPU_USAGE]));
         }
-        for (controller, name, fill) in V1_FILES {
-            let (Some(mount), Some(path)) = (mounts.v1.get(*controller), v1.get(*controller))
-            else {
-                continue;
-            };
-            if let Ok(file) = KeptFile::open(below(mount, path).join(name)) {
-                files.push((file, *fill));
-            }
-        }
+        counters.extend(open_v1(V1_FILES));
+        let mut limits = open_v2(V2_LIMITS);
+        limits.extend(open_v1(V1_LIMITS));
         Self {
-            files,
+            counters,
+            limits,
+            last_limits: CgroupCounters::default(),
+            reads: 0,
             opened_for: (cgroup2.to_owned(), v1.clone()),
         }
     }
 
-    /// Reads every open file. A file that fails (the cgroup is being removed) leaves its
-    /// counters `None`.
-    pub fn read(&self, buf: &mut Vec<u8>) -> CgroupCounters {
-        let mut counters = CgroupCounters::default();
-        for (file, fill) in &self.files {
-            match file.read(buf) {
-                Ok(text) => fill(text, &mut counters),
-                Err(err) => log_read_error(file.path(), &err),
-            }
+    /// Reads the counter files, and the limit files every [`LIMITS_EVERY`] reads. A file
+    /// that fails (the cgroup is being removed) leaves its counters `None`.
+    pub fn read(&mut self, buf: &mut Vec<u8>) -> CgroupCounters {
+        if self.reads.is_multiple_of(LIMITS_EVERY) {
+            self.last_limits = read_all(&self.limits, CgroupCounters::default(), buf);
         }
-        counters
+        self.reads = self.reads.wrapping_add(1);
+        read_all(&self.counters, self.last_limits, buf)
     }
+}
+
+fn read_all(
+    files: &[(KeptFile, Fill)],
+    mut counters: CgroupCounters,
+    buf: &mut Vec<u8>,
+) -> CgroupCounters {
+    for (file, fill) in files {
+        match file.read(buf) {
+            Ok(text) => fill(text, &mut counters),
+            Err(err) => log_read_error(file.path(), &err),
+        }
+    }
+    counters
 }
 
 fn log_read_error(path: &Path, err: &io::Error) {
@@ -252,7 +291,7 @@ impl CgroupCollector {
                     CgroupReader::open(&self.mounts, &container.cgroup, &container.controllers);
                 self.readers.insert(container.id.clone(), reader);
             }
-            if let Some(reader) = self.readers.get(&container.id) {
+            if let Some(reader) = self.readers.get_mut(&container.id) {
                 out.insert(container.id.clone(), reader.read(&mut self.buf));
             }
         }
@@ -352,13 +391,13 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let container = "/kubepods/burstable/podX/abc";
         let mounts = hybrid_host(root.path(), container);
-        let reader = CgroupReader::open(&mounts, Path::new(container), &paths(container));
+        let mut reader = CgroupReader::open(&mounts, Path::new(container), &paths(container));
         let c = reader.read(&mut Vec::new());
 
         assert_eq!(
             c.cpu_usage_ns,
-            Some(5_000_000_000),
-            "v1 cpuacct wins over v2 cpu.stat"
+            Some(4_999_000_000),
+            "cgroup2 cpu.stat; cpuacct counts the same and is not read too"
         );
         assert_eq!(
             (c.cpu_periods, c.cpu_throttled_periods),
@@ -394,6 +433,37 @@ mod tests {
             (c.io_pressure_some_us, c.io_pressure_full_us),
             (Some(300), Some(200))
         );
+    }
+
+    #[test]
+    fn limits_are_read_every_few_reads_and_held_between() {
+        let root = tempfile::tempdir().unwrap();
+        let container = "/kubepods/burstable/podX/abc";
+        let mounts = hybrid_host(root.path(), container);
+        let mut reader = CgroupReader::open(&mounts, Path::new(container), &paths(container));
+        let mut buf = Vec::new();
+        assert_eq!(reader.read(&mut buf).memory_limit_bytes, Some(268_435_456));
+
+        let memory = root
+            .path()
+            .join("memory")
+            .join(container.trim_start_matches('/'));
+        write(&memory, "memory.limit_in_bytes", "536870912\n");
+        write(&memory, "memory.usage_in_bytes", "1\n");
+        for _ in 1..LIMITS_EVERY {
+            let c = reader.read(&mut buf);
+            assert_eq!(
+                c.memory_limit_bytes,
+                Some(268_435_456),
+                "held between limit reads"
+            );
+            assert_eq!(
+                c.memory_usage_bytes,
+                Some(1),
+                "counters are read every time"
+            );
+        }
+        assert_eq!(reader.read(&mut buf).memory_limit_bytes, Some(536_870_912));
     }
 
     #[test]

@@ -1,0 +1,223 @@
+//! The kubelet's side of pod cgroups with the cgroupfs driver: where a pod's cgroup lives
+//! per QoS class, its pids limit, and removing it when the pod goes (containerd removes
+//! only the containers' own cgroups).
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use super::{
+    LabError,
+    paths::{CGROUP_ROOT, KUBEPODS},
+};
+
+/// The pod's QoS class, as the kubelet derives it from requests and limits. The lab sets
+/// limits only, and the kubelet then takes requests equal to the limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Qos {
+    Guaranteed,
+    Burstable,
+    BestEffort,
+}
+
+impl Qos {
+    pub fn of(cpu_limited: bool, memory_limited: bool) -> Self {
+        match (cpu_limited, memory_limited) {
+            (true, true) => Self::Guaranteed,
+            (false, false) => Self::BestEffort,
+            _ => Self::Burstable,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Guaranteed => "guaranteed",
+            Self::Burstable => "burstable",
+            Self::BestEffort => "besteffort",
+        }
+    }
+
+    /// The pod's cgroup parent. Like the kubelet, Guaranteed pods sit directly under
+    /// `/kubepods`; the other classes have a level of their own.
+    pub fn cgroup_parent(self, uid: &str) -> String {
+        match self {
+            Self::Guaranteed => format!("/{KUBEPODS}/pod{uid}"),
+            Self::Burstable | Self::BestEffort => {
+                format!("/{KUBEPODS}/{}/pod{uid}", self.as_str())
+            }
+        }
+    }
+}
+
+/// A mounted cgroup hierarchy: a v1 controller (or named hierarchy) or cgroup2.
+#[derive(Clone, Debug)]
+pub struct Hierarchy {
+    /// `cpu`, `memory`, `name=systemd`, … or empty for cgroup2.
+    pub controllers: String,
+    pub mount: PathBuf,
+}
+
+/// Every cgroup hierarchy mounted below /sys/fs/cgroup.
+pub fn hierarchies() -> Vec<Hierarchy> {
+    let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mount = left.split_whitespace().nth(4)?;
+            let mut right = right.split_whitespace();
+            let fstype = right.next()?;
+            let options = right.nth(1)?;
+            if !mount.starts_with(CGROUP_ROOT) {
+                return None;
+            }
+            let controllers = match fstype {
+                "cgroup2" => String::new(),
+                "cgroup" => options
+                    .split(',')
+                    .filter(|o| !matches!(*o, "rw" | "ro") && !o.contains("xattr"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                _ => return None,
+            };
+            Some(Hierarchy {
+                controllers,
+                mount: PathBuf::from(mount),
+            })
+        })
+        .collect()
+}
+
+/// Makes the pod's cgroup in the pids controller with `pids.max`, before the sandbox
+/// starts, as the kubelet's pod PIDs limit does.
+pub fn limit_pod_pids(cgroup_parent: &str, pids_max: u32) -> Result<(), LabError> {
+    let Some(pids) = hierarchies().into_iter().find(|h| h.controllers == "pids") else {
+        return Ok(());
+    };
+    let dir = pids.mount.join(cgroup_parent.trim_start_matches('/'));
+    fs::create_dir_all(&dir).map_err(LabError::io(&dir))?;
+    let file = dir.join("pids.max");
+    fs::write(&file, pids_max.to_string()).map_err(LabError::io(&file))
+}
+
+/// Removes the cgroup at `path` (relative to each mount) and everything below it, in
+/// every hierarchy. Empty cgroups can be removed a moment after their last task exits,
+/// so busy ones are retried briefly.
+pub fn remove_everywhere(path: &str) -> Result<(), LabError> {
+    for hierarchy in hierarchies() {
+        let dir = hierarchy.mount.join(path.trim_start_matches('/'));
+        remove_tree(&dir)?;
+    }
+    Ok(())
+}
+
+fn remove_tree(dir: &Path) -> Result<(), LabError> {
+    let children = match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect::<Vec<_>>(),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(LabError::Io {
+                path: dir.into(),
+                source,
+            });
+        }
+    };
+    for child in children {
+        remove_tree(&child)?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(source) => {
+                return Err(LabError::Io {
+                    path: dir.into(),
+                    source,
+                });
+            }
+        }
+    }
+}
+
+/// The pids in `path` or below it, in any hierarchy.
+pub fn procs_below(path: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for hierarchy in hierarchies() {
+        collect_procs(
+            &hierarchy.mount.join(path.trim_start_matches('/')),
+            &mut pids,
+        );
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+fn collect_procs(dir: &Path, pids: &mut Vec<u32>) {
+    if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
+        pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+    }
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.filter_map(Result::ok) {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_procs(&entry.path(), pids);
+            }
+        }
+    }
+}
+
+/// `/sys/fs/cgroup/<hierarchy>/kubepods` directories that exist.
+pub fn kubepods_dirs() -> Vec<PathBuf> {
+    hierarchies()
+        .into_iter()
+        .map(|h| h.mount.join(KUBEPODS))
+        .filter(|dir| dir.exists())
+        .collect()
+}
+
+/// A process's cgroup path per hierarchy, from /proc/<pid>/cgroup: (controllers, path),
+/// controllers empty for cgroup2.
+pub fn of_process(pid: u32) -> Vec<(String, String)> {
+    fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .map(|text| {
+            text.lines()
+                .filter_map(|line| {
+                    let mut parts = line.splitn(3, ':');
+                    let _id = parts.next()?;
+                    Some((parts.next()?.to_owned(), parts.next()?.to_owned()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_parents_follow_the_kubelet() {
+        assert_eq!(Qos::of(true, true), Qos::Guaranteed);
+        assert_eq!(Qos::of(true, false), Qos::Burstable);
+        assert_eq!(Qos::of(false, false), Qos::BestEffort);
+        assert_eq!(Qos::Guaranteed.cgroup_parent("u1"), "/kubepods/podu1");
+        assert_eq!(
+            Qos::Burstable.cgroup_parent("u1"),
+            "/kubepods/burstable/podu1"
+        );
+        assert_eq!(
+            Qos::BestEffort.cgroup_parent("u1"),
+            "/kubepods/besteffort/podu1"
+        );
+    }
+}
