@@ -1,16 +1,27 @@
-//! What the syscall counter adds to every syscall: ns per getppid with no probe and with
-//! Herd's programs attached, measured in alternating rounds in one run so that the noise of
-//! a shared machine falls on both sides alike. Needs root.
+//! What Herd's probes add to the kernel's hot paths: ns per getppid (every syscall passes
+//! sys_exit) and ns per pipe round trip between two threads on one CPU (each round trip is
+//! two wakeups, two context switches and four syscalls), with no probe, with the syscall
+//! counter alone and with the full probe set. Configurations alternate within each round so
+//! that the noise of a shared machine falls on all of them alike. Needs root.
 //!
 //! `cargo bench -p herd-agent --bench syscall_cost -- [--output FILE]` (or `cargo xtask
 //! bench`) prints a table and writes it to FILE.
 
-use std::{fmt::Write as _, fs, hint::black_box, path::PathBuf, time::Instant};
+use std::{
+    fmt::Write as _,
+    fs,
+    hint::black_box,
+    io::{Read as _, Write as _},
+    path::PathBuf,
+    thread,
+    time::Instant,
+};
 
 use anyhow::Context as _;
-use herd_agent::collect::ebpf::EbpfPrograms;
+use herd_agent::collect::ebpf::{EbpfConfig, EbpfPrograms, Signal};
 
 const CALLS_PER_ROUND: u32 = 2_000_000;
+const ROUND_TRIPS_PER_ROUND: u32 = 50_000;
 const ROUNDS: usize = 9;
 
 fn ns_per_getppid() -> f64 {
@@ -20,6 +31,77 @@ fn ns_per_getppid() -> f64 {
         black_box(unsafe { libc::syscall(libc::SYS_getppid) });
     }
     start.elapsed().as_nanos() as f64 / f64::from(CALLS_PER_ROUND)
+}
+
+fn pin_to_cpu0() {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes inside it; pid 0 is the
+    // calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Two threads on CPU 0 pass a byte back and forth through two pipes.
+fn ns_per_round_trip() -> anyhow::Result<f64> {
+    let (mut ping_rx, mut ping_tx) = std::io::pipe()?;
+    let (mut pong_rx, mut pong_tx) = std::io::pipe()?;
+    let echo = thread::spawn(move || -> std::io::Result<()> {
+        pin_to_cpu0();
+        let mut byte = [0u8];
+        for _ in 0..ROUND_TRIPS_PER_ROUND {
+            ping_rx.read_exact(&mut byte)?;
+            pong_tx.write_all(&byte)?;
+        }
+        Ok(())
+    });
+    pin_to_cpu0();
+    let mut byte = [0u8];
+    let start = Instant::now();
+    for _ in 0..ROUND_TRIPS_PER_ROUND {
+        ping_tx.write_all(&byte)?;
+        pong_rx.read_exact(&mut byte)?;
+    }
+    let elapsed = start.elapsed();
+    echo.join()
+        .map_err(|_| anyhow::anyhow!("echo thread panicked"))??;
+    Ok(elapsed.as_nanos() as f64 / f64::from(ROUND_TRIPS_PER_ROUND))
+}
+
+/// tracefs, which the tracepoint programs attach through: mounted for the run if nothing
+/// had mounted it, so that the full probe set is measured.
+struct Tracefs {
+    mounted_here: bool,
+}
+
+impl Tracefs {
+    const PATH: &str = "/sys/kernel/tracing";
+
+    fn ensure() -> anyhow::Result<Self> {
+        let mounted = [Self::PATH, "/sys/kernel/debug/tracing"]
+            .iter()
+            .any(|dir| std::path::Path::new(dir).join("events").is_dir());
+        if !mounted {
+            let status = std::process::Command::new("mount")
+                .args(["-t", "tracefs", "nodev", Self::PATH])
+                .status()?;
+            anyhow::ensure!(status.success(), "mounting tracefs: {status}");
+        }
+        Ok(Self {
+            mounted_here: !mounted,
+        })
+    }
+}
+
+impl Drop for Tracefs {
+    fn drop(&mut self) {
+        if self.mounted_here {
+            let _ = std::process::Command::new("umount")
+                .arg(Self::PATH)
+                .status();
+        }
+    }
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -32,6 +114,13 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
+struct Setup {
+    label: String,
+    signals: Option<Vec<Signal>>,
+    getppid: Vec<f64>,
+    round_trip: Vec<f64>,
+}
+
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let mut output = None;
@@ -41,38 +130,118 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
+    let _tracefs = Tracefs::ensure()?;
+    // Find out once which signals this host can attach, and measure exactly those.
+    let probe = EbpfPrograms::load_available(&EbpfConfig::default())
+        .context("loading the eBPF programs (root?)")?;
+    let available = probe.signals().to_vec();
+    let unavailable: Vec<String> = probe
+        .unavailable()
+        .iter()
+        .map(|(signal, err)| format!("{signal} ({err})"))
+        .collect();
+    drop(probe);
+    let names: Vec<String> = available.iter().map(ToString::to_string).collect();
+    let mut setups = vec![
+        Setup {
+            label: "none".into(),
+            signals: None,
+            getppid: Vec::new(),
+            round_trip: Vec::new(),
+        },
+        Setup {
+            label: "syscall counter (raw_tp sys_exit, errno classes, per-CPU hash per cgroup)"
+                .into(),
+            signals: Some(vec![Signal::Syscalls]),
+            getppid: Vec::new(),
+            round_trip: Vec::new(),
+        },
+        Setup {
+            label: format!("full probe set ({})", names.join(", ")),
+            signals: Some(available),
+            getppid: Vec::new(),
+            round_trip: Vec::new(),
+        },
+    ];
+
     ns_per_getppid();
-    let (mut bare, mut probed) = (Vec::new(), Vec::new());
     for round in 1..=ROUNDS {
-        bare.push(ns_per_getppid());
-        let programs = EbpfPrograms::load().context("loading the eBPF programs (root?)")?;
-        probed.push(ns_per_getppid());
-        drop(programs);
+        for setup in &mut setups {
+            let programs = match &setup.signals {
+                Some(signals) => Some(
+                    EbpfPrograms::load_with(&EbpfConfig {
+                        signals: signals.clone(),
+                        network_cgroup: None,
+                    })
+                    .with_context(|| format!("loading {}", setup.label))?,
+                ),
+                None => None,
+            };
+            setup.getppid.push(ns_per_getppid());
+            setup.round_trip.push(ns_per_round_trip()?);
+            drop(programs);
+        }
         eprintln!(
-            "round {round}/{ROUNDS}: {:.1} ns without probes, {:.1} ns with",
-            bare[round - 1],
-            probed[round - 1]
+            "round {round}/{ROUNDS}: {}",
+            setups
+                .iter()
+                .map(|s| format!(
+                    "{:.1} ns, {:.0} ns",
+                    s.getppid[round - 1],
+                    s.round_trip[round - 1]
+                ))
+                .collect::<Vec<_>>()
+                .join(" | ")
         );
     }
-    let (bare, probed) = (median(&mut bare), median(&mut probed));
+
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let mut report = String::new();
-    writeln!(report, "# Syscall cost of Herd's probes")?;
+    writeln!(report, "# Cost of Herd's probes")?;
     writeln!(report)?;
     writeln!(
         report,
-        "Kernel {}; median of {ROUNDS} alternating rounds of {CALLS_PER_ROUND} getppid calls.",
+        "Kernel {}; median of {ROUNDS} rounds, the configurations alternating within each \
+         round: {CALLS_PER_ROUND} getppid calls, and {ROUND_TRIPS_PER_ROUND} pipe round trips \
+         between two threads pinned to one CPU (2 wakeups, 2 context switches, 4 syscalls \
+         each).",
         kernel.trim()
     )?;
+    if !unavailable.is_empty() {
+        writeln!(report)?;
+        writeln!(
+            report,
+            "Not attachable here, so not measured: {}.",
+            unavailable.join("; ")
+        )?;
+    }
     writeln!(report)?;
-    writeln!(report, "| probes | ns per getppid | added ns |")?;
-    writeln!(report, "|---|---:|---:|")?;
-    writeln!(report, "| none | {bare:.1} | — |")?;
     writeln!(
         report,
-        "| Herd syscall counter (raw_tp sys_exit, per-CPU hash per cgroup) | {probed:.1} | {:+.1} |",
-        probed - bare
+        "| probes | ns per getppid | added ns | ns per round trip | added ns |"
     )?;
+    writeln!(report, "|---|---:|---:|---:|---:|")?;
+    let bare_getppid = median(&mut setups[0].getppid.clone());
+    let bare_round_trip = median(&mut setups[0].round_trip.clone());
+    for setup in &mut setups {
+        let getppid = median(&mut setup.getppid);
+        let round_trip = median(&mut setup.round_trip);
+        if setup.signals.is_none() {
+            writeln!(
+                report,
+                "| {} | {getppid:.1} | — | {round_trip:.0} | — |",
+                setup.label
+            )?;
+        } else {
+            writeln!(
+                report,
+                "| {} | {getppid:.1} | {:+.1} | {round_trip:.0} | {:+.0} |",
+                setup.label,
+                getppid - bare_getppid,
+                round_trip - bare_round_trip
+            )?;
+        }
+    }
     print!("{report}");
     if let Some(path) = output {
         if let Some(dir) = path.parent() {

@@ -80,6 +80,60 @@ pub fn check_btf(paths: &HostPaths) -> Result<(), PreflightError> {
     }
 }
 
+/// tracefs at `/sys/kernel/tracing`, which programs on classic tracepoints attach through
+/// (block IO, OOM kills): mounted by the agent when nothing had mounted it, and unmounted
+/// again when the agent stops, so the host is left as it was.
+#[derive(Debug)]
+pub struct Tracefs {
+    mounted_here: bool,
+}
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+impl Tracefs {
+    pub fn ensure() -> std::io::Result<Self> {
+        let mounted = [TRACEFS, "/sys/kernel/debug/tracing"]
+            .iter()
+            .any(|dir| Path::new(dir).join("events").is_dir());
+        if mounted {
+            return Ok(Self {
+                mounted_here: false,
+            });
+        }
+        let c = |s: &str| std::ffi::CString::new(s).expect("no NUL in a constant");
+        let (source, target, fstype) = (c("nodev"), c(TRACEFS), c("tracefs"));
+        // SAFETY: the strings are NUL-terminated and outlive the call; no data argument.
+        let rc = unsafe {
+            libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self { mounted_here: true })
+    }
+
+    /// Whether this value mounted tracefs (and will unmount it).
+    pub fn mounted_here(&self) -> bool {
+        self.mounted_here
+    }
+}
+
+impl Drop for Tracefs {
+    fn drop(&mut self) {
+        if self.mounted_here {
+            let target = std::ffi::CString::new(TRACEFS).expect("no NUL in a constant");
+            // SAFETY: a NUL-terminated path that outlives the call.
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
 /// Finds the cgroup2 mount point from `<proc>/self/mountinfo`.
 pub fn cgroup2_mount(proc: &Path) -> Result<PathBuf, PreflightError> {
     Ok(cgroup_mounts(proc)?.cgroup2)

@@ -12,8 +12,9 @@ use thiserror::Error;
 use crate::{
     collect::{
         cgroup::{CgroupCollector, CgroupMounts},
+        ebpf::Signal,
         netns::NetnsCollector,
-        syscalls::SyscallSample,
+        signals::SignalSample,
     },
     detect::{DetectError, Detector, Observation, Subject, WindowReport},
     discovery::containers::ContainerTable,
@@ -37,6 +38,8 @@ pub struct Pipeline {
     features: FeatureBuilder,
     detector: Detector,
     frames: Option<FrameWriter<Box<dyn Write + Send>>>,
+    /// The eBPF signals that are loaded.
+    loaded: Vec<Signal>,
     last: Instant,
 }
 
@@ -46,6 +49,7 @@ impl Pipeline {
         mounts: CgroupMounts,
         proc: PathBuf,
         capacity: NodeCapacity,
+        loaded: Vec<Signal>,
         record: Option<Box<dyn Write + Send>>,
     ) -> Result<Self, PipelineError> {
         let names = features::names();
@@ -60,16 +64,17 @@ impl Pipeline {
             features: FeatureBuilder::new(capacity),
             detector,
             frames,
+            loaded,
             last: Instant::now(),
         })
     }
 
     /// Reads every container, scores the window, records the frame; returns what the
-    /// detector found. `syscalls` is `None` when eBPF is not available.
+    /// detector found. `ebpf` is `None` when eBPF is not available.
     pub fn window(
         &mut self,
         table: &ContainerTable,
-        syscalls: Option<&SyscallSample>,
+        ebpf: Option<&SignalSample>,
         at: SystemTime,
     ) -> Result<WindowReport, PipelineError> {
         let now = Instant::now();
@@ -81,7 +86,8 @@ impl Pipeline {
             elapsed,
             cgroups: &cgroups,
             net: &net,
-            syscalls,
+            ebpf,
+            loaded: &self.loaded,
         };
         let vectors = self.features.window(table, &input);
         let observations: Vec<Observation> = vectors

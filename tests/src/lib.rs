@@ -8,6 +8,7 @@ use anyhow::Context as _;
 pub mod cgroup;
 pub mod lab;
 pub mod load;
+pub mod workloads;
 
 /// A binary of the workspace built in the same profile as the running test: test binaries
 /// live in `target/<profile>/deps`, binaries in `target/<profile>`.

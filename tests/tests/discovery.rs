@@ -53,11 +53,12 @@ fn discovery(socket: PathBuf) -> anyhow::Result<Discovery> {
     }))
 }
 
-/// What the lab says each container should look like in the agent's table:
-/// (id, pod, namespace, container name, domain, cgroup id).
-fn expected(
-    pods: &[Pod],
-) -> anyhow::Result<BTreeSet<(String, String, String, String, String, u64)>> {
+/// A container as the table shows it: (id, pod, namespace, container name, domain,
+/// cgroup id).
+type Row = (String, String, String, String, String, u64);
+
+/// What the lab says each container should look like in the agent's table.
+fn expected(pods: &[Pod]) -> anyhow::Result<BTreeSet<Row>> {
     let mount = host::cgroup2_mount(Path::new("/proc"))?;
     let mut rows = BTreeSet::new();
     for pod in pods {
@@ -90,7 +91,7 @@ fn expected(
     Ok(rows)
 }
 
-fn actual(discovery: &Discovery) -> BTreeSet<(String, String, String, String, String, u64)> {
+fn actual(discovery: &Discovery) -> BTreeSet<Row> {
     discovery
         .table()
         .containers()
@@ -224,7 +225,7 @@ fn without_the_runtime_socket_discovery_goes_on_from_cgroups_and_recovers() -> a
 
         // The running agent warns once while the socket is missing, however many polls,
         // and says when the runtime answers again.
-        let mut agent = Command::new(herd_tests::built_binary("herd-agent")?)
+        let agent = Command::new(herd_tests::built_binary("herd-agent")?)
             .args([
                 "--interval",
                 "1s",

@@ -12,8 +12,8 @@ use std::{
 use anyhow::Context as _;
 use herd_agent::{
     collect::{
-        ebpf::{EbpfPrograms, SyscallCountMap},
-        syscalls::SyscallSampler,
+        ebpf::{EbpfConfig, EbpfPrograms, Signal},
+        signals::SignalSampler,
     },
     discovery::cgroup2::CgroupIndex,
     host::{self, HostPaths},
@@ -30,12 +30,16 @@ fn mount() -> anyhow::Result<PathBuf> {
     Ok(host::cgroup2_mount(&HostPaths::default().proc)?)
 }
 
-fn sampler() -> anyhow::Result<(EbpfPrograms, SyscallSampler<SyscallCountMap>)> {
-    let mut programs = EbpfPrograms::load()?;
-    let counters = programs.take_syscall_counts()?;
+fn sampler() -> anyhow::Result<(EbpfPrograms, SignalSampler)> {
+    let config = EbpfConfig {
+        signals: vec![Signal::Syscalls],
+        network_cgroup: None,
+    };
+    let mut programs = EbpfPrograms::load_with(&config)?;
+    let maps = programs.take_signal_maps()?;
     Ok((
         programs,
-        SyscallSampler::new(counters, CgroupIndex::new(mount()?)),
+        SignalSampler::new(maps, CgroupIndex::new(mount()?)),
     ))
 }
 
@@ -69,10 +73,12 @@ fn a_cgroup_is_charged_with_exactly_its_own_calls_and_failures() -> anyhow::Resu
     sampler.sample()?;
 
     load.cue_and_wait()?;
-    let sample = sampler.sample()?;
+    let sample = sampler.sample()?.syscall_sample();
 
     let row = sample
-        .cgroup(busy.id()?)
+        .cgroups
+        .iter()
+        .find(|row| row.cgroup_id == busy.id().unwrap_or_default())
         .with_context(|| format!("no syscalls reported for {}", busy.path().display()))?;
     assert_eq!(row.path, busy.relative());
     let expected = CALLS + FAILURES;
@@ -86,10 +92,11 @@ fn a_cgroup_is_charged_with_exactly_its_own_calls_and_failures() -> anyhow::Resu
         "{} failures reported, {FAILURES} made",
         row.failed
     );
+    let idle_id = idle.id()?;
+    let charged = sample.cgroups.iter().find(|row| row.cgroup_id == idle_id);
     assert!(
-        sample.cgroup(idle.id()?).is_none(),
-        "the idle sibling was charged: {:?}",
-        sample.cgroup(idle.id()?)
+        charged.is_none(),
+        "the idle sibling was charged: {charged:?}"
     );
     drop(sleeper);
     Ok(())

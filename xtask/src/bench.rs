@@ -10,16 +10,29 @@ use crate::{
 pub fn run() -> anyhow::Result<()> {
     setup::run()?;
     if !cmd::is_root() {
-        bail!("the benchmarks load eBPF programs: run them as root");
+        bail!("the benchmarks load eBPF programs and make cgroups: run them as root");
     }
-    let output = cmd::workspace_root().join("target/herd-bench/syscall-cost.md");
+    let root = cmd::workspace_root();
+    let results = root.join("target/herd-bench");
+    step("building the agent (release)");
+    cmd::run(cmd::cargo().args(["build", "--release", "-p", "herd-agent"]))?;
+
     step("syscall cost with and without the probes");
     cmd::run(
         cmd::cargo()
             .args(["bench", "-p", "herd-agent", "--bench", "syscall_cost", "--"])
             .arg("--output")
-            .arg(&output),
+            .arg(results.join("syscall-cost.md")),
     )?;
-    step(&format!("results in {}", output.display()));
+    step("collection cost and agent memory with 200 containers");
+    cmd::run(
+        cmd::cargo()
+            .args(["bench", "-p", "herd-agent", "--bench", "collect_cost", "--"])
+            .arg("--output")
+            .arg(results.join("collect-cost.md"))
+            .arg("--agent")
+            .arg(root.join("target/release/herd-agent")),
+    )?;
+    step(&format!("results in {}", results.display()));
     Ok(())
 }

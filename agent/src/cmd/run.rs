@@ -8,8 +8,8 @@ use clap::Args;
 use herd_agent::{
     collect::{
         cgroup::CgroupMounts,
-        ebpf::{EbpfPrograms, SyscallCountMap},
-        syscalls::SyscallSampler,
+        ebpf::{EbpfConfig, EbpfPrograms, Signal},
+        signals::SignalSampler,
     },
     discovery::{
         cgroup2::CgroupIndex,
@@ -17,7 +17,7 @@ use herd_agent::{
     },
     export::{findings, table},
     features::NodeCapacity,
-    host::{self, Host, HostPaths},
+    host::{self, Host, HostPaths, Tracefs},
     pipeline::Pipeline,
 };
 use tokio::signal::unix::{SignalKind, signal};
@@ -60,9 +60,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let host = host::preflight(&paths, euid)?;
     info!(cgroup2 = %host.cgroup2.display(), "host checks passed");
 
-    let mut programs = load_ebpf(&paths);
+    let tracefs = Tracefs::ensure()
+        .inspect(|t| {
+            if t.mounted_here() {
+                info!("mounted tracefs at /sys/kernel/tracing for the tracepoint programs");
+            }
+        })
+        .map_err(|err| warn!(%err, "cannot mount tracefs; block IO and OOM signals need it"))
+        .ok();
+    let mut programs = load_ebpf(&paths, &host);
+    let loaded = programs
+        .as_ref()
+        .map(|p| p.signals().to_vec())
+        .unwrap_or_default();
     let mut sampler = match &mut programs {
-        Some(programs) => Some(syscall_sampler(programs, &host)?),
+        Some(programs) => Some(SignalSampler::new(
+            programs.take_signal_maps()?,
+            CgroupIndex::new(&host.cgroup2),
+        )),
         None => None,
     };
     let mut discovery = Discovery::new(DiscoveryConfig {
@@ -90,6 +105,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         mounts,
         paths.proc.clone(),
         NodeCapacity::of_this_host(),
+        loaded,
         record,
     )?;
 
@@ -132,12 +148,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
             }
             _ = windows.tick() => {
-                let sample = sampler.as_mut().map(SyscallSampler::sample).transpose()?;
+                let sample = sampler.as_mut().map(SignalSampler::sample).transpose()?;
                 let containers = discovery.table();
                 let report = pipeline.window(containers, sample.as_ref(), SystemTime::now())?;
                 findings::log_report(&report);
                 if let Some(sample) = &sample {
-                    table::log_busiest(sample, args.top, |row| {
+                    table::log_busiest(&sample.syscall_sample(), args.top, |row| {
                         containers
                             .by_cgroup_id(row.cgroup_id)
                             .map_or_else(|| row.path.display().to_string(), |c| c.label())
@@ -159,36 +175,42 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     drop(programs);
+    drop(tracefs);
     Ok(())
 }
 
-/// The eBPF programs, or `None` (said once, plainly) when this kernel or build cannot have
-/// them: the agent then runs on cgroup and namespace counters alone.
-fn load_ebpf(paths: &HostPaths) -> Option<EbpfPrograms> {
-    let loaded = host::check_btf(paths)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| EbpfPrograms::load().map_err(anyhow::Error::from));
-    match loaded {
-        Ok(programs) => Some(programs),
+/// The eBPF programs of every signal this kernel supports, or `None` when none loads; each
+/// missing signal, or eBPF as a whole, is said once, plainly. Without eBPF the agent runs on
+/// cgroup and namespace counters alone.
+fn load_ebpf(paths: &HostPaths, host: &Host) -> Option<EbpfPrograms> {
+    if let Err(err) = host::check_btf(paths) {
+        warn!("{err}; running on cgroup and network-namespace counters only");
+        return None;
+    }
+    // The network programs see every socket below the cgroup they attach to.
+    let network_cgroup = ["kubepods", "kubepods.slice"]
+        .iter()
+        .map(|name| host.cgroup2.join(name))
+        .find(|dir| dir.is_dir());
+    let config = EbpfConfig {
+        signals: Signal::ALL.to_vec(),
+        network_cgroup,
+    };
+    match EbpfPrograms::load_available(&config) {
+        Ok(programs) => {
+            for (signal, err) in programs.unavailable() {
+                warn!("the {signal} signal is not available: {err}");
+            }
+            Some(programs)
+        }
         Err(err) => {
             warn!(
-                "eBPF is not available ({err:#}); running on cgroup and network-namespace \
-                 counters only: no syscall signals"
+                "eBPF is not available ({err}); running on cgroup and network-namespace \
+                 counters only"
             );
             None
         }
     }
-}
-
-fn syscall_sampler(
-    programs: &mut EbpfPrograms,
-    host: &Host,
-) -> anyhow::Result<SyscallSampler<SyscallCountMap>> {
-    let counters = programs.take_syscall_counts()?;
-    Ok(SyscallSampler::new(
-        counters,
-        CgroupIndex::new(&host.cgroup2),
-    ))
 }
 
 fn hostname() -> String {

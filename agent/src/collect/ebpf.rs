@@ -1,21 +1,161 @@
 //! Loads Herd's eBPF programs into the kernel, attaches them, and hands out their maps.
 
-use aya::{
-    Ebpf,
-    maps::{MapData, MapError, PerCpuHashMap},
-    programs::{ProgramError, RawTracePoint},
+use std::{
+    fmt, fs, io,
+    path::{Path, PathBuf},
 };
-use herd_agent_common::{SYSCALL_COUNTS_MAP, SYSCALL_EXIT_PROGRAM, SyscallCounts};
-use thiserror::Error;
-use tracing::info;
 
-use crate::collect::syscalls::{CounterError, SyscallCounters, sum_cpus};
+use aya::{
+    Ebpf, Pod,
+    maps::{MapData, MapError, PerCpuHashMap},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, Program, ProgramError, RawTracePoint,
+        TracePoint,
+    },
+};
+use herd_agent_common::{
+    BLOCK_COMPLETE_PROGRAM, BLOCK_COUNTS_MAP, BLOCK_QUEUE_PROGRAM, NET_COUNTS_MAP,
+    NET_EGRESS_PROGRAM, NET_INGRESS_PROGRAM, OOM_COUNTS_MAP, OOM_EXIT_PROGRAM, OOM_VICTIM_PROGRAM,
+    SCHED_COUNTS_MAP, SCHED_SWITCH_PROGRAM, SCHED_WAKEUP_NEW_PROGRAM, SCHED_WAKEUP_PROGRAM,
+    SYSCALL_COUNTS_MAP, SYSCALL_EXIT_PROGRAM, SyscallStats, TRACEPOINT_FIELDS, TracepointField,
+};
+use thiserror::Error;
+use tracing::{info, warn};
+
+use crate::{
+    collect::{
+        counters::{CounterMap, Counters, MapReadError, sum_cpus},
+        signals::{SignalMap, SignalMaps},
+    },
+    host::{self, HostPaths},
+};
 
 /// The object built by `build.rs` from `herd-agent-ebpf`; empty when the build skipped it.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/herd-agent-ebpf"));
 
-/// The raw tracepoint the syscall counter attaches to.
-const SYS_EXIT: &str = "sys_exit";
+/// What the scheduler programs need from the kernel.
+const SCHED_RAW_FEATURE: &str = "raw tracepoints with the sched_switch arguments of Linux 5.18+";
+
+/// Where tracefs may be mounted, in the order aya looks.
+const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
+/// A group of programs that feeds one counter map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Signal {
+    /// Syscalls and failures by errno class (raw tracepoint sys_exit).
+    Syscalls,
+    /// Block IO bytes, requests, latency and failures (block tracepoints).
+    Block,
+    /// Network bytes and packets (cgroup_skb ingress and egress).
+    Network,
+    /// Run-queue latency (raw tracepoints sched_wakeup, sched_wakeup_new, sched_switch).
+    Sched,
+    /// OOM kills (oom:mark_victim and sched:sched_process_exit).
+    Oom,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 5] = [
+        Signal::Syscalls,
+        Signal::Block,
+        Signal::Network,
+        Signal::Sched,
+        Signal::Oom,
+    ];
+
+    /// The raw tracepoints the signal's programs attach to: (program, tracepoint, what the
+    /// kernel needs for it).
+    fn raw_tracepoints(self) -> &'static [(&'static str, &'static str, &'static str)] {
+        match self {
+            Signal::Syscalls => &[(
+                SYSCALL_EXIT_PROGRAM,
+                "sys_exit",
+                "raw tracepoints and CONFIG_FTRACE_SYSCALLS",
+            )],
+            Signal::Sched => &[
+                (SCHED_WAKEUP_PROGRAM, "sched_wakeup", SCHED_RAW_FEATURE),
+                (
+                    SCHED_WAKEUP_NEW_PROGRAM,
+                    "sched_wakeup_new",
+                    SCHED_RAW_FEATURE,
+                ),
+                (SCHED_SWITCH_PROGRAM, "sched_switch", SCHED_RAW_FEATURE),
+            ],
+            Signal::Block | Signal::Network | Signal::Oom => &[],
+        }
+    }
+
+    /// The classic tracepoints the signal's programs attach to: (program, category, name).
+    fn tracepoints(self) -> &'static [(&'static str, &'static str, &'static str)] {
+        match self {
+            Signal::Syscalls | Signal::Network | Signal::Sched => &[],
+            Signal::Block => &[
+                (BLOCK_QUEUE_PROGRAM, "block", "block_bio_queue"),
+                (BLOCK_COMPLETE_PROGRAM, "block", "block_rq_complete"),
+            ],
+            Signal::Oom => &[
+                (OOM_VICTIM_PROGRAM, "oom", "mark_victim"),
+                (OOM_EXIT_PROGRAM, "sched", "sched_process_exit"),
+            ],
+        }
+    }
+
+    /// Every program of the signal.
+    fn programs(self) -> Vec<&'static str> {
+        let mut programs = match self {
+            Signal::Network => vec![NET_INGRESS_PROGRAM, NET_EGRESS_PROGRAM],
+            _ => Vec::new(),
+        };
+        programs.extend(
+            self.raw_tracepoints()
+                .iter()
+                .map(|(program, _, _)| *program),
+        );
+        programs.extend(self.tracepoints().iter().map(|(program, _, _)| *program));
+        programs
+    }
+
+    /// The tracepoint fields the signal's programs read at fixed offsets.
+    fn fields(self) -> impl Iterator<Item = &'static TracepointField> {
+        TRACEPOINT_FIELDS.iter().filter(move |field| {
+            self.tracepoints()
+                .iter()
+                .any(|(_, category, name)| field.category == *category && field.tracepoint == *name)
+        })
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Signal::Syscalls => "syscalls",
+            Signal::Block => "block IO",
+            Signal::Network => "network",
+            Signal::Sched => "run-queue latency",
+            Signal::Oom => "OOM kills",
+        })
+    }
+}
+
+/// What to load and where to attach it.
+#[derive(Clone, Debug)]
+pub struct EbpfConfig {
+    /// The signals to load; the others' programs stay out of the kernel.
+    pub signals: Vec<Signal>,
+    /// The cgroup2 directory the network programs attach to; they see the traffic of every
+    /// socket in it and below (the kubepods level in production). `None` is the root of the
+    /// cgroup2 mount.
+    pub network_cgroup: Option<PathBuf>,
+}
+
+impl Default for EbpfConfig {
+    fn default() -> Self {
+        Self {
+            signals: Signal::ALL.to_vec(),
+            network_cgroup: None,
+        }
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum LoadError {
@@ -38,15 +178,38 @@ pub enum LoadError {
         name: &'static str,
         source: ProgramError,
     },
-    #[error(
-        "cannot attach {name} to the raw tracepoint {tracepoint}; is that tracepoint in this \
-         kernel (CONFIG_FTRACE_SYSCALLS)? {source}"
-    )]
+    #[error("cannot attach {name} to {target}; it needs {feature}: {source}")]
     Attach {
         name: &'static str,
-        tracepoint: &'static str,
-        source: ProgramError,
+        target: String,
+        feature: &'static str,
+        source: Box<ProgramError>,
     },
+    #[error(
+        "tracefs is not mounted (looked in {}); the {signal} programs attach to classic \
+         tracepoints through it: `mount -t tracefs nodev /sys/kernel/tracing`",
+        TRACEFS.join(", ")
+    )]
+    NoTracefs { signal: Signal },
+    #[error("cannot read the tracepoint format {path}: {source}")]
+    Format { path: PathBuf, source: io::Error },
+    #[error(
+        "tracepoint {category}:{tracepoint} field {field} is not where the {signal} programs \
+         read it (offset {offset}, at least {size} bytes) on this kernel; found: {found}"
+    )]
+    Layout {
+        signal: Signal,
+        category: &'static str,
+        tracepoint: &'static str,
+        field: &'static str,
+        offset: usize,
+        size: usize,
+        found: String,
+    },
+    #[error("cannot find the cgroup2 mount for the network programs: {0}")]
+    Cgroup2(#[from] host::PreflightError),
+    #[error("cannot open cgroup {path} to attach the network programs: {source}")]
+    Cgroup { path: PathBuf, source: io::Error },
     #[error("map {name}: {source}")]
     Map {
         name: &'static str,
@@ -57,48 +220,221 @@ pub enum LoadError {
 /// The loaded programs. Dropping this detaches them and frees their maps.
 pub struct EbpfPrograms {
     ebpf: Ebpf,
+    signals: Vec<Signal>,
+    unavailable: Vec<(Signal, LoadError)>,
 }
 
 impl EbpfPrograms {
-    /// Loads the object and attaches every program.
+    /// Loads the object and attaches every signal this host supports, the network programs
+    /// at the cgroup2 root. A signal that cannot attach is left out and logged once; the
+    /// load fails only when no signal attaches at all.
     pub fn load() -> Result<Self, LoadError> {
+        let mut programs = Self::load_available(&EbpfConfig::default())?;
+        for (signal, err) in &programs.unavailable {
+            warn!(%signal, %err, "eBPF signal unavailable; running without it");
+        }
+        if programs.signals.is_empty() && !programs.unavailable.is_empty() {
+            return Err(programs.unavailable.remove(0).1);
+        }
+        Ok(programs)
+    }
+
+    /// Loads the object and attaches the programs of the configured signals, all of them or
+    /// none: any failure names the program and what the kernel lacks.
+    pub fn load_with(config: &EbpfConfig) -> Result<Self, LoadError> {
+        let mut programs = Self::load_available(config)?;
+        if !programs.unavailable.is_empty() {
+            return Err(programs.unavailable.remove(0).1);
+        }
+        Ok(programs)
+    }
+
+    /// Loads the object and attaches each configured signal that this host supports. A
+    /// signal that fails is unloaded whole (no half-attached signal counts wrong) and kept in
+    /// [`Self::unavailable`] with the reason.
+    pub fn load_available(config: &EbpfConfig) -> Result<Self, LoadError> {
         if OBJECT.is_empty() {
             return Err(LoadError::NotBuilt);
         }
+        let mut wanted = config.signals.clone();
+        wanted.sort();
+        wanted.dedup();
         let mut ebpf = Ebpf::load(OBJECT)?;
-        attach_raw_tracepoint(&mut ebpf, SYSCALL_EXIT_PROGRAM, SYS_EXIT)?;
-        info!(
-            program = SYSCALL_EXIT_PROGRAM,
-            tracepoint = SYS_EXIT,
-            "eBPF syscall counter attached"
-        );
-        Ok(Self { ebpf })
+        let (mut signals, mut unavailable) = (Vec::new(), Vec::new());
+        for signal in wanted {
+            match attach_signal(&mut ebpf, signal, config) {
+                Ok(()) => {
+                    info!(%signal, "eBPF programs attached");
+                    signals.push(signal);
+                }
+                Err(err) => {
+                    unload_signal(&mut ebpf, signal);
+                    unavailable.push((signal, err));
+                }
+            }
+        }
+        Ok(Self {
+            ebpf,
+            signals,
+            unavailable,
+        })
     }
 
-    /// Takes the per-cgroup syscall counters out of the loaded object (once).
-    pub fn take_syscall_counts(&mut self) -> Result<SyscallCountMap, LoadError> {
-        let map = self
-            .ebpf
-            .take_map(SYSCALL_COUNTS_MAP)
-            .ok_or(LoadError::Missing(SYSCALL_COUNTS_MAP))?;
-        let map = PerCpuHashMap::try_from(map).map_err(|source| LoadError::Map {
-            name: SYSCALL_COUNTS_MAP,
-            source,
-        })?;
-        Ok(SyscallCountMap { map })
+    /// The signals that could not attach, and why.
+    pub fn unavailable(&self) -> &[(Signal, LoadError)] {
+        &self.unavailable
     }
+
+    /// The signals whose programs are attached.
+    pub fn signals(&self) -> &[Signal] {
+        &self.signals
+    }
+
+    /// Takes the counter maps of every attached signal out of the loaded object (once), for
+    /// `collect::signals::SignalSampler`.
+    pub fn take_signal_maps(&mut self) -> Result<SignalMaps, LoadError> {
+        let mut maps = SignalMaps::default();
+        for signal in self.signals.clone() {
+            match signal {
+                Signal::Syscalls => {
+                    maps.syscalls = Some(self.take_counters::<SyscallStats>(SYSCALL_COUNTS_MAP)?);
+                }
+                Signal::Block => maps.block = Some(self.take_counters(BLOCK_COUNTS_MAP)?),
+                Signal::Network => maps.net = Some(self.take_counters(NET_COUNTS_MAP)?),
+                Signal::Sched => maps.sched = Some(self.take_counters(SCHED_COUNTS_MAP)?),
+                Signal::Oom => maps.oom = Some(self.take_counters(OOM_COUNTS_MAP)?),
+            }
+        }
+        Ok(maps)
+    }
+
+    fn take_counters<V: Pod + Counters + Send>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<SignalMap<V>, LoadError> {
+        Ok(Box::new(PerCpuCounterMap {
+            name,
+            map: take(&mut self.ebpf, name)?,
+        }))
+    }
+}
+
+fn attach_signal(ebpf: &mut Ebpf, signal: Signal, config: &EbpfConfig) -> Result<(), LoadError> {
+    if !signal.tracepoints().is_empty() {
+        check_fields(tracefs(signal)?, signal)?;
+    }
+    if signal == Signal::Network {
+        let cgroup = match &config.network_cgroup {
+            Some(path) => path.clone(),
+            None => host::cgroup2_mount(&HostPaths::default().proc)?,
+        };
+        attach_cgroup_skb(ebpf, &cgroup)?;
+    }
+    for &(program, tracepoint, feature) in signal.raw_tracepoints() {
+        attach_raw_tracepoint(ebpf, program, tracepoint, feature)?;
+    }
+    for &(program, category, name) in signal.tracepoints() {
+        attach_tracepoint(ebpf, program, category, name)?;
+    }
+    Ok(())
+}
+
+/// Detaches and unloads whatever part of a signal did attach.
+fn unload_signal(ebpf: &mut Ebpf, signal: Signal) {
+    for name in signal.programs() {
+        // A program that never loaded has nothing to undo.
+        let _ = match ebpf.program_mut(name) {
+            Some(Program::TracePoint(program)) => program.unload(),
+            Some(Program::RawTracePoint(program)) => program.unload(),
+            Some(Program::CgroupSkb(program)) => program.unload(),
+            _ => Ok(()),
+        };
+    }
+}
+
+fn take<V: Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<PerCpuHashMap<MapData, u64, V>, LoadError> {
+    let map = ebpf.take_map(name).ok_or(LoadError::Missing(name))?;
+    PerCpuHashMap::try_from(map).map_err(|source| LoadError::Map { name, source })
+}
+
+fn tracefs(signal: Signal) -> Result<&'static Path, LoadError> {
+    TRACEFS
+        .iter()
+        .map(Path::new)
+        .find(|dir| dir.join("events").is_dir())
+        .ok_or(LoadError::NoTracefs { signal })
+}
+
+/// Checks every field the signal's programs read against the kernel's format files.
+fn check_fields(tracefs: &Path, signal: Signal) -> Result<(), LoadError> {
+    for field in signal.fields() {
+        let path = tracefs
+            .join("events")
+            .join(field.category)
+            .join(field.tracepoint)
+            .join("format");
+        let format =
+            fs::read_to_string(&path).map_err(|source| LoadError::Format { path, source })?;
+        check_field(&format, field).map_err(|found| LoadError::Layout {
+            signal,
+            category: field.category,
+            tracepoint: field.tracepoint,
+            field: field.field,
+            offset: field.offset,
+            size: field.size,
+            found,
+        })?;
+    }
+    Ok(())
+}
+
+/// Finds `field` in a tracefs format file; `Err` says what was found instead.
+fn check_field(format: &str, field: &TracepointField) -> Result<(), String> {
+    for line in format.lines() {
+        let mut parts = line.trim().split(';').map(str::trim);
+        let (Some(decl), Some(offset), Some(size)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Some(decl) = decl.strip_prefix("field:") else {
+            continue;
+        };
+        let name = decl.rsplit(' ').next().unwrap_or_default();
+        let name = name.split('[').next().unwrap_or_default();
+        if name != field.field {
+            continue;
+        }
+        let number =
+            |text: &str, key: &str| text.strip_prefix(key).and_then(|n| n.parse::<usize>().ok());
+        let (offset, size) = (number(offset, "offset:"), number(size, "size:"));
+        return match (offset, size) {
+            (Some(offset), Some(size)) if offset == field.offset && size >= field.size => Ok(()),
+            _ => Err(line.trim().to_string()),
+        };
+    }
+    Err("no such field".to_string())
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, LoadError>
+where
+    &'a mut T: TryFrom<&'a mut Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(LoadError::Missing(name))?
+        .try_into()
+        .map_err(|source| LoadError::Kind { name, source })
 }
 
 fn attach_raw_tracepoint(
     ebpf: &mut Ebpf,
     name: &'static str,
     tracepoint: &'static str,
+    feature: &'static str,
 ) -> Result<(), LoadError> {
-    let program: &mut RawTracePoint = ebpf
-        .program_mut(name)
-        .ok_or(LoadError::Missing(name))?
-        .try_into()
-        .map_err(|source| LoadError::Kind { name, source })?;
+    let program: &mut RawTracePoint = program(ebpf, name)?;
     program
         .load()
         .map_err(|source| LoadError::Load { name, source })?;
@@ -106,32 +442,140 @@ fn attach_raw_tracepoint(
         .attach(tracepoint)
         .map_err(|source| LoadError::Attach {
             name,
-            tracepoint,
-            source,
+            target: format!("raw tracepoint {tracepoint}"),
+            feature,
+            source: Box::new(source),
         })?;
     Ok(())
 }
 
-/// The kernel's per-CPU, per-cgroup syscall counters.
-pub struct SyscallCountMap {
-    map: PerCpuHashMap<MapData, u64, SyscallCounts>,
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    category: &'static str,
+    tracepoint: &'static str,
+) -> Result<(), LoadError> {
+    let program: &mut TracePoint = program(ebpf, name)?;
+    program
+        .load()
+        .map_err(|source| LoadError::Load { name, source })?;
+    program
+        .attach(category, tracepoint)
+        .map_err(|source| LoadError::Attach {
+            name,
+            target: format!("tracepoint {category}:{tracepoint}"),
+            feature: "BPF on classic tracepoints (CONFIG_BPF_EVENTS) and tracefs",
+            source: Box::new(source),
+        })?;
+    Ok(())
 }
 
-impl SyscallCounters for SyscallCountMap {
-    fn totals(&self) -> Result<Vec<(u64, SyscallCounts)>, CounterError> {
+fn attach_cgroup_skb(ebpf: &mut Ebpf, cgroup: &Path) -> Result<(), LoadError> {
+    let dir = fs::File::open(cgroup).map_err(|source| LoadError::Cgroup {
+        path: cgroup.to_path_buf(),
+        source,
+    })?;
+    for (name, attach_type, direction) in [
+        (NET_INGRESS_PROGRAM, CgroupSkbAttachType::Ingress, "ingress"),
+        (NET_EGRESS_PROGRAM, CgroupSkbAttachType::Egress, "egress"),
+    ] {
+        let program: &mut CgroupSkb = program(ebpf, name)?;
+        program
+            .load()
+            .map_err(|source| LoadError::Load { name, source })?;
+        // Attached through a BPF link, which always runs beside other programs on the same
+        // cgroup (a CNI's, systemd's) and takes no mode flags: `Single` is the one that sends
+        // none.
+        program
+            .attach(&dir, attach_type, CgroupAttachMode::Single)
+            .map_err(|source| LoadError::Attach {
+                name,
+                target: format!("cgroup {} ({direction})", cgroup.display()),
+                feature: "cgroup_skb programs (CONFIG_CGROUP_BPF) on a cgroup2 directory",
+                source: Box::new(source),
+            })?;
+    }
+    Ok(())
+}
+
+/// One of the kernel's per-CPU, per-cgroup counter maps.
+pub struct PerCpuCounterMap<V: Pod> {
+    name: &'static str,
+    map: PerCpuHashMap<MapData, u64, V>,
+}
+
+impl<V: Pod + Counters> CounterMap for PerCpuCounterMap<V> {
+    type Value = V;
+
+    fn totals(&self) -> Result<Vec<(u64, V)>, MapReadError> {
         self.map
             .iter()
             .map(|entry| {
-                let (cgroup_id, per_cpu) = entry?;
+                let (cgroup_id, per_cpu) = entry.map_err(|source| MapReadError {
+                    map: self.name,
+                    source,
+                })?;
                 Ok((cgroup_id, sum_cpus(&per_cpu)))
             })
             .collect()
     }
 
-    fn forget(&mut self, cgroup_id: u64) -> Result<(), CounterError> {
+    fn forget(&mut self, cgroup_id: u64) -> Result<(), MapReadError> {
         match self.map.remove(&cgroup_id) {
             Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(err) => Err(err.into()),
+            Err(source) => Err(MapReadError {
+                map: self.name,
+                source,
+            }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SWITCH: &str = "name: sched_switch\nID: 320\nformat:\n\
+        \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+        \tfield:char prev_comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\
+        \tfield:pid_t prev_pid;\toffset:24;\tsize:4;\tsigned:1;\n\
+        \tfield:long prev_state;\toffset:32;\tsize:8;\tsigned:1;\n\
+        \tfield:char rwbs[10];\toffset:40;\tsize:10;\tsigned:0;\n";
+
+    fn wanted(field: &'static str, offset: usize, size: usize) -> TracepointField {
+        TracepointField {
+            category: "sched",
+            tracepoint: "sched_switch",
+            field,
+            offset,
+            size,
+        }
+    }
+
+    #[test]
+    fn a_field_where_the_program_reads_it_passes() {
+        assert_eq!(check_field(SWITCH, &wanted("prev_pid", 24, 4)), Ok(()));
+        assert_eq!(check_field(SWITCH, &wanted("prev_state", 32, 8)), Ok(()));
+        // An array may be longer than the bytes the program reads.
+        assert_eq!(check_field(SWITCH, &wanted("rwbs", 40, 2)), Ok(()));
+    }
+
+    #[test]
+    fn a_moved_resized_or_missing_field_is_refused_with_what_was_found() {
+        let moved = check_field(SWITCH, &wanted("prev_pid", 28, 4)).unwrap_err();
+        assert!(moved.contains("offset:24"), "{moved}");
+        assert!(check_field(SWITCH, &wanted("prev_state", 32, 16)).is_err());
+        assert_eq!(
+            check_field(SWITCH, &wanted("next_pid", 56, 4)),
+            Err("no such field".to_string())
+        );
+    }
+
+    #[test]
+    fn every_tracepoint_field_belongs_to_a_signal_that_attaches_there() {
+        let checked: usize = Signal::ALL.iter().map(|s| s.fields().count()).sum();
+        assert_eq!(checked, TRACEPOINT_FIELDS.len());
+        assert_eq!(Signal::Block.fields().count(), 7);
+        assert_eq!(Signal::Sched.fields().count(), 0);
     }
 }

@@ -5,5 +5,5 @@ pub mod cgroup2;
 pub mod cgroup_path;
 pub mod containers;
 pub mod domain;
-pub mod runtime;
 pub mod poller;
+pub mod runtime;

@@ -9,7 +9,14 @@ use std::{collections::HashMap, time::Duration};
 pub use catalog::{FEATURES, Feature, absolute_floors, names};
 
 use crate::{
-    collect::{cgroup::CgroupCounters, netns::NetCounters, syscalls::SyscallSample},
+    collect::{
+        block,
+        cgroup::CgroupCounters,
+        ebpf::Signal,
+        netns::NetCounters,
+        sched,
+        signals::{CgroupSignals, SignalSample},
+    },
     detect::DetectConfig,
     discovery::containers::ContainerTable,
 };
@@ -55,8 +62,11 @@ pub struct WindowInput<'a> {
     pub elapsed: Duration,
     pub cgroups: &'a HashMap<String, CgroupCounters>,
     pub net: &'a HashMap<String, NetCounters>,
-    /// Syscall deltas by cgroup id; `None` when eBPF is not available.
-    pub syscalls: Option<&'a SyscallSample>,
+    /// What the eBPF programs counted, by cgroup id; `None` when eBPF is not available.
+    pub ebpf: Option<&'a SignalSample>,
+    /// The eBPF signals that are loaded: for these a cgroup without a row counted zero,
+    /// for the others the features are missing.
+    pub loaded: &'a [Signal],
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -104,12 +114,14 @@ impl FeatureBuilder {
                 net: input.net.get(&container.id).copied(),
             };
             let before = self.previous.get(&container.id);
-            let syscalls = input.syscalls.map(|sample| {
-                sample
+            let ebpf = input.ebpf.map(|sample| Ebpf {
+                row: sample
                     .cgroup(container.cgroup_id)
-                    .map_or((0, 0), |row| (row.calls, row.failed))
+                    .cloned()
+                    .unwrap_or_default(),
+                loaded: input.loaded,
             });
-            let values = compute(&self.capacity, secs, &now, before, syscalls);
+            let values = compute(&self.capacity, secs, &now, before, ebpf.as_ref());
             next.insert(container.id.clone(), now);
             out.push((container.id.clone(), values));
         }
@@ -131,12 +143,24 @@ fn ratio(numerator: Option<f64>, denominator: Option<f64>) -> Option<f64> {
     Some(numerator? / denominator)
 }
 
+/// One container's eBPF counts for the window, and which signals were counting.
+struct Ebpf<'a> {
+    row: CgroupSignals,
+    loaded: &'a [Signal],
+}
+
+impl Ebpf<'_> {
+    fn has(&self, signal: Signal) -> bool {
+        self.loaded.contains(&signal)
+    }
+}
+
 fn compute(
     capacity: &NodeCapacity,
     secs: f64,
     now: &Totals,
     before: Option<&Totals>,
-    syscalls: Option<(u64, u64)>,
+    ebpf: Option<&Ebpf<'_>>,
 ) -> Vec<Option<f64>> {
     let c = &now.cgroup;
     let b = before.map(|t| t.cgroup);
@@ -211,11 +235,27 @@ fn compute(
         _ => None,
     };
 
-    let (calls, failed) = match syscalls {
-        Some((calls, failed)) if secs > 0.0 => (Some(calls as f64 / secs), Some(failed as f64)),
-        _ => (None, None),
+    // eBPF signals: a rate where the signal is loaded, missing where it is not.
+    let counted = |signal: Signal| ebpf.filter(|e| e.has(signal) && secs > 0.0).map(|e| &e.row);
+    let syscalls = counted(Signal::Syscalls).map(|row| row.syscalls.counts);
+    let calls = syscalls.map(|c| c.calls as f64 / secs);
+    let failure_ratio = syscalls.and_then(|c| ratio(Some(c.failed as f64), Some(c.calls as f64)));
+    let blocks = counted(Signal::Block).map(|row| block::total(&row.block));
+    let sched = counted(Signal::Sched).map(|row| row.sched);
+    let sockets = counted(Signal::Network).map(|row| row.net);
+    let oom_kills =
+        count(|c| c.oom_kills).or_else(|| counted(Signal::Oom).map(|row| row.oom.kills as f64));
+    // Block IO from eBPF where it is loaded (charged to the submitter), else the blkio
+    // counters (which stay zero on v1 until a throttle rule was set on the device).
+    let disk_read = match counted(Signal::Block) {
+        Some(row) => Some(row.block.read.bytes as f64 / secs),
+        None => rate(|c| c.io_read_bytes),
     };
-    let call_count = syscalls.map(|(calls, _)| calls as f64);
+    let disk_write = match counted(Signal::Block) {
+        Some(row) => Some(row.block.write.bytes as f64 / secs),
+        None => rate(|c| c.io_write_bytes),
+    };
+    let disk_ops = blocks.map(|b| b.ops as f64 / secs).or(disk_ops);
 
     let mut values = vec![None; FEATURES.len()];
     let mut set = |feature: Feature, value: Option<f64>| {
@@ -228,6 +268,16 @@ fn compute(
     );
     set(Feature::CpuThrottledShare, throttled_share);
     set(Feature::CpuPressure, pressure(|c| c.cpu_pressure_some_us));
+    set(
+        Feature::CpuRunqueueWaitMs,
+        sched
+            .and_then(|s| sched::mean_wait(&s))
+            .map(|d| d.as_secs_f64() * 1e3),
+    );
+    set(
+        Feature::CpuLongWaitShare,
+        sched.and_then(|s| sched::long_wait_share(&s)),
+    );
     set(Feature::MemoryWorkingSet, working_set);
     set(
         Feature::MemoryUtilization,
@@ -239,10 +289,20 @@ fn compute(
     );
     set(Feature::MemoryLimitHitsPerS, rate(|c| c.memory_limit_hits));
     set(Feature::MajorFaultsPerS, rate(|c| c.major_faults));
-    set(Feature::OomKills, count(|c| c.oom_kills));
-    set(Feature::DiskReadBytesPerS, rate(|c| c.io_read_bytes));
-    set(Feature::DiskWriteBytesPerS, rate(|c| c.io_write_bytes));
+    set(Feature::OomKills, oom_kills);
+    set(Feature::DiskReadBytesPerS, disk_read);
+    set(Feature::DiskWriteBytesPerS, disk_write);
     set(Feature::DiskOpsPerS, disk_ops);
+    set(
+        Feature::DiskLatencyMs,
+        blocks
+            .and_then(|b| block::mean_latency(&b))
+            .map(|d| d.as_secs_f64() * 1e3),
+    );
+    set(
+        Feature::DiskFailuresPerS,
+        blocks.map(|b| b.failed as f64 / secs),
+    );
     set(Feature::IoPressure, pressure(|c| c.io_pressure_some_us));
     set(Feature::NetRxBytesPerS, net_rate(|n| n.rx_bytes));
     set(Feature::NetTxBytesPerS, net_rate(|n| n.tx_bytes));
@@ -258,8 +318,16 @@ fn compute(
         Feature::TcpListenOverflowsPerS,
         net_rate(|n| n.tcp_listen_overflows),
     );
+    set(
+        Feature::SocketRxBytesPerS,
+        sockets.map(|n| n.rx_bytes as f64 / secs),
+    );
+    set(
+        Feature::SocketTxBytesPerS,
+        sockets.map(|n| n.tx_bytes as f64 / secs),
+    );
     set(Feature::SyscallsPerS, calls);
-    set(Feature::SyscallFailureRatio, ratio(failed, call_count));
+    set(Feature::SyscallFailureRatio, failure_ratio);
     set(Feature::PidsCurrent, c.pids_current.map(|p| p as f64));
     set(
         Feature::PidsUtilization,

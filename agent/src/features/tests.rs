@@ -1,13 +1,12 @@
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, SystemTime},
 };
 
+use herd_agent_common::{BlockDirection, NetCounts, SchedCounts, SyscallCounts, SyscallStats};
+
 use super::*;
-use crate::{
-    collect::syscalls::CgroupSyscalls,
-    discovery::{containers::ContainerTable, domain::LabelOwners},
-};
+use crate::discovery::{containers::ContainerTable, domain::LabelOwners};
 
 const ID: &str = "abababababababababababababababababababababababababababababababab";
 const CGROUP_ID: u64 = 77;
@@ -52,7 +51,7 @@ fn window(
     builder: &mut FeatureBuilder,
     table: &ContainerTable,
     counters: CgroupCounters,
-    syscalls: Option<&SyscallSample>,
+    ebpf: Option<&SignalSample>,
 ) -> Vec<Option<f64>> {
     let cgroups = HashMap::from([(ID.to_owned(), counters)]);
     let net = HashMap::new();
@@ -60,7 +59,8 @@ fn window(
         elapsed: Duration::from_secs(10),
         cgroups: &cgroups,
         net: &net,
-        syscalls,
+        ebpf,
+        loaded: &Signal::ALL,
     };
     let mut out = builder.window(table, &input);
     assert_eq!(out.len(), 1);
@@ -105,26 +105,35 @@ fn missing_sources_are_missing_not_zero() {
     assert_eq!(get(&v, Feature::PidsUtilization), None);
 }
 
+fn ebpf_sample(row: CgroupSignals) -> SignalSample {
+    SignalSample {
+        interval: Duration::from_secs(10),
+        cgroups: vec![row],
+    }
+}
+
 #[test]
 fn syscalls_and_their_failure_ratio_per_container() {
     let (_dir, table) = table();
     let mut builder = FeatureBuilder::new(NODE);
-    let sample = SyscallSample {
-        interval: Duration::from_secs(10),
-        cgroups: vec![CgroupSyscalls {
-            cgroup_id: CGROUP_ID,
-            path: PathBuf::from("/x"),
-            calls: 50_000,
-            failed: 5_000,
-        }],
-    };
+    let sample = ebpf_sample(CgroupSignals {
+        cgroup_id: CGROUP_ID,
+        syscalls: SyscallStats {
+            counts: SyscallCounts {
+                calls: 50_000,
+                failed: 5_000,
+            },
+            ..SyscallStats::default()
+        },
+        ..CgroupSignals::default()
+    });
     window(&mut builder, &table, reading(100, 0, 0), Some(&sample));
     let v = window(&mut builder, &table, reading(102, 0, 0), Some(&sample));
     assert_eq!(get(&v, Feature::SyscallsPerS), Some(5000.0));
     assert_eq!(get(&v, Feature::SyscallFailureRatio), Some(0.1));
     assert_eq!(get(&v, Feature::SyscallsPerCpuSecond), Some(25_000.0));
 
-    let quiet = SyscallSample {
+    let quiet = SignalSample {
         interval: Duration::from_secs(10),
         cgroups: Vec::new(),
     };
@@ -139,6 +148,73 @@ fn syscalls_and_their_failure_ratio_per_container() {
         None,
         "no calls, no ratio"
     );
+    assert_eq!(get(&v, Feature::SocketTxBytesPerS), Some(0.0));
+}
+
+#[test]
+fn block_io_network_and_run_queue_from_ebpf() {
+    let (_dir, table) = table();
+    let mut builder = FeatureBuilder::new(NODE);
+    let io = |ops, bytes| BlockDirection {
+        ops,
+        bytes,
+        completed: ops,
+        latency_ns: ops * 2_000_000,
+        failed: 0,
+    };
+    let sample = ebpf_sample(CgroupSignals {
+        cgroup_id: CGROUP_ID,
+        block: herd_agent_common::BlockCounts {
+            read: io(100, 1 << 20),
+            write: io(300, 3 << 20),
+            ..Default::default()
+        },
+        net: NetCounts {
+            rx_bytes: 100_000,
+            tx_bytes: 200_000,
+            ..NetCounts::default()
+        },
+        sched: SchedCounts {
+            waits: 1000,
+            wait_ns: 3_000_000_000,
+            long_waits: 100,
+        },
+        ..CgroupSignals::default()
+    });
+    let v = window(&mut builder, &table, reading(100, 0, 0), Some(&sample));
+    assert_eq!(
+        get(&v, Feature::DiskWriteBytesPerS),
+        Some((3 << 20) as f64 / 10.0)
+    );
+    assert_eq!(get(&v, Feature::DiskOpsPerS), Some(40.0));
+    assert_eq!(get(&v, Feature::DiskLatencyMs), Some(2.0));
+    assert_eq!(get(&v, Feature::SocketRxBytesPerS), Some(10_000.0));
+    assert_eq!(get(&v, Feature::CpuRunqueueWaitMs), Some(3.0));
+    assert_eq!(get(&v, Feature::CpuLongWaitShare), Some(0.1));
+}
+
+#[test]
+fn signals_that_did_not_load_are_missing() {
+    let (_dir, table) = table();
+    let mut builder = FeatureBuilder::new(NODE);
+    let cgroups = HashMap::from([(ID.to_owned(), reading(100, 0, 0))]);
+    let net = HashMap::new();
+    let sample = SignalSample {
+        interval: Duration::from_secs(10),
+        cgroups: Vec::new(),
+    };
+    let input = WindowInput {
+        elapsed: Duration::from_secs(10),
+        cgroups: &cgroups,
+        net: &net,
+        ebpf: Some(&sample),
+        loaded: &[Signal::Syscalls],
+    };
+    let v = builder.window(&table, &input).remove(0).1;
+    assert_eq!(get(&v, Feature::SyscallsPerS), Some(0.0));
+    assert_eq!(get(&v, Feature::SocketRxBytesPerS), None);
+    assert_eq!(get(&v, Feature::CpuRunqueueWaitMs), None);
+    assert_eq!(get(&v, Feature::DiskLatencyMs), None);
 }
 
 #[test]
@@ -157,7 +233,8 @@ fn a_reset_counter_gives_no_rate_and_vanished_containers_are_forgotten() {
         elapsed: Duration::from_secs(10),
         cgroups: &cgroups,
         net: &net,
-        syscalls: None,
+        ebpf: None,
+        loaded: &[],
     };
     assert!(builder.window(&empty, &input).is_empty());
     assert_eq!(builder.tracked(), 0);

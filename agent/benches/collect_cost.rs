@@ -1,0 +1,257 @@
+//! What collection costs per container per tick, and what the agent holds in memory, with
+//! 200 containers on the node. The containers are cgroups made here in every hierarchy
+//! (`/herd-bench/<id>`, which discovery takes for containers, as it does `/docker/<id>`),
+//! each with a sleeping process, so that every file and namespace read is real. Needs root;
+//! removes everything it made, also when interrupted by a failure.
+//!
+//! `cargo bench -p herd-agent --bench collect_cost -- [--output FILE] [--agent BINARY]`
+
+use std::{
+    fmt::Write as _,
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use herd_agent::{
+    collect::{
+        cgroup::{CgroupCollector, CgroupMounts},
+        netns::NetnsCollector,
+    },
+    discovery::poller::{Discovery, DiscoveryConfig},
+    host::{self, HostPaths},
+};
+
+const CONTAINERS: usize = 200;
+const TICKS: u32 = 50;
+const TOP: &str = "herd-bench";
+
+/// The cgroups and processes of the bench, removed on drop.
+struct FakeNode {
+    dirs: Vec<PathBuf>,
+    sleepers: Vec<Child>,
+}
+
+impl FakeNode {
+    fn new(mounts: &CgroupMounts) -> anyhow::Result<Self> {
+        let mut hierarchies: Vec<PathBuf> = vec![mounts.cgroup2.clone()];
+        for controller in ["cpu", "cpuacct", "memory", "pids", "blkio"] {
+            if let Some(mount) = mounts.v1.get(controller)
+                && !hierarchies.contains(mount)
+            {
+                hierarchies.push(mount.clone());
+            }
+        }
+        let mut node = Self {
+            dirs: Vec::new(),
+            sleepers: Vec::new(),
+        };
+        for hierarchy in &hierarchies {
+            let top = hierarchy.join(TOP);
+            fs::create_dir_all(&top).with_context(|| format!("creating {}", top.display()))?;
+            node.dirs.push(top);
+        }
+        for i in 0..CONTAINERS {
+            let id = format!("{i:064x}");
+            let sleeper = Command::new("sleep")
+                .arg("600")
+                .stdout(Stdio::null())
+                .spawn()
+                .context("starting sleep")?;
+            let pid = sleeper.id();
+            node.sleepers.push(sleeper);
+            for hierarchy in &hierarchies {
+                let dir = hierarchy.join(TOP).join(&id);
+                fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                node.dirs.push(dir.clone());
+                fs::write(dir.join("cgroup.procs"), pid.to_string())
+                    .with_context(|| format!("moving {pid} into {}", dir.display()))?;
+            }
+        }
+        Ok(node)
+    }
+}
+
+impl Drop for FakeNode {
+    fn drop(&mut self) {
+        for sleeper in &mut self.sleepers {
+            let _ = sleeper.kill();
+            let _ = sleeper.wait();
+        }
+        // Children before parents; an exited process leaves its cgroup empty at once.
+        for dir in self.dirs.iter().rev() {
+            for _ in 0..50 {
+                match fs::remove_dir(dir) {
+                    Err(err) if err.raw_os_error() == Some(libc::EBUSY) => {
+                        thread::sleep(Duration::from_millis(20));
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+}
+
+/// The agent's resident memory over a run beside the bench's containers: (steady, peak)
+/// in KiB. Steady is the largest VmRSS once the first windows are behind it; peak is the
+/// kernel's high-water mark (VmHWM), which includes loading the eBPF programs.
+fn agent_memory_kib(agent: &Path, seconds: u64) -> anyhow::Result<(u64, u64)> {
+    let mut child = Command::new(agent)
+        .args(["--interval", "1s", "--duration", &format!("{seconds}s")])
+        .args(["--runtime-socket", "/nonexistent/herd-bench.sock"])
+        .env("HERD_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", agent.display()))?;
+    let status_path = format!("/proc/{}/status", child.id());
+    let started = Instant::now();
+    let (mut steady, mut peak) = (0, 0);
+    let field = |status: &str, name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    };
+    while child.try_wait()?.is_none() {
+        if let Ok(status) = fs::read_to_string(&status_path) {
+            if started.elapsed() > Duration::from_secs(seconds / 3) {
+                steady = steady.max(field(&status, "VmRSS:").unwrap_or(0));
+            }
+            peak = peak.max(field(&status, "VmHWM:").unwrap_or(0));
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    Ok((steady, peak))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (mut output, mut agent) = (None, None);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--output" => output = args.next().map(PathBuf::from),
+            "--agent" => agent = args.next().map(PathBuf::from),
+            _ => {}
+        }
+    }
+    let paths = HostPaths::default();
+    let host = host::cgroup_mounts(&paths.proc)?;
+    let mounts = CgroupMounts {
+        cgroup2: host.cgroup2.clone(),
+        v1: host.cgroup_v1.clone(),
+    };
+    let node = FakeNode::new(&mounts)?;
+
+    let mut discovery = Discovery::new(DiscoveryConfig {
+        runtime_socket: Some(PathBuf::from("/nonexistent/herd-bench.sock")),
+        min_age: Duration::ZERO,
+        cgroup2: host.cgroup2.clone(),
+        proc: paths.proc.clone(),
+    });
+    discovery.poll().await;
+    let table = discovery.table();
+    let ours = table
+        .containers()
+        .iter()
+        .filter(|c| c.cgroup.starts_with(format!("/{TOP}")))
+        .count();
+    anyhow::ensure!(
+        ours == CONTAINERS,
+        "discovery found {ours} of {CONTAINERS} containers"
+    );
+
+    let mut cgroups = CgroupCollector::new(mounts);
+    let mut netns = NetnsCollector::new(&paths.proc);
+    // The first tick opens the files; the steady state is what the agent pays every tick.
+    let first = Instant::now();
+    cgroups.collect(table);
+    netns.collect(table);
+    let opening = first.elapsed();
+    let (mut in_cgroups, mut in_netns) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..TICKS {
+        let start = Instant::now();
+        std::hint::black_box(cgroups.collect(table));
+        let middle = Instant::now();
+        std::hint::black_box(netns.collect(table));
+        in_cgroups += middle - start;
+        in_netns += middle.elapsed();
+    }
+    let per_tick = (in_cgroups + in_netns) / TICKS;
+    let all = table.len();
+    let per_container = per_tick.as_secs_f64() * 1e6 / all as f64;
+    let poll_start = Instant::now();
+    discovery.poll().await;
+    let poll = poll_start.elapsed();
+
+    let rss = match &agent {
+        Some(agent) => Some(agent_memory_kib(agent, 12)?),
+        None => None,
+    };
+    drop(node);
+
+    let mut report = String::new();
+    writeln!(report, "# Collection cost with {CONTAINERS} containers")?;
+    writeln!(report)?;
+    writeln!(
+        report,
+        "{all} containers on the node ({CONTAINERS} made by the bench); cgroup files (v1 cpu, \
+         cpuacct, memory, pids, blkio; cgroup2 pressure) and network-namespace files per \
+         container, kept open; mean of {TICKS} ticks."
+    )?;
+    writeln!(report)?;
+    writeln!(report, "| measure | value |")?;
+    writeln!(report, "|---|---:|")?;
+    writeln!(
+        report,
+        "| first tick (opens every file) | {:.1} ms |",
+        opening.as_secs_f64() * 1e3
+    )?;
+    writeln!(
+        report,
+        "| steady tick, all containers | {:.2} ms |",
+        per_tick.as_secs_f64() * 1e3
+    )?;
+    writeln!(report, "| per container per tick | {per_container:.1} µs |")?;
+    let micros = |total: Duration| total.as_secs_f64() * 1e6 / f64::from(TICKS) / all as f64;
+    writeln!(
+        report,
+        "| … of which cgroup files | {:.1} µs |",
+        micros(in_cgroups)
+    )?;
+    writeln!(
+        report,
+        "| … of which network namespaces | {:.1} µs |",
+        micros(in_netns)
+    )?;
+    writeln!(
+        report,
+        "| discovery poll (cgroup walk, no runtime) | {:.1} ms |",
+        poll.as_secs_f64() * 1e3
+    )?;
+    if let Some((steady, peak)) = rss {
+        let mb = |kib: u64| kib as f64 / 1024.0;
+        writeln!(
+            report,
+            "| agent resident memory, steady (VmRSS), 12 s run | {:.1} MB |",
+            mb(steady)
+        )?;
+        writeln!(
+            report,
+            "| agent resident memory, peak while loading eBPF (VmHWM) | {:.1} MB |",
+            mb(peak)
+        )?;
+    }
+    print!("{report}");
+    if let Some(path) = output {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("written to {}", path.display());
+    }
+    Ok(())
+}
