@@ -5,9 +5,9 @@ use std::path::Path;
 
 use clap::Args;
 use herd_agent::{
-    collect::ebpf::EbpfPrograms,
+    collect::ebpf::{EbpfConfig, EbpfPrograms},
     discovery::runtime::CriClient,
-    host::{self, HostPaths},
+    host::{self, HostPaths, Tracefs},
 };
 
 use crate::cmd::DiscoveryArgs;
@@ -73,21 +73,34 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
             "no /proc/<pid>/net".into()
         },
     );
-    let ebpf = host::check_btf(&paths)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| EbpfPrograms::load().map_err(anyhow::Error::from));
-    match ebpf {
-        Ok(programs) => {
+    match host::check_btf(&paths) {
+        Ok(()) => {
             line("BTF", paths.btf.display().to_string());
-            line(
-                "eBPF programs",
-                "loaded and attached: syscall signals available".into(),
-            );
-            drop(programs);
+            let tracefs = Tracefs::ensure();
+            if let Err(err) = &tracefs {
+                line(
+                    "tracefs",
+                    format!("cannot mount ({err}): block IO and OOM signals need it"),
+                );
+            }
+            match EbpfPrograms::load_available(&EbpfConfig::default()) {
+                Ok(programs) => {
+                    for signal in programs.signals() {
+                        line(&format!("eBPF {signal}"), "loaded and attached".into());
+                    }
+                    for (signal, err) in programs.unavailable() {
+                        line(&format!("eBPF {signal}"), format!("unavailable: {err}"));
+                    }
+                }
+                Err(err) => line(
+                    "eBPF",
+                    format!("unavailable ({err}); the agent would run on cgroup counters only"),
+                ),
+            }
         }
         Err(err) => line(
-            "eBPF programs",
-            format!("unavailable ({err:#}); the agent would run on cgroup counters only"),
+            "BTF",
+            format!("{err}; the agent would run on cgroup counters only"),
         ),
     }
     let runtime = match CriClient::connect(args.discovery.runtime_socket.as_deref()).await {
