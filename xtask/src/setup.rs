@@ -19,46 +19,11 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const NIGHTLY: &str = "nightly";
 
 pub fn run() -> anyhow::Result<()> {
-    apt_install(BUILD_PACKAGES)?;
+    herd_tests::lab::ensure_packages(BUILD_PACKAGES)?;
     rust_src()?;
     bpf_linker()?;
     step("setup complete");
     Ok(())
-}
-
-/// Installs the Debian packages of `packages` that are not installed yet.
-pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
-    let missing: Vec<&str> = packages
-        .iter()
-        .copied()
-        .filter(|package| !dpkg_installed(package))
-        .collect();
-    if missing.is_empty() {
-        step(&format!("apt packages present: {}", packages.join(" ")));
-        return Ok(());
-    }
-    if !cmd::is_root() {
-        bail!(
-            "these Debian packages are missing and only root can install them: {}",
-            missing.join(" ")
-        );
-    }
-    step(&format!("installing apt packages: {}", missing.join(" ")));
-    cmd::run(Command::new("apt-get").args(["update", "-q"]))?;
-    cmd::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-    .context("apt-get install failed; is a Debian package mirror reachable?")
-}
-
-fn dpkg_installed(package: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", package])
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
 }
 
 /// The eBPF crate builds with nightly and `-Z build-std=core`, which needs rust-src.

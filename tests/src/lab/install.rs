@@ -1,4 +1,5 @@
-//! Installs the Debian packages the lab needs, only those that are missing.
+//! Installs Debian packages, only those that are missing: the lab's, and (through
+//! `cargo xtask setup`) what building Herd needs.
 
 use std::process::Command;
 
@@ -24,13 +25,18 @@ pub const PACKAGES: &[&str] = &[
 ];
 
 pub fn ensure_packages() -> Result<(), LabError> {
-    let missing: Vec<&str> = PACKAGES
+    ensure(PACKAGES)
+}
+
+/// Installs those of `packages` that are not installed yet, saying which.
+pub fn ensure(packages: &[&str]) -> Result<(), LabError> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|package| !installed(package))
         .collect();
     if missing.is_empty() {
-        step(format!("packages present: {}", PACKAGES.join(" ")));
+        step(format!("packages present: {}", packages.join(" ")));
         return Ok(());
     }
     step(format!("installing packages: {}", missing.join(" ")));

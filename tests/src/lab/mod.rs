@@ -47,7 +47,7 @@ use tonic::transport::Channel;
 pub use cgroups::Qos;
 pub use cleanup::Leftovers;
 pub use error::LabError;
-pub use install::PACKAGES;
+pub use install::{PACKAGES, ensure as ensure_packages};
 pub use paths::{BRIDGE, LabPaths, NETWORK, PAUSE_IMAGE, SUBNET, TOOLS_IMAGE};
 pub use pod::{
     APP_NAME, CONTAINER_NAME, CONTROLLER_REVISION_HASH, Container, POD_NAME, POD_NAMESPACE,
