@@ -2,7 +2,9 @@
 //! sys_exit) and ns per pipe round trip between two threads on one CPU (each round trip is
 //! two wakeups, two context switches and four syscalls), with no probe, with the syscall
 //! counter alone and with the full probe set. Configurations alternate within each round so
-//! that the noise of a shared machine falls on all of them alike. Needs root.
+//! that the noise of a shared machine falls on all of them alike. With bpftrace installed,
+//! a bpftrace one-liner counting syscalls per cgroup is measured beside them, as the
+//! general-purpose way to get the same numbers. Needs root.
 //!
 //! `cargo bench -p herd-agent --bench syscall_cost -- [--output FILE]` (or `cargo xtask
 //! bench`) prints a table and writes it to FILE.
@@ -11,14 +13,18 @@ use std::{
     fmt::Write as _,
     fs,
     hint::black_box,
-    io::{Read as _, Write as _},
+    io::{BufRead as _, BufReader, Read as _, Write as _},
     path::PathBuf,
+    process::{Child, Command, Stdio},
     thread,
     time::Instant,
 };
 
 use anyhow::Context as _;
-use herd_agent::collect::ebpf::{EbpfConfig, EbpfPrograms, Signal};
+use herd_agent::{
+    collect::ebpf::{EbpfConfig, EbpfPrograms, Signal},
+    host::Tracefs,
+};
 
 const CALLS_PER_ROUND: u32 = 2_000_000;
 const ROUND_TRIPS_PER_ROUND: u32 = 50_000;
@@ -69,41 +75,6 @@ fn ns_per_round_trip() -> anyhow::Result<f64> {
     Ok(elapsed.as_nanos() as f64 / f64::from(ROUND_TRIPS_PER_ROUND))
 }
 
-/// tracefs, which the tracepoint programs attach through: mounted for the run if nothing
-/// had mounted it, so that the full probe set is measured.
-struct Tracefs {
-    mounted_here: bool,
-}
-
-impl Tracefs {
-    const PATH: &str = "/sys/kernel/tracing";
-
-    fn ensure() -> anyhow::Result<Self> {
-        let mounted = [Self::PATH, "/sys/kernel/debug/tracing"]
-            .iter()
-            .any(|dir| std::path::Path::new(dir).join("events").is_dir());
-        if !mounted {
-            let status = std::process::Command::new("mount")
-                .args(["-t", "tracefs", "nodev", Self::PATH])
-                .status()?;
-            anyhow::ensure!(status.success(), "mounting tracefs: {status}");
-        }
-        Ok(Self {
-            mounted_here: !mounted,
-        })
-    }
-}
-
-impl Drop for Tracefs {
-    fn drop(&mut self) {
-        if self.mounted_here {
-            let _ = std::process::Command::new("umount")
-                .arg(Self::PATH)
-                .status();
-        }
-    }
-}
-
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
@@ -114,11 +85,49 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
+/// What runs in the kernel while one configuration is measured.
+enum Probes {
+    None,
+    Herd(Vec<Signal>),
+    /// `bpftrace -e <program>`.
+    Bpftrace(&'static str),
+}
+
 struct Setup {
     label: String,
-    signals: Option<Vec<Signal>>,
+    probes: Probes,
     getppid: Vec<f64>,
     round_trip: Vec<f64>,
+}
+
+/// Counting syscalls per cgroup with bpftrace, for comparison.
+const BPFTRACE_PROGRAM: &str = "tracepoint:raw_syscalls:sys_exit { @[cgroup] = count(); }";
+
+/// A running bpftrace, attached; ended on drop.
+struct Bpftrace(Child);
+
+impl Bpftrace {
+    fn start(program: &str) -> anyhow::Result<Self> {
+        let mut child = Command::new("bpftrace")
+            .args(["-e", program])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting bpftrace")?;
+        // bpftrace says "Attaching N probes..." once its probes are in.
+        let mut out = BufReader::new(child.stdout.take().context("bpftrace stdout")?);
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        anyhow::ensure!(line.starts_with("Attaching"), "bpftrace said {line:?}");
+        Ok(Self(child))
+    }
+}
+
+impl Drop for Bpftrace {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -142,44 +151,56 @@ fn main() -> anyhow::Result<()> {
         .collect();
     drop(probe);
     let names: Vec<String> = available.iter().map(ToString::to_string).collect();
+    let setup = |label: String, probes| Setup {
+        label,
+        probes,
+        getppid: Vec::new(),
+        round_trip: Vec::new(),
+    };
     let mut setups = vec![
-        Setup {
-            label: "none".into(),
-            signals: None,
-            getppid: Vec::new(),
-            round_trip: Vec::new(),
-        },
-        Setup {
-            label: "syscall counter (raw_tp sys_exit, errno classes, per-CPU hash per cgroup)"
-                .into(),
-            signals: Some(vec![Signal::Syscalls]),
-            getppid: Vec::new(),
-            round_trip: Vec::new(),
-        },
-        Setup {
-            label: format!("full probe set ({})", names.join(", ")),
-            signals: Some(available),
-            getppid: Vec::new(),
-            round_trip: Vec::new(),
-        },
+        setup("none".into(), Probes::None),
+        setup(
+            "syscall counter (raw_tp sys_exit, errno classes, per-CPU hash per cgroup)".into(),
+            Probes::Herd(vec![Signal::Syscalls]),
+        ),
+        setup(
+            format!("full probe set ({})", names.join(", ")),
+            Probes::Herd(available),
+        ),
     ];
+    let has_bpftrace = Command::new("bpftrace")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if has_bpftrace {
+        setups.push(setup(
+            format!("bpftrace `{BPFTRACE_PROGRAM}`"),
+            Probes::Bpftrace(BPFTRACE_PROGRAM),
+        ));
+    } else {
+        eprintln!("bpftrace is not installed: measuring without it");
+    }
 
     ns_per_getppid();
     for round in 1..=ROUNDS {
         for setup in &mut setups {
-            let programs = match &setup.signals {
-                Some(signals) => Some(
-                    EbpfPrograms::load_with(&EbpfConfig {
+            let (programs, bpftrace) = match &setup.probes {
+                Probes::None => (None, None),
+                Probes::Herd(signals) => {
+                    let config = EbpfConfig {
                         signals: signals.clone(),
                         network_cgroup: None,
-                    })
-                    .with_context(|| format!("loading {}", setup.label))?,
-                ),
-                None => None,
+                    };
+                    let programs = EbpfPrograms::load_with(&config)
+                        .with_context(|| format!("loading {}", setup.label))?;
+                    (Some(programs), None)
+                }
+                Probes::Bpftrace(program) => (None, Some(Bpftrace::start(program)?)),
             };
             setup.getppid.push(ns_per_getppid());
             setup.round_trip.push(ns_per_round_trip()?);
             drop(programs);
+            drop(bpftrace);
         }
         eprintln!(
             "round {round}/{ROUNDS}: {}",
@@ -226,7 +247,7 @@ fn main() -> anyhow::Result<()> {
     for setup in &mut setups {
         let getppid = median(&mut setup.getppid);
         let round_trip = median(&mut setup.round_trip);
-        if setup.signals.is_none() {
+        if matches!(setup.probes, Probes::None) {
             writeln!(
                 report,
                 "| {} | {getppid:.1} | — | {round_trip:.0} | — |",

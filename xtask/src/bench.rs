@@ -12,6 +12,8 @@ pub fn run() -> anyhow::Result<()> {
     if !cmd::is_root() {
         bail!("the benchmarks load eBPF programs and make cgroups: run them as root");
     }
+    // bpftrace is the general-purpose tool the probe cost is compared with.
+    herd_tests::lab::ensure_packages(&["bpftrace"])?;
     let root = cmd::workspace_root();
     let results = root.join("target/herd-bench");
     step("building the agent (release)");
