@@ -129,9 +129,4 @@ impl Pipeline {
         }
         Ok(self.detector.observe(at, &observations)?)
     }
-
-    /// The detector, for its open findings.
-    pub fn detector(&self) -> &Detector {
-        &self.detector
-    }
 }

@@ -253,6 +253,49 @@ IpExt: 0
     }
 
     #[test]
+    fn namespaces_are_read_once_and_closed_when_their_containers_go() {
+        use crate::discovery::{containers::ContainerTable, domain::LabelOwners};
+        use std::time::{Duration, SystemTime};
+
+        // Two containers whose process is this test: one namespace between them.
+        let root = tempfile::tempdir().unwrap();
+        let mut table = ContainerTable::new("/proc", root.path(), Duration::ZERO);
+        let ids = ["a".repeat(64), "b".repeat(64)];
+        let paths: Vec<String> = ids.iter().map(|id| format!("/docker/{id}")).collect();
+        for path in &paths {
+            let dir = root.path().join(path.trim_start_matches('/'));
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(
+                dir.join("cgroup.procs"),
+                format!("{}\n", std::process::id()),
+            )
+            .unwrap();
+        }
+        let cgroups = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i as u64, Path::new(p.as_str())));
+        table.update(cgroups, None, &LabelOwners, SystemTime::now());
+
+        let mut collector = NetnsCollector::new("/proc");
+        let counters = collector.collect(&table);
+        assert_eq!(counters.len(), 2);
+        assert_eq!(
+            counters[&ids[0]], counters[&ids[1]],
+            "same namespace, same counters"
+        );
+        assert_eq!(collector.open_namespaces(), 1);
+
+        table.update([], None, &LabelOwners, SystemTime::now());
+        assert!(collector.collect(&table).is_empty());
+        assert_eq!(
+            collector.open_namespaces(),
+            0,
+            "files of gone namespaces are closed"
+        );
+    }
+
+    #[test]
     fn this_process_namespace_reads_through_kept_files() {
         let files = NamespaceFiles::open(Path::new("/proc"), std::process::id()).unwrap();
         let mut buf = Vec::new();

@@ -467,6 +467,37 @@ mod tests {
     }
 
     #[test]
+    fn readers_follow_the_containers_of_the_table() {
+        use crate::discovery::{containers::ContainerTable, domain::LabelOwners};
+        use std::time::{Duration, SystemTime};
+
+        let root = tempfile::tempdir().unwrap();
+        let mut collector = CgroupCollector::new(CgroupMounts {
+            cgroup2: root.path().to_owned(),
+            v1: HashMap::new(),
+        });
+        let mut table = ContainerTable::new(root.path(), root.path(), Duration::ZERO);
+        // Containers come and go; only the live ones keep open files.
+        for round in 0..50u64 {
+            let path = format!("/docker/{round:064x}");
+            write(
+                &root.path().join(path.trim_start_matches('/')),
+                "cpu.stat",
+                "usage_usec 1\n",
+            );
+            table.update(
+                [(round, Path::new(&path))],
+                None,
+                &LabelOwners,
+                SystemTime::now(),
+            );
+            let counters = collector.collect(&table);
+            assert_eq!(counters.len(), 1);
+            assert_eq!(collector.open_readers(), 1, "round {round}");
+        }
+    }
+
+    #[test]
     fn counters_without_a_file_are_missing_not_zero() {
         let root = tempfile::tempdir().unwrap();
         let container = "/docker/abc";
