@@ -107,19 +107,30 @@ const BPFTRACE_PROGRAM: &str = "tracepoint:raw_syscalls:sys_exit { @[cgroup] = c
 struct Bpftrace(Child);
 
 impl Bpftrace {
+    /// Starts bpftrace and waits until its probes are in. It sometimes exits at start-up
+    /// on a busy machine, so it gets a few tries.
     fn start(program: &str) -> anyhow::Result<Self> {
-        let mut child = Command::new("bpftrace")
-            .args(["-e", program])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting bpftrace")?;
-        // bpftrace says "Attaching N probes..." once its probes are in.
-        let mut out = BufReader::new(child.stdout.take().context("bpftrace stdout")?);
-        let mut line = String::new();
-        out.read_line(&mut line)?;
-        anyhow::ensure!(line.starts_with("Attaching"), "bpftrace said {line:?}");
-        Ok(Self(child))
+        let mut last = String::new();
+        for _ in 0..3 {
+            let mut child = Command::new("bpftrace")
+                .args(["-e", program])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("starting bpftrace")?;
+            // bpftrace says "Attaching N probes..." once its probes are in.
+            let mut out = BufReader::new(child.stdout.take().context("bpftrace stdout")?);
+            let mut line = String::new();
+            out.read_line(&mut line)?;
+            if line.starts_with("Attaching") {
+                return Ok(Self(child));
+            }
+            let _ = child.kill();
+            let output = child.wait_with_output()?;
+            last = format!("{line}{}", String::from_utf8_lossy(&output.stderr));
+            thread::sleep(std::time::Duration::from_millis(500));
+        }
+        anyhow::bail!("bpftrace did not attach: {}", last.trim())
     }
 }
 

@@ -12,6 +12,12 @@ pub fn run() -> anyhow::Result<()> {
     if !cmd::is_root() {
         bail!("the benchmarks load eBPF programs and make cgroups: run them as root");
     }
+    if let Some(pid) = running("herd-agent") {
+        bail!(
+            "herd-agent is running (pid {pid}): its probes would be in every measurement; \
+             stop it first"
+        );
+    }
     // bpftrace is the general-purpose tool the probe cost is compared with.
     herd_tests::lab::ensure_packages(&["bpftrace"])?;
     let root = cmd::workspace_root();
@@ -37,4 +43,16 @@ pub fn run() -> anyhow::Result<()> {
     )?;
     step(&format!("results in {}", results.display()));
     Ok(())
+}
+
+/// The pid of a running process named `name`, if any.
+fn running(name: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            (comm.trim() == name).then_some(pid)
+        })
 }
