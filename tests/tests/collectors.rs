@@ -163,11 +163,11 @@ fn each_fault_shows_in_its_replicas_features_and_not_in_its_siblings() -> anyhow
         check("cpu", Feature::CpuThrottledShare, 0.5, 0.05)?;
         check("cpu", Feature::CpuPressure, 0.2, 0.05)?;
         check("mem", Feature::OomKills, 0.5, 0.5)?;
-        check("mem", Feature::MemoryLimitHitsPerS, 0.0, 0.01)?;
+        check("mem", Feature::MemoryUtilization, 0.5, 0.3)?;
         check("fork", Feature::ForkFailuresPerS, 0.0, 0.01)?;
         check("fork", Feature::PidsUtilization, 0.5, 0.2)?;
         check("sock", Feature::SocketTxBytesPerS, 1_000_000.0, 10_000.0)?;
-        check("sys", Feature::SyscallFailureRatio, 0.3, 0.2)?;
+        check("sys", Feature::SyscallFailuresPerS, 200.0, 20.0)?;
         drop(programs);
         lab.down().await?;
         Ok(())

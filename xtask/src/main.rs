@@ -3,6 +3,7 @@
 mod bench;
 mod cmd;
 mod demo;
+mod eval;
 mod lab;
 mod setup;
 mod test;
@@ -28,6 +29,9 @@ enum Command {
     Bench,
     /// A real container node on this machine over CRI: `up [--spec FILE]`, `status`, `down`.
     Lab(lab::LabArgs),
+    /// The detector against every lab fault and a long healthy run; results go to
+    /// target/herd-eval/.
+    Eval(eval::EvalArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,5 +41,6 @@ fn main() -> anyhow::Result<()> {
         Command::Test => test::run(),
         Command::Bench => bench::run(),
         Command::Lab(args) => lab::run(&args),
+        Command::Eval(args) => eval::run(&args),
     }
 }

@@ -143,6 +143,9 @@ fn ratio(numerator: Option<f64>, denominator: Option<f64>) -> Option<f64> {
     Some(numerator? / denominator)
 }
 
+/// Packets a second under which CPU per packet is not computed.
+const MIN_PACKETS_PER_S: f64 = 1.0;
+
 /// One container's eBPF counts for the window, and which signals were counting.
 struct Ebpf<'a> {
     row: CgroupSignals,
@@ -328,6 +331,10 @@ fn compute(
     );
     set(Feature::SyscallsPerS, calls);
     set(Feature::SyscallFailureRatio, failure_ratio);
+    set(
+        Feature::SyscallFailuresPerS,
+        syscalls.map(|c| c.failed as f64 / secs),
+    );
     set(Feature::PidsCurrent, c.pids_current.map(|p| p as f64));
     set(
         Feature::PidsUtilization,
@@ -337,9 +344,13 @@ fn compute(
         ),
     );
     set(Feature::ForkFailuresPerS, rate(|c| c.fork_failures));
+    // A ratio over a trickle of packets is noise: below one packet a second it is missing.
     set(
         Feature::CpuMsPerKiloPacket,
-        ratio(cpu_cores.map(|cores| cores * 1e6), packets),
+        ratio(
+            cpu_cores.map(|cores| cores * 1e6),
+            packets.filter(|p| *p >= MIN_PACKETS_PER_S),
+        ),
     );
     set(Feature::SyscallsPerCpuSecond, ratio(calls, cpu_cores));
     values

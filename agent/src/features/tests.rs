@@ -131,6 +131,7 @@ fn syscalls_and_their_failure_ratio_per_container() {
     let v = window(&mut builder, &table, reading(102, 0, 0), Some(&sample));
     assert_eq!(get(&v, Feature::SyscallsPerS), Some(5000.0));
     assert_eq!(get(&v, Feature::SyscallFailureRatio), Some(0.1));
+    assert_eq!(get(&v, Feature::SyscallFailuresPerS), Some(500.0));
     assert_eq!(get(&v, Feature::SyscallsPerCpuSecond), Some(25_000.0));
 
     let quiet = SignalSample {

@@ -109,6 +109,10 @@ const V2_LIMITS: &[(&str, Fill)] = &[
     }),
     ("memory.max", |t, c| c.memory_limit_bytes = parse::single(t)),
     ("pids.max", |t, c| c.pids_max = parse::single(t)),
+    // Kubernetes limits pids per pod, on the pod's cgroup: the container's own is `max`.
+    ("../pids.max", |t, c| {
+        c.pids_max = c.pids_max.or_else(|| parse::single(t));
+    }),
 ];
 
 /// v1 counter files by controller.
@@ -157,6 +161,9 @@ const V1_LIMITS: &[(&str, &str, Fill)] = &[
         c.memory_limit_bytes = parse::single(t);
     }),
     ("pids", "pids.max", |t, c| c.pids_max = parse::single(t)),
+    ("pids", "../pids.max", |t, c| {
+        c.pids_max = c.pids_max.or_else(|| parse::single(t));
+    }),
 ];
 
 const LIMITS_EVERY: u32 = 6;
@@ -337,6 +344,11 @@ mod tests {
         );
         write(&v1("pids"), "pids.current", "12\n");
         write(&v1("pids"), "pids.max", "max\n");
+        write(
+            &root.join("pids/kubepods/burstable/podX"),
+            "pids.max",
+            "1024\n",
+        );
         write(&v1("pids"), "pids.events", "max 4\n");
         write(
             &v1("blkio"),
@@ -417,7 +429,8 @@ mod tests {
         );
         assert_eq!(
             (c.pids_current, c.pids_max, c.fork_failures),
-            (Some(12), None, Some(4))
+            (Some(12), Some(1024), Some(4)),
+            "the pod's pids limit when the container has none"
         );
         assert_eq!(
             (c.io_read_bytes, c.io_write_bytes),
