@@ -1,9 +1,12 @@
 //! Spawning `herd-load`, a process that makes an exact number of syscalls on cue.
 
 use std::{
+    fs,
     io::Write as _,
     path::PathBuf,
     process::{Child, ChildStdin, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
@@ -11,6 +14,20 @@ use anyhow::Context as _;
 /// Path of the `herd-load` binary, built by cargo beside the test binaries.
 pub fn binary() -> anyhow::Result<PathBuf> {
     crate::built_binary("herd-load")
+}
+
+/// Waits until the process is blocked in `read` (syscall 0), so that its start-up syscalls
+/// are behind it before it is moved into a cgroup.
+pub fn wait_until_blocked_in_read(pid: u32) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let path = format!("/proc/{pid}/syscall");
+    while Instant::now() < deadline {
+        if fs::read_to_string(&path)?.starts_with("0 ") {
+            return Ok(());
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    anyhow::bail!("pid {pid} did not block in read within 10 s")
 }
 
 /// A `herd-load` process that waits for its cue before making its syscalls.

@@ -6,7 +6,7 @@ use std::{
     os::unix::process::ExitStatusExt as _,
     path::{Path, PathBuf},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -80,20 +80,6 @@ fn within(value: u64, low: u64, high: u64, what: &str) {
     );
 }
 
-/// Waits until the process is blocked in `read` (syscall 0), so that its start-up syscalls
-/// are behind it before it is moved into a cgroup.
-fn wait_until_blocked_in_read(pid: u32) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let path = format!("/proc/{pid}/syscall");
-    while Instant::now() < deadline {
-        if fs::read_to_string(&path)?.starts_with("0 ") {
-            return Ok(());
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-    anyhow::bail!("pid {pid} did not block in read within 10 s")
-}
-
 /// A process in the idle sibling that does nothing the signal under test sees.
 fn idler(idle: &OwnedCgroup, seconds: u32) -> anyhow::Result<Work> {
     let seconds = seconds.to_string();
@@ -118,7 +104,7 @@ fn failed_syscalls_are_split_by_errno_class() -> anyhow::Result<()> {
     let mut probe = Probe::new(&[Signal::Syscalls], None)?;
 
     let load = CountedLoad::spawn(CALLS, FAILURES)?;
-    wait_until_blocked_in_read(load.pid())?;
+    herd_tests::load::wait_until_blocked_in_read(load.pid())?;
     busy.add(load.pid())?;
     probe.sample()?;
     load.cue_and_wait()?;
@@ -284,7 +270,7 @@ fn a_cpu_contended_cgroup_waits_longer_for_a_cpu() -> anyhow::Result<()> {
     let mut probe = Probe::new(&[Signal::Sched], None)?;
     // A process that stays blocked: the idle sibling must see nothing at all.
     let sleeper = CountedLoad::spawn(0, 0)?;
-    wait_until_blocked_in_read(sleeper.pid())?;
+    herd_tests::load::wait_until_blocked_in_read(sleeper.pid())?;
     idle.add(sleeper.pid())?;
 
     // More busy processes than the one CPU they are pinned to, and a light sibling that

@@ -2,11 +2,8 @@
 //! successful and failing syscalls is charged to its own cgroup and to no other.
 
 use std::{
-    fs,
     path::PathBuf,
     process::{Command, Stdio},
-    thread,
-    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
@@ -43,20 +40,6 @@ fn sampler() -> anyhow::Result<(EbpfPrograms, SignalSampler)> {
     ))
 }
 
-/// Waits until the process is blocked in `read` (syscall 0), so that its start-up syscalls
-/// are behind it before it is moved into a cgroup.
-fn wait_until_blocked_in_read(pid: u32) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let path = format!("/proc/{pid}/syscall");
-    while Instant::now() < deadline {
-        if fs::read_to_string(&path)?.starts_with("0 ") {
-            return Ok(());
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-    anyhow::bail!("pid {pid} did not block in read within 10 s")
-}
-
 #[test]
 fn a_cgroup_is_charged_with_exactly_its_own_calls_and_failures() -> anyhow::Result<()> {
     require_root();
@@ -66,8 +49,8 @@ fn a_cgroup_is_charged_with_exactly_its_own_calls_and_failures() -> anyhow::Resu
 
     let load = CountedLoad::spawn(CALLS, FAILURES)?;
     let sleeper = CountedLoad::spawn(0, 0)?;
-    wait_until_blocked_in_read(load.pid())?;
-    wait_until_blocked_in_read(sleeper.pid())?;
+    herd_tests::load::wait_until_blocked_in_read(load.pid())?;
+    herd_tests::load::wait_until_blocked_in_read(sleeper.pid())?;
     busy.add(load.pid())?;
     idle.add(sleeper.pid())?;
     sampler.sample()?;
@@ -109,7 +92,7 @@ fn a_removed_cgroup_is_dropped_from_the_counters() -> anyhow::Result<()> {
     let cgroup = OwnedCgroup::new(&mount()?, "removed")?;
     let id = cgroup.id()?;
     let load = CountedLoad::spawn(1_000, 0)?;
-    wait_until_blocked_in_read(load.pid())?;
+    herd_tests::load::wait_until_blocked_in_read(load.pid())?;
     cgroup.add(load.pid())?;
     load.cue_and_wait()?;
 
