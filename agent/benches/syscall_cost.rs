@@ -1,7 +1,8 @@
 //! What Herd's probes add to the kernel's hot paths: ns per getppid (every syscall passes
 //! sys_exit) and ns per pipe round trip between two threads on one CPU (each round trip is
-//! two wakeups, two context switches and four syscalls), with no probe, with the syscall
-//! counter alone and with the full probe set. Configurations alternate within each round so
+//! two wakeups, two context switches and four syscalls), with no probe, with an empty raw
+//! tracepoint program on sys_exit (the reference for the counter's goal: at most twice its
+//! cost), with the syscall counter alone and with the full probe set. Configurations alternate within each round so
 //! that the noise of a shared machine falls on all of them alike. With bpftrace installed,
 //! a bpftrace one-liner counting syscalls per cgroup is measured beside them, as the
 //! general-purpose way to get the same numbers. Needs root.
@@ -22,7 +23,7 @@ use std::{
 
 use anyhow::Context as _;
 use herd_agent::{
-    collect::ebpf::{EbpfConfig, EbpfPrograms, Signal},
+    collect::ebpf::{EbpfConfig, EbpfPrograms, EmptySysExit, Signal},
     host::Tracefs,
 };
 
@@ -88,6 +89,8 @@ fn median(values: &mut [f64]) -> f64 {
 /// What runs in the kernel while one configuration is measured.
 enum Probes {
     None,
+    /// Herd's empty program on sys_exit.
+    Empty,
     Herd(Vec<Signal>),
     /// `bpftrace -e <program>`.
     Bpftrace(&'static str),
@@ -170,8 +173,9 @@ fn main() -> anyhow::Result<()> {
     };
     let mut setups = vec![
         setup("none".into(), Probes::None),
+        setup("empty raw_tp sys_exit program".into(), Probes::Empty),
         setup(
-            "syscall counter (raw_tp sys_exit, errno classes, per-CPU hash per cgroup)".into(),
+            "syscall counter (raw_tp sys_exit, errno classes, per-CPU slot per cgroup)".into(),
             Probes::Herd(vec![Signal::Syscalls]),
         ),
         setup(
@@ -195,8 +199,13 @@ fn main() -> anyhow::Result<()> {
     ns_per_getppid();
     for round in 1..=ROUNDS {
         for setup in &mut setups {
-            let (programs, bpftrace) = match &setup.probes {
-                Probes::None => (None, None),
+            let (programs, empty, bpftrace) = match &setup.probes {
+                Probes::None => (None, None, None),
+                Probes::Empty => (
+                    None,
+                    Some(EmptySysExit::attach().context("attaching the empty program")?),
+                    None,
+                ),
                 Probes::Herd(signals) => {
                     let config = EbpfConfig {
                         signals: signals.clone(),
@@ -204,13 +213,14 @@ fn main() -> anyhow::Result<()> {
                     };
                     let programs = EbpfPrograms::load_with(&config)
                         .with_context(|| format!("loading {}", setup.label))?;
-                    (Some(programs), None)
+                    (Some(programs), None, None)
                 }
-                Probes::Bpftrace(program) => (None, Some(Bpftrace::start(program)?)),
+                Probes::Bpftrace(program) => (None, None, Some(Bpftrace::start(program)?)),
             };
             setup.getppid.push(ns_per_getppid());
             setup.round_trip.push(ns_per_round_trip()?);
             drop(programs);
+            drop(empty);
             drop(bpftrace);
         }
         eprintln!(
@@ -273,6 +283,23 @@ fn main() -> anyhow::Result<()> {
                 round_trip - bare_round_trip
             )?;
         }
+    }
+    let added = |probes: fn(&Probes) -> bool| {
+        setups
+            .iter()
+            .find(|s| probes(&s.probes))
+            .map(|s| median(&mut s.getppid.clone()) - bare_getppid)
+    };
+    let empty = added(|p| matches!(p, Probes::Empty));
+    let counter = added(|p| matches!(p, Probes::Herd(signals) if signals == &[Signal::Syscalls]));
+    if let (Some(empty), Some(counter)) = (empty, counter) {
+        writeln!(report)?;
+        writeln!(
+            report,
+            "The syscall counter adds {:.2} times what the empty program adds per getppid \
+             (goal: at most 2).",
+            counter / empty
+        )?;
     }
     print!("{report}");
     if let Some(path) = output {

@@ -85,6 +85,74 @@ fn a_cgroup_is_charged_with_exactly_its_own_calls_and_failures() -> anyhow::Resu
     Ok(())
 }
 
+/// Pins a process to one CPU.
+fn pin(pid: u32, cpu: usize) -> anyhow::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes inside it.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(pid as libc::pid_t, size_of::<libc::cpu_set_t>(), &set)
+    };
+    anyhow::ensure!(
+        rc == 0,
+        "pinning {pid}: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
+/// The counter keeps each cgroup in a slot chosen by its id (modulo the slots per CPU); a
+/// second cgroup whose slot is taken on a CPU counts in the hash instead. Both must be
+/// charged exactly.
+#[test]
+fn two_cgroups_that_share_a_slot_are_both_charged_exactly() -> anyhow::Result<()> {
+    require_root();
+    let slots = u64::from(herd_agent_common::SYSCALL_SLOTS_PER_CPU);
+    let first = OwnedCgroup::new(&mount()?, "slot-first")?;
+    // cgroup ids are handed out in sequence: make (and remove) cgroups until one lands on
+    // the first one's slot.
+    let mut second = None;
+    for attempt in 0..4 * slots {
+        let candidate = OwnedCgroup::new(&mount()?, &format!("slot-second-{attempt}"))?;
+        if candidate.id()? % slots == first.id()? % slots {
+            second = Some(candidate);
+            break;
+        }
+    }
+    let second = second.context("no cgroup landed on the first one's slot")?;
+    let (_programs, mut sampler) = sampler()?;
+
+    // Both run on CPU 0, the first one first, so that it holds the slot there.
+    let mut expected = Vec::new();
+    for (cgroup, calls, failures) in [(&first, CALLS, 0), (&second, CALLS / 2, FAILURES)] {
+        let load = CountedLoad::spawn(calls, failures)?;
+        herd_tests::load::wait_until_blocked_in_read(load.pid())?;
+        pin(load.pid(), 0)?;
+        cgroup.add(load.pid())?;
+        load.cue_and_wait()?;
+        expected.push((cgroup.id()?, calls + failures, failures));
+    }
+    let sample = sampler.sample()?.syscall_sample();
+    for (id, calls, failures) in expected {
+        let row = sample
+            .cgroups
+            .iter()
+            .find(|row| row.cgroup_id == id)
+            .with_context(|| format!("no syscalls reported for cgroup {id}"))?;
+        assert!(
+            (calls..=calls + STARTUP_SLACK).contains(&row.calls),
+            "cgroup {id}: {} calls reported, {calls} made",
+            row.calls
+        );
+        assert!(
+            (failures..=failures + 2).contains(&row.failed),
+            "cgroup {id}: {} failures reported, {failures} made",
+            row.failed
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn a_removed_cgroup_is_dropped_from_the_counters() -> anyhow::Result<()> {
     require_root();

@@ -3,11 +3,17 @@
 //! sides agree on the layout byte for byte.
 //!
 //! Every counter map is a per-CPU hash keyed by cgroup id: the inode number of the task's
-//! cgroup2 directory, as `bpf_get_current_cgroup_id()` returns it.
+//! cgroup2 directory, as `bpf_get_current_cgroup_id()` returns it. Syscalls, the hottest
+//! path, are counted first in [`SYSCALL_SLOTS_MAP`], a direct-mapped array that user space
+//! reads through shared memory; the hash takes only what does not fit there.
 #![no_std]
 
 /// Name of the per-CPU hash map that holds [`SyscallStats`] keyed by cgroup id.
 pub const SYSCALL_COUNTS_MAP: &str = "SYSCALL_COUNTS";
+/// Name of the array of [`SyscallSlot`]s: [`SYSCALL_SLOTS_PER_CPU`] slots for each possible
+/// CPU, CPU after CPU, made with `BPF_F_MMAPABLE` so that user space reads it without a
+/// syscall. The agent sizes it at load time to the number of possible CPUs.
+pub const SYSCALL_SLOTS_MAP: &str = "SYSCALL_SLOTS";
 /// Name of the per-CPU hash map that holds [`BlockCounts`] keyed by cgroup id.
 pub const BLOCK_COUNTS_MAP: &str = "BLOCK_COUNTS";
 /// Name of the per-CPU hash map that holds [`NetCounts`] keyed by cgroup id.
@@ -19,6 +25,9 @@ pub const OOM_COUNTS_MAP: &str = "OOM_COUNTS";
 
 /// Name of the raw-tracepoint program that counts syscall exits.
 pub const SYSCALL_EXIT_PROGRAM: &str = "herd_sys_exit";
+/// Name of a raw-tracepoint program on sys_exit that does nothing: the reference the
+/// benchmark measures the syscall counter against. The agent never attaches it.
+pub const EMPTY_SYS_EXIT_PROGRAM: &str = "herd_sys_exit_empty";
 /// Name of the tracepoint program on block:block_bio_queue (submitter's context).
 pub const BLOCK_QUEUE_PROGRAM: &str = "herd_block_bio_queue";
 /// Name of the tracepoint program on block:block_rq_complete.
@@ -41,6 +50,12 @@ pub const OOM_EXIT_PROGRAM: &str = "herd_oom_process_exit";
 /// How many cgroups each counter map can hold. A node runs a few hundred containers at most;
 /// the rest of the room is for host services and cgroups that vanish between two reads.
 pub const MAX_CGROUPS: u32 = 16_384;
+
+/// Syscall slots per CPU in [`SYSCALL_SLOTS_MAP`] (a power of two). A cgroup's slot on a CPU
+/// is `cgroup_id % SYSCALL_SLOTS_PER_CPU`: cgroup ids are inode numbers handed out in
+/// sequence, so the cgroups of a node rarely share one. The first cgroup to count in a slot
+/// keeps it until it is removed; another cgroup with the same slot counts in the hash.
+pub const SYSCALL_SLOTS_PER_CPU: u32 = 1_024;
 
 /// How many block requests can be in flight with a start time. The map is an LRU, so
 /// requests whose completion is never seen (merged bios, bio-based devices) age out.
@@ -90,6 +105,17 @@ pub struct SyscallStats {
     pub counts: SyscallCounts,
     /// `counts.failed`, split by class.
     pub errors: SyscallErrors,
+}
+
+/// One slot of [`SYSCALL_SLOTS_MAP`]: the cgroup that owns it (0 when free) and what that
+/// cgroup's syscalls counted on this slot's CPU. Only the owning CPU's programs write the
+/// counts; user space frees the slot of a removed cgroup by zeroing the counts first and the
+/// owner last.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallSlot {
+    pub cgroup_id: u64,
+    pub stats: SyscallStats,
 }
 
 /// Block IO of one direction (read, write or discard).
@@ -269,6 +295,8 @@ const _: () = {
     assert!(size_of::<SyscallCounts>() == 16);
     assert!(size_of::<SyscallErrors>() == 48);
     assert!(size_of::<SyscallStats>() == 64);
+    assert!(size_of::<SyscallSlot>() == 72);
+    assert!(SYSCALL_SLOTS_PER_CPU.is_power_of_two());
     assert!(size_of::<BlockDirection>() == 40);
     assert!(size_of::<BlockCounts>() == 120);
     assert!(size_of::<BlockKey>() == 16);
@@ -286,6 +314,8 @@ mod pod {
     // SAFETY: every type here is `repr(C)`, `Copy`, and made only of integers with explicit
     // padding fields, so every byte pattern is a valid value and none has implicit padding.
     unsafe impl aya::Pod for SyscallStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for SyscallSlot {}
     // SAFETY: as above.
     unsafe impl aya::Pod for BlockCounts {}
     // SAFETY: as above.

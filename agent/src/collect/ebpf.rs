@@ -6,7 +6,7 @@ use std::{
 };
 
 use aya::{
-    Ebpf, Pod,
+    Ebpf, EbpfLoader, Pod,
     maps::{MapData, MapError, PerCpuHashMap},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, Program, ProgramError, RawTracePoint,
@@ -14,10 +14,11 @@ use aya::{
     },
 };
 use herd_agent_common::{
-    BLOCK_COMPLETE_PROGRAM, BLOCK_COUNTS_MAP, BLOCK_QUEUE_PROGRAM, NET_COUNTS_MAP,
-    NET_EGRESS_PROGRAM, NET_INGRESS_PROGRAM, OOM_COUNTS_MAP, OOM_EXIT_PROGRAM, OOM_VICTIM_PROGRAM,
-    SCHED_COUNTS_MAP, SCHED_SWITCH_PROGRAM, SCHED_WAKEUP_NEW_PROGRAM, SCHED_WAKEUP_PROGRAM,
-    SYSCALL_COUNTS_MAP, SYSCALL_EXIT_PROGRAM, SyscallStats, TRACEPOINT_FIELDS, TracepointField,
+    BLOCK_COMPLETE_PROGRAM, BLOCK_COUNTS_MAP, BLOCK_QUEUE_PROGRAM, EMPTY_SYS_EXIT_PROGRAM,
+    NET_COUNTS_MAP, NET_EGRESS_PROGRAM, NET_INGRESS_PROGRAM, OOM_COUNTS_MAP, OOM_EXIT_PROGRAM,
+    OOM_VICTIM_PROGRAM, SCHED_COUNTS_MAP, SCHED_SWITCH_PROGRAM, SCHED_WAKEUP_NEW_PROGRAM,
+    SCHED_WAKEUP_PROGRAM, SYSCALL_COUNTS_MAP, SYSCALL_EXIT_PROGRAM, SYSCALL_SLOTS_MAP,
+    SYSCALL_SLOTS_PER_CPU, SyscallStats, TRACEPOINT_FIELDS, TracepointField,
 };
 use thiserror::Error;
 use tracing::{info, warn};
@@ -26,6 +27,7 @@ use crate::{
     collect::{
         counters::{CounterMap, Counters, MapReadError, sum_cpus},
         signals::{SignalMap, SignalMaps},
+        syscall_slots::{MappedSlots, SlotsError, SyscallCounterMap, SyscallSlots},
     },
     host::{self, HostPaths},
 };
@@ -215,6 +217,13 @@ pub enum LoadError {
         name: &'static str,
         source: MapError,
     },
+    #[error("cannot count the possible CPUs ({path}): {source}")]
+    Cpus {
+        path: &'static str,
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Slots(#[from] SlotsError),
 }
 
 /// The loaded programs. Dropping this detaches them and frees their maps.
@@ -259,7 +268,7 @@ impl EbpfPrograms {
         let mut wanted = config.signals.clone();
         wanted.sort();
         wanted.dedup();
-        let mut ebpf = Ebpf::load(OBJECT)?;
+        let mut ebpf = load_object()?;
         let (mut signals, mut unavailable) = (Vec::new(), Vec::new());
         for signal in wanted {
             match attach_signal(&mut ebpf, signal, config) {
@@ -297,7 +306,20 @@ impl EbpfPrograms {
         for signal in self.signals.clone() {
             match signal {
                 Signal::Syscalls => {
-                    maps.syscalls = Some(self.take_counters::<SyscallStats>(SYSCALL_COUNTS_MAP)?);
+                    let slots = self
+                        .ebpf
+                        .take_map(SYSCALL_SLOTS_MAP)
+                        .ok_or(LoadError::Missing(SYSCALL_SLOTS_MAP))?;
+                    let aya::maps::Map::Array(slots) = slots else {
+                        return Err(LoadError::Missing(SYSCALL_SLOTS_MAP));
+                    };
+                    maps.syscalls = Some(Box::new(SyscallCounterMap {
+                        slots: SyscallSlots::new(MappedSlots::new(slots)?),
+                        hash: PerCpuCounterMap {
+                            name: SYSCALL_COUNTS_MAP,
+                            map: take::<SyscallStats>(&mut self.ebpf, SYSCALL_COUNTS_MAP)?,
+                        },
+                    }));
                 }
                 Signal::Block => maps.block = Some(self.take_counters(BLOCK_COUNTS_MAP)?),
                 Signal::Network => maps.net = Some(self.take_counters(NET_COUNTS_MAP)?),
@@ -316,6 +338,41 @@ impl EbpfPrograms {
             name,
             map: take(&mut self.ebpf, name)?,
         }))
+    }
+}
+
+/// Loads the object into the kernel (maps made, no program loaded yet), with the syscall
+/// slots sized to this host's possible CPUs.
+fn load_object() -> Result<Ebpf, LoadError> {
+    let cpus = aya::util::nr_cpus().map_err(|(path, source)| LoadError::Cpus { path, source })?;
+    let slots = u32::try_from(cpus)
+        .ok()
+        .and_then(|cpus| cpus.checked_mul(SYSCALL_SLOTS_PER_CPU))
+        .unwrap_or(u32::MAX / SYSCALL_SLOTS_PER_CPU * SYSCALL_SLOTS_PER_CPU);
+    Ok(EbpfLoader::new()
+        .map_max_entries(SYSCALL_SLOTS_MAP, slots)
+        .load(OBJECT)?)
+}
+
+/// A raw tracepoint program on sys_exit that does nothing, attached: the benchmark's
+/// reference for the syscall counter. Dropping it detaches it.
+pub struct EmptySysExit {
+    _ebpf: Ebpf,
+}
+
+impl EmptySysExit {
+    pub fn attach() -> Result<Self, LoadError> {
+        if OBJECT.is_empty() {
+            return Err(LoadError::NotBuilt);
+        }
+        let mut ebpf = load_object()?;
+        attach_raw_tracepoint(
+            &mut ebpf,
+            EMPTY_SYS_EXIT_PROGRAM,
+            "sys_exit",
+            "raw tracepoints and CONFIG_FTRACE_SYSCALLS",
+        )?;
+        Ok(Self { _ebpf: ebpf })
     }
 }
 
@@ -500,8 +557,8 @@ fn attach_cgroup_skb(ebpf: &mut Ebpf, cgroup: &Path) -> Result<(), LoadError> {
 
 /// One of the kernel's per-CPU, per-cgroup counter maps.
 pub struct PerCpuCounterMap<V: Pod> {
-    name: &'static str,
-    map: PerCpuHashMap<MapData, u64, V>,
+    pub(crate) name: &'static str,
+    pub(crate) map: PerCpuHashMap<MapData, u64, V>,
 }
 
 impl<V: Pod + Counters> CounterMap for PerCpuCounterMap<V> {

@@ -11,4 +11,5 @@ pub mod netns;
 pub mod oom;
 pub mod sched;
 pub mod signals;
+pub mod syscall_slots;
 pub mod syscalls;
