@@ -3,10 +3,13 @@
 
 use std::process::Command;
 
-use super::{
-    LabError,
-    cmd::{self, step},
-};
+use super::{LabError, cmd};
+
+/// Announces a package step, without the lab's prefix: `cargo xtask setup` and `bench` use
+/// it too.
+fn step(what: impl AsRef<str>) {
+    eprintln!("==> {}", what.as_ref());
+}
 
 /// containerd and its runtime and network plugins; busybox, stress-ng and curl go into the
 /// tools image; gcc builds the static pause binary; iproute2 and iptables manage and check
