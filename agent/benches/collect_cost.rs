@@ -1,10 +1,15 @@
 //! What collection costs per container per tick, and what the agent holds in memory, with
 //! 200 containers on the node. The containers are cgroups made here in every hierarchy
 //! (`/herd-bench/<id>`, which discovery takes for containers, as it does `/docker/<id>`),
-//! each with a sleeping process, so that every file and namespace read is real. Needs root;
-//! removes everything it made, also when interrupted by a failure.
+//! each with a sleeping process, so that every file and namespace read is real. The
+//! containers first have no CPU quota and no memory limit, then both, because the collector
+//! reads the throttling and limit-hit files every tick only under a quota or a limit. Their
+//! processes all share the bench's network namespace, so a namespace's own files are timed
+//! apart. Needs root; removes everything it made, also when interrupted by a failure.
 //!
 //! `cargo bench -p herd-agent --bench collect_cost -- [--output FILE] [--agent BINARY]`
+//! (a relative `BINARY` that is not found from the package directory, where cargo runs
+//! benches, is taken from the workspace root).
 
 use std::{
     fmt::Write as _,
@@ -19,7 +24,8 @@ use anyhow::Context as _;
 use herd_agent::{
     collect::{
         cgroup::{CgroupCollector, CgroupMounts},
-        netns::NetnsCollector,
+        kept_file::KeptFile,
+        netns::{self, NetCounters, NetnsCollector},
     },
     discovery::poller::{Discovery, DiscoveryConfig},
     host::{self, HostPaths},
@@ -28,6 +34,8 @@ use herd_agent::{
 const CONTAINERS: usize = 200;
 const TICKS: u32 = 50;
 const TOP: &str = "herd-bench";
+/// Enough ticks for every reader to make a slow read, which picks up new limits.
+const SETTLE_TICKS: u32 = 6;
 
 /// The cgroups and processes of the bench, removed on drop.
 struct FakeNode {
@@ -75,6 +83,28 @@ impl FakeNode {
     }
 }
 
+impl FakeNode {
+    /// Gives every container a CFS quota of one core, a 1 GiB memory limit and a limit of
+    /// 4096 pids (v1).
+    fn limit_every_container(&self, mounts: &CgroupMounts) -> anyhow::Result<()> {
+        let limits = [
+            ("cpu", "cpu.cfs_quota_us", "100000"),
+            ("memory", "memory.limit_in_bytes", "1073741824"),
+            ("pids", "pids.max", "4096"),
+        ];
+        for (controller, file, value) in limits {
+            let Some(mount) = mounts.v1.get(controller) else {
+                continue;
+            };
+            for i in 0..CONTAINERS {
+                let path = mount.join(TOP).join(format!("{i:064x}")).join(file);
+                fs::write(&path, value).with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Drop for FakeNode {
     fn drop(&mut self) {
         for sleeper in &mut self.sleepers {
@@ -93,6 +123,25 @@ impl Drop for FakeNode {
             }
         }
     }
+}
+
+/// What reading one network namespace's files costs, mean of [`TICKS`] reads of this
+/// process's namespace through kept-open files.
+fn one_namespace(proc: &Path) -> anyhow::Result<Duration> {
+    let net = proc.join("self/net");
+    let files = ["dev", "snmp", "netstat"].map(|name| KeptFile::open(net.join(name)));
+    let [dev, snmp, netstat] = files;
+    let (dev, snmp, netstat) = (dev?, snmp?, netstat?);
+    let mut buf = Vec::new();
+    let start = Instant::now();
+    for _ in 0..TICKS {
+        let mut counters = NetCounters::default();
+        netns::parse_dev(dev.read(&mut buf)?, &mut counters);
+        netns::parse_snmp(snmp.read(&mut buf)?, &mut counters);
+        netns::parse_netstat(netstat.read(&mut buf)?, &mut counters);
+        std::hint::black_box(counters);
+    }
+    Ok(start.elapsed() / TICKS)
 }
 
 /// The agent's resident memory over a run beside the bench's containers: (steady, peak)
@@ -138,6 +187,14 @@ async fn main() -> anyhow::Result<()> {
             _ => {}
         }
     }
+    let agent = agent.map(|agent| {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        if agent.is_relative() && !agent.exists() {
+            workspace.join(agent)
+        } else {
+            agent
+        }
+    });
     let paths = HostPaths::default();
     let host = host::cgroup_mounts(&paths.proc)?;
     let mounts = CgroupMounts {
@@ -164,7 +221,7 @@ async fn main() -> anyhow::Result<()> {
         "discovery found {ours} of {CONTAINERS} containers"
     );
 
-    let mut cgroups = CgroupCollector::new(mounts);
+    let mut cgroups = CgroupCollector::new(mounts.clone());
     let mut netns = NetnsCollector::new(&paths.proc);
     // The first tick opens the files; the steady state is what the agent pays every tick.
     let first = Instant::now();
@@ -172,6 +229,7 @@ async fn main() -> anyhow::Result<()> {
     netns.collect(table);
     let opening = first.elapsed();
     let (mut in_cgroups, mut in_netns) = (Duration::ZERO, Duration::ZERO);
+    let files_before = cgroups.files_read();
     for _ in 0..TICKS {
         let start = Instant::now();
         std::hint::black_box(cgroups.collect(table));
@@ -180,9 +238,38 @@ async fn main() -> anyhow::Result<()> {
         in_cgroups += middle - start;
         in_netns += middle.elapsed();
     }
+    let files = cgroups.files_read() - files_before;
     let per_tick = (in_cgroups + in_netns) / TICKS;
     let all = table.len();
     let per_container = per_tick.as_secs_f64() * 1e6 / all as f64;
+    let files_per_container = files as f64 / f64::from(TICKS) / all as f64;
+
+    // The same containers under a CPU quota, a memory limit and a pids limit.
+    node.limit_every_container(&mounts)?;
+    for _ in 0..SETTLE_TICKS {
+        cgroups.collect(table);
+    }
+    let files_before = cgroups.files_read();
+    let start = Instant::now();
+    for _ in 0..TICKS {
+        std::hint::black_box(cgroups.collect(table));
+    }
+    let in_limited = start.elapsed();
+    let limited_files = cgroups.files_read() - files_before;
+    let limited_files_per_container = limited_files as f64 / f64::from(TICKS) / all as f64;
+
+    // The same, with every file that a node-wide total gates read on every tick.
+    cgroups.ungate_node_totals();
+    let files_before = cgroups.files_read();
+    let start = Instant::now();
+    for _ in 0..TICKS {
+        std::hint::black_box(cgroups.collect(table));
+    }
+    let in_ungated = start.elapsed();
+    let ungated_files = cgroups.files_read() - files_before;
+    let ungated_files_per_container = ungated_files as f64 / f64::from(TICKS) / all as f64;
+
+    let namespace = one_namespace(&paths.proc)?;
     let poll_start = Instant::now();
     discovery.poll().await;
     let poll = poll_start.elapsed();
@@ -200,7 +287,18 @@ async fn main() -> anyhow::Result<()> {
         report,
         "{all} containers on the node ({CONTAINERS} made by the bench); cgroup files (v1 cpu, \
          cpuacct, memory, pids, blkio; cgroup2 pressure) and network-namespace files per \
-         container, kept open; mean of {TICKS} ticks."
+         container, kept open; mean of {TICKS} back-to-back ticks. A file is read only when its \
+         counters can have moved (the collector's gates); the others give their last reading. \
+         The bench's containers are idle sleepers without CPU quota, memory or pids limit (as \
+         BestEffort pods) on a quiet node, so most gates stay shut: their throttling, \
+         limit-hit and fork-failure files are not read, and the pressure, OOM-kill and \
+         blkio-op files only when the node's total moved. The lines \"under limits\" give \
+         the same containers a CPU quota, a memory and a pids limit; the lines \"every gate \
+         open\" also read every pressure, OOM-kill and blkio file on every tick: what a node \
+         that stalls on every resource on every tick pays (on a busy node, CPU and IO \
+         pressure move on most ticks). All the containers share one network namespace, read \
+         once a tick: their namespace cost is mostly finding which namespace each is in; a \
+         node with one namespace per pod adds one namespace's cost per pod."
     )?;
     writeln!(report)?;
     writeln!(report, "| measure | value |")?;
@@ -226,6 +324,35 @@ async fn main() -> anyhow::Result<()> {
         report,
         "| … of which network namespaces | {:.1} µs |",
         micros(in_netns)
+    )?;
+    writeln!(
+        report,
+        "| cgroup files read per container per tick | {files_per_container:.2} |"
+    )?;
+    writeln!(
+        report,
+        "| cgroup files per container per tick, under limits | {:.1} µs |",
+        micros(in_limited)
+    )?;
+    writeln!(
+        report,
+        "| … files read per container per tick, under limits | \
+         {limited_files_per_container:.2} |"
+    )?;
+    writeln!(
+        report,
+        "| cgroup files per container per tick, under limits, every gate open | {:.1} µs |",
+        micros(in_ungated)
+    )?;
+    writeln!(
+        report,
+        "| … files read per container per tick, under limits, every gate open | \
+         {ungated_files_per_container:.2} |"
+    )?;
+    writeln!(
+        report,
+        "| one network namespace (net/dev, snmp, netstat), read and parsed | {:.1} µs |",
+        namespace.as_secs_f64() * 1e6
     )?;
     writeln!(
         report,

@@ -28,32 +28,26 @@ impl KeptFile {
         &self.path
     }
 
-    /// The whole current content, read into `buf` (reused across reads).
+    /// The whole current content, read into `buf` (scratch space reused across reads).
     ///
-    /// One `pread` per read: kernfs and seq_file fill the buffer as far as the text goes,
-    /// so a short read is the end, and only a full buffer needs another, larger read.
+    /// One `pread` at offset 0: kernfs and seq_file fill the buffer as far as the text goes,
+    /// so a short read is the whole text. A full buffer is read again from offset 0 into one
+    /// twice as large, so that the text is one generation of the file, never two spliced.
+    /// The buffer is zeroed only when it grows, not before every read (16 KiB cleared to read
+    /// a ten-byte file).
     pub fn read<'b>(&self, buf: &'b mut Vec<u8>) -> io::Result<&'b str> {
-        buf.clear();
-        buf.reserve(MIN_BUFFER);
-        loop {
-            let filled = buf.len();
-            let room = buf.capacity();
-            buf.resize(room, 0);
-            let offset = u64::try_from(filled).unwrap_or(u64::MAX);
-            let n = match self.file.read_at(&mut buf[filled..], offset) {
-                Ok(n) => n,
-                Err(err) => {
-                    buf.truncate(filled);
-                    return Err(err);
-                }
-            };
-            buf.truncate(filled + n);
-            if filled + n < room {
-                break;
-            }
-            buf.reserve(room);
+        if buf.len() < MIN_BUFFER {
+            buf.resize(MIN_BUFFER, 0);
         }
-        std::str::from_utf8(buf).map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))
+        let n = loop {
+            let n = self.file.read_at(buf, 0)?;
+            if n < buf.len() {
+                break n;
+            }
+            buf.resize(buf.len() * 2, 0);
+        };
+        std::str::from_utf8(&buf[..n])
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))
     }
 }
 
@@ -79,6 +73,12 @@ mod tests {
             kept.read(&mut buf).unwrap(),
             long,
             "longer than the first buffer"
+        );
+        std::fs::write(&path, "1\n").unwrap();
+        assert_eq!(
+            kept.read(&mut buf).unwrap(),
+            "1\n",
+            "shorter than the last read"
         );
     }
 }

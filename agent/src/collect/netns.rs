@@ -2,11 +2,17 @@
 //! (`/proc/<pid>/net/…` shows the namespace of `<pid>`). Containers of one pod share a
 //! namespace, so each namespace is read once per tick and its counters given to each of its
 //! containers.
+//!
+//! Which namespace a process is in is not looked up on every read: the lookup costs more
+//! than reading a namespace shared by a few containers, and a process changes namespace only
+//! through `setns` or `unshare`, which a container's process does while the runtime makes it
+//! (joining the pod's namespace), not later. So it is looked up when the process is new to
+//! the collector, again on the next read, and then after 2, 4, 8, … reads, at most
+//! [`LOOKUP_EVERY_MAX`] apart.
 
 use std::{
     collections::{HashMap, HashSet},
     fs,
-    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
 
@@ -50,11 +56,13 @@ pub fn parse_dev(text: &str, counters: &mut NetCounters) {
         if name.trim() == "lo" {
             continue;
         }
-        let v: Vec<u64> = values
-            .split_whitespace()
-            .map(|field| field.parse().unwrap_or(0))
-            .collect();
-        if v.len() < 16 {
+        let mut v = [0u64; 16];
+        let mut fields = 0;
+        for (slot, field) in v.iter_mut().zip(values.split_ascii_whitespace()) {
+            *slot = field.parse().unwrap_or(0);
+            fields += 1;
+        }
+        if fields < v.len() {
             continue;
         }
         counters.rx_bytes += v[0];
@@ -130,12 +138,26 @@ impl NamespaceFiles {
     }
 }
 
+/// The most reads between two lookups of a process's namespace.
+const LOOKUP_EVERY_MAX: u32 = 64;
+
+/// A process's namespace as last looked up.
+#[derive(Debug)]
+struct Lookup {
+    ns: u64,
+    /// Reads that used it so far, and how many may before it is looked up again.
+    used: u32,
+    every: u32,
+}
+
 /// Network counters for every container with a known process, by container id.
 #[derive(Debug)]
 pub struct NetnsCollector {
     proc: PathBuf,
     /// By namespace inode. A namespace whose files fail is reopened through another pid.
     namespaces: HashMap<u64, NamespaceFiles>,
+    /// The namespace of each container process, by pid.
+    namespace_of: HashMap<u32, Lookup>,
     buf: Vec<u8>,
 }
 
@@ -144,7 +166,8 @@ impl NetnsCollector {
         Self {
             proc: proc.into(),
             namespaces: HashMap::new(),
-            buf: Vec::with_capacity(8192),
+            namespace_of: HashMap::new(),
+            buf: Vec::new(),
         }
     }
 
@@ -155,14 +178,13 @@ impl NetnsCollector {
     pub fn collect(&mut self, table: &ContainerTable) -> HashMap<String, NetCounters> {
         let mut by_namespace: HashMap<u64, Option<NetCounters>> = HashMap::new();
         let mut out = HashMap::new();
-        let mut live = HashSet::new();
+        let mut pids = HashSet::new();
         for container in table.containers() {
             let Some(pid) = container.pid else { continue };
-            let Ok(meta) = fs::metadata(self.proc.join(format!("{pid}/ns/net"))) else {
+            pids.insert(pid);
+            let Some(ns) = self.namespace_of(pid) else {
                 continue;
             };
-            let ns = meta.ino();
-            live.insert(ns);
             let counters = *by_namespace.entry(ns).or_insert_with(|| {
                 read_namespace(&mut self.namespaces, &self.proc, ns, pid, &mut self.buf)
             });
@@ -170,9 +192,40 @@ impl NetnsCollector {
                 out.insert(container.id.clone(), counters);
             }
         }
-        self.namespaces.retain(|ns, _| live.contains(ns));
+        self.namespace_of.retain(|pid, _| pids.contains(pid));
+        self.namespaces
+            .retain(|ns, _| by_namespace.contains_key(ns));
         out
     }
+
+    /// The namespace inode of `pid`, looked up again after ever more reads.
+    fn namespace_of(&mut self, pid: u32) -> Option<u64> {
+        let every = match self.namespace_of.get_mut(&pid) {
+            Some(lookup) if lookup.used < lookup.every => {
+                lookup.used += 1;
+                return Some(lookup.ns);
+            }
+            Some(lookup) => (lookup.every * 2).min(LOOKUP_EVERY_MAX),
+            None => 1,
+        };
+        let Some(ns) = namespace_inode(&self.proc, pid) else {
+            self.namespace_of.remove(&pid);
+            return None;
+        };
+        self.namespace_of.insert(pid, Lookup { ns, used: 1, every });
+        Some(ns)
+    }
+}
+
+/// The inode of the network namespace of `pid`, from the link `/proc/<pid>/ns/net`
+/// (`net:[<inode>]`): reading the link costs half as much as a `stat` through it.
+fn namespace_inode(proc: &Path, pid: u32) -> Option<u64> {
+    let link = fs::read_link(proc.join(pid.to_string()).join("ns/net")).ok()?;
+    link.to_str()?
+        .strip_prefix("net:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 fn read_namespace(
@@ -293,6 +346,62 @@ IpExt: 0
             0,
             "files of gone namespaces are closed"
         );
+    }
+
+    #[test]
+    fn a_process_namespace_is_looked_up_again_after_ever_more_reads() {
+        use crate::discovery::{containers::ContainerTable, domain::LabelOwners};
+        use std::time::{Duration, SystemTime};
+
+        // A fake /proc with one process, 42, whose namespace link and files the test sets.
+        let root = tempfile::tempdir().unwrap();
+        let proc = root.path().join("proc");
+        let process = proc.join("42");
+        fs::create_dir_all(process.join("ns")).unwrap();
+        let enter = |ns: u64, rx_bytes: u64| {
+            // New files, not rewritten ones: files kept open keep showing the old namespace.
+            let net = process.join("net");
+            let _ = fs::remove_dir_all(&net);
+            fs::create_dir_all(&net).unwrap();
+            let dev = DEV.replace("eth0: 1000", &format!("eth0: {rx_bytes}"));
+            fs::write(net.join("dev"), dev).unwrap();
+            fs::write(net.join("snmp"), SNMP).unwrap();
+            fs::write(net.join("netstat"), NETSTAT).unwrap();
+            let link = process.join("ns/net");
+            let _ = fs::remove_file(&link);
+            std::os::unix::fs::symlink(format!("net:[{ns}]"), link).unwrap();
+        };
+        let cgroup = root.path().join("cgroup");
+        let path = format!("/docker/{}", "a".repeat(64));
+        let dir = cgroup.join(path.trim_start_matches('/'));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("cgroup.procs"), "42\n").unwrap();
+        let mut table = ContainerTable::new(&proc, &cgroup, Duration::ZERO);
+        table.update(
+            [(1, Path::new(path.as_str()))],
+            None,
+            &LabelOwners,
+            SystemTime::now(),
+        );
+        let id = "a".repeat(64);
+        let mut collector = NetnsCollector::new(&proc);
+        let mut rx = || collector.collect(&table)[&id].rx_bytes;
+
+        enter(1, 100);
+        assert_eq!(rx(), 105);
+        // The runtime makes the process join its pod's namespace: seen on the next read.
+        enter(2, 200);
+        assert_eq!(rx(), 205);
+        // Then after 2 reads, 4, …
+        enter(3, 300);
+        assert_eq!(rx(), 205);
+        assert_eq!(rx(), 305);
+        enter(4, 400);
+        for _ in 0..3 {
+            assert_eq!(rx(), 305, "the namespace as last looked up");
+        }
+        assert_eq!(rx(), 405);
+        assert_eq!(collector.open_namespaces(), 1, "the old ones are closed");
     }
 
     #[test]
