@@ -731,6 +731,34 @@ mod tests {
         }
     }
 
+    const CONTAINER: &str = "/kubepods/burstable/podX/abc";
+
+    /// A [`hybrid_host`] for [`CONTAINER`] in a temporary directory.
+    struct TestHost {
+        root: tempfile::TempDir,
+        mounts: CgroupMounts,
+    }
+
+    impl TestHost {
+        fn new() -> Self {
+            let root = tempfile::tempdir().unwrap();
+            let mounts = hybrid_host(root.path(), CONTAINER);
+            Self { root, mounts }
+        }
+
+        /// The container's directory in one hierarchy (`unified` is cgroup2).
+        fn dir(&self, hierarchy: &str) -> PathBuf {
+            self.root
+                .path()
+                .join(hierarchy)
+                .join(CONTAINER.trim_start_matches('/'))
+        }
+
+        fn reader(&self) -> CgroupReader {
+            CgroupReader::open(&self.mounts, Path::new(CONTAINER), &paths(CONTAINER))
+        }
+    }
+
     fn paths(container: &str) -> BTreeMap<String, PathBuf> {
         ["cpu", "cpuacct", "memory", "pids", "blkio"]
             .into_iter()
@@ -740,10 +768,8 @@ mod tests {
 
     #[test]
     fn a_hybrid_host_reads_v1_controllers_and_v2_pressure() {
-        let root = tempfile::tempdir().unwrap();
-        let container = "/kubepods/burstable/podX/abc";
-        let mounts = hybrid_host(root.path(), container);
-        let mut reader = CgroupReader::open(&mounts, Path::new(container), &paths(container));
+        let host = TestHost::new();
+        let mut reader = host.reader();
         let c = reader.read(&mut Vec::new(), NodeMoved::ALL);
 
         assert_eq!(
@@ -790,20 +816,15 @@ mod tests {
 
     #[test]
     fn limits_are_read_every_few_reads_and_held_between() {
-        let root = tempfile::tempdir().unwrap();
-        let container = "/kubepods/burstable/podX/abc";
-        let mounts = hybrid_host(root.path(), container);
-        let mut reader = CgroupReader::open(&mounts, Path::new(container), &paths(container));
+        let host = TestHost::new();
+        let mut reader = host.reader();
         let mut buf = Vec::new();
         assert_eq!(
             reader.read(&mut buf, NodeMoved::ALL).memory_limit_bytes,
             Some(268_435_456)
         );
 
-        let memory = root
-            .path()
-            .join("memory")
-            .join(container.trim_start_matches('/'));
+        let memory = host.dir("memory");
         write(&memory, "memory.limit_in_bytes", "536870912\n");
         write(&memory, "memory.usage_in_bytes", "1\n");
         for _ in 1..SLOW_EVERY {
@@ -838,16 +859,11 @@ mod tests {
 
     #[test]
     fn throttling_is_read_every_time_only_under_a_cpu_quota() {
-        let root = tempfile::tempdir().unwrap();
-        let container = "/kubepods/burstable/podX/abc";
-        let mounts = hybrid_host(root.path(), container);
-        let cpu = root
-            .path()
-            .join("cpu")
-            .join(container.trim_start_matches('/'));
+        let host = TestHost::new();
+        let cpu = host.dir("cpu");
         let stat =
             |periods: u64| format!("nr_periods {periods}\nnr_throttled 50\nthrottled_time 9\n");
-        let mut reader = CgroupReader::open(&mounts, Path::new(container), &paths(container));
+        let mut reader = host.reader();
         let mut buf = Vec::new();
         reader.read(&mut buf, NodeMoved::ALL);
 
@@ -893,14 +909,9 @@ mod tests {
 
     #[test]
     fn limit_hits_are_read_every_time_only_under_a_memory_limit() {
-        let root = tempfile::tempdir().unwrap();
-        let container = "/kubepods/burstable/podX/abc";
-        let mounts = hybrid_host(root.path(), container);
-        let memory = root
-            .path()
-            .join("memory")
-            .join(container.trim_start_matches('/'));
-        let mut reader = CgroupReader::open(&mounts, Path::new(container), &paths(container));
+        let host = TestHost::new();
+        let memory = host.dir("memory");
+        let mut reader = host.reader();
         let mut buf = Vec::new();
         reader.read(&mut buf, NodeMoved::ALL);
         write(&memory, "memory.failcnt", "4\n");
@@ -933,18 +944,13 @@ mod tests {
 
     #[test]
     fn a_file_that_cannot_be_read_is_missing_and_read_again_whatever_its_gate() {
-        let root = tempfile::tempdir().unwrap();
-        let container = "/kubepods/burstable/podX/abc";
-        let mounts = hybrid_host(root.path(), container);
-        let memory = root
-            .path()
-            .join("memory")
-            .join(container.trim_start_matches('/'));
+        let host = TestHost::new();
+        let memory = host.dir("memory");
         write(&memory, "memory.limit_in_bytes", "9223372036854771712\n");
         // Opens, but every read fails (EISDIR).
         fs::remove_file(memory.join("memory.failcnt")).unwrap();
         fs::create_dir(memory.join("memory.failcnt")).unwrap();
-        let mut reader = CgroupReader::open(&mounts, Path::new(container), &paths(container));
+        let mut reader = host.reader();
         let mut buf = Vec::new();
         let still = NodeMoved([false; NODE_TOTALS.len()]);
         let first = reader.read(&mut buf, NodeMoved::ALL);
@@ -967,14 +973,9 @@ mod tests {
 
     #[test]
     fn io_bytes_are_read_when_the_io_ops_moved() {
-        let root = tempfile::tempdir().unwrap();
-        let container = "/kubepods/burstable/podX/abc";
-        let mounts = hybrid_host(root.path(), container);
-        let blkio = root
-            .path()
-            .join("blkio")
-            .join(container.trim_start_matches('/'));
-        let mut reader = CgroupReader::open(&mounts, Path::new(container), &paths(container));
+        let host = TestHost::new();
+        let blkio = host.dir("blkio");
+        let mut reader = host.reader();
         let mut buf = Vec::new();
         reader.read(&mut buf, NodeMoved::ALL);
 
@@ -1002,18 +1003,10 @@ mod tests {
 
     #[test]
     fn files_behind_a_still_node_total_hold_until_it_moves() {
-        let root = tempfile::tempdir().unwrap();
-        let container = "/kubepods/burstable/podX/abc";
-        let mounts = hybrid_host(root.path(), container);
-        let memory = root
-            .path()
-            .join("memory")
-            .join(container.trim_start_matches('/'));
-        let v2 = root
-            .path()
-            .join("unified")
-            .join(container.trim_start_matches('/'));
-        let mut reader = CgroupReader::open(&mounts, Path::new(container), &paths(container));
+        let host = TestHost::new();
+        let memory = host.dir("memory");
+        let v2 = host.dir("unified");
+        let mut reader = host.reader();
         let mut buf = Vec::new();
         reader.read(&mut buf, NodeMoved::ALL);
 
@@ -1107,13 +1100,11 @@ mod tests {
 
     #[test]
     fn fork_failures_are_read_every_time_only_under_a_pids_limit() {
-        let root = tempfile::tempdir().unwrap();
-        let container = "/kubepods/burstable/podX/abc";
-        let mounts = hybrid_host(root.path(), container);
-        let pids = root.path().join("pids");
-        let own = pids.join(container.trim_start_matches('/'));
+        let host = TestHost::new();
+        let pids = host.root.path().join("pids");
+        let own = host.dir("pids");
         write(&pids.join("kubepods/burstable"), "pids.max", "max\n");
-        let mut reader = CgroupReader::open(&mounts, Path::new(container), &paths(container));
+        let mut reader = host.reader();
         let mut buf = Vec::new();
         reader.read(&mut buf, NodeMoved::ALL);
 
