@@ -271,7 +271,7 @@ async fn main() -> anyhow::Result<()> {
     let (in_limited, limited_files_per_container) = cgroup_ticks(&mut cgroups, table);
 
     // The same, with every file that a node-wide total gates read on every tick.
-    cgroups.ungate_node_totals();
+    cgroups.ungate();
     let (in_ungated, ungated_files_per_container) = cgroup_ticks(&mut cgroups, table);
 
     let namespace = one_namespace(&paths.proc)?;
@@ -296,12 +296,14 @@ async fn main() -> anyhow::Result<()> {
          counters can have moved (the collector's gates); the others give their last reading. \
          The bench's containers are idle sleepers without CPU quota, memory or pids limit (as \
          BestEffort pods) on a quiet node, so most gates stay shut: their throttling, \
-         limit-hit and fork-failure files are not read, and the pressure, OOM-kill and \
+         limit-hit and fork-failure files are not read, `memory.stat` only every sixth tick \
+         (they neither run nor change their charge), and the pressure, OOM-kill and \
          blkio-op files only when the node's total moved. The lines \"under limits\" give \
          the same containers a CPU quota, a memory and a pids limit; the lines \"every gate \
-         open\" also read every pressure, OOM-kill and blkio file on every tick: what a node \
-         that stalls on every resource on every tick pays (on a busy node, CPU and IO \
-         pressure move on most ticks). All the containers share one network namespace, read \
+         open\" also read `memory.stat` and every pressure, OOM-kill and blkio file on \
+         every tick: what a node whose containers all run and stall on every resource on \
+         every tick pays (on a busy node, most containers run and CPU and IO pressure move \
+         on most ticks). All the containers share one network namespace, read \
          once a tick: their namespace cost is mostly finding which namespace each is in; a \
          node with one namespace per pod adds one namespace's cost per pod."
     )?;

@@ -176,6 +176,9 @@ fn a_removed_cgroup_is_dropped_from_the_counters() -> anyhow::Result<()> {
 #[test]
 fn the_agent_table_puts_a_busy_cgroup_first() -> anyhow::Result<()> {
     require_root();
+    // Found before the load starts: a load left running on an early return would keep the
+    // cgroup from being removed.
+    let agent = herd_tests::built_binary("herd-agent")?;
     let cgroup = OwnedCgroup::new(&mount()?, "table")?;
     let script = format!(
         "echo $$ > {}/cgroup.procs && exec {} timed --seconds 4 --fail-every 4",
@@ -186,7 +189,7 @@ fn the_agent_table_puts_a_busy_cgroup_first() -> anyhow::Result<()> {
         .args(["-c", &script])
         .stdout(Stdio::piped())
         .spawn()?;
-    let agent = Command::new(herd_tests::built_binary("herd-agent")?)
+    let agent = Command::new(agent)
         .args(["--interval", "1s", "--duration", "3500ms", "--top", "3"])
         .env("HERD_LOG_FORMAT", "json")
         .output()?;

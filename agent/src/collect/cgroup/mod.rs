@@ -6,7 +6,8 @@
 //! A tick costs about what the number of files it reads costs (a few µs each, more once the
 //! files of a few hundred containers outgrow the CPU caches), so a file is read only when
 //! its counters can have moved since it was last read; otherwise they keep their last
-//! values. Every gate below is exact: what it skips cannot have changed.
+//! values. Every gate below but the `memory.stat` one is exact: what it skips cannot have
+//! changed.
 //! - Limits, every [`SLOW_EVERY`] reads: they change only when someone resizes the
 //!   container. A quota or limit set on a running container is seen within that many reads,
 //!   and so are the gates that look at limits.
@@ -17,6 +18,11 @@
 //!   at this cgroup's own limit.
 //! - v1 `pids.events` while the cgroup or one of its ancestors has a pids limit: a fork fails
 //!   for pids only at a limit.
+//! - `memory.stat` (the costliest file by far) when the CPU time or the memory charged moved
+//!   since the last read, and on slow reads: a major fault needs the container to run, and
+//!   its page cache changes with its charge. The one thing this can miss is the kernel's
+//!   aging of an idle container's page cache from active to inactive, which moves the
+//!   working set without a charge; that is seen at the next slow read.
 //! - v1 `blkio.throttle.io_service_bytes` when `io_serviced` moved: the kernel adds bytes only
 //!   together with an op.
 //! - The pressure files, v1 `memory.oom_control` and v1 `blkio.throttle.io_serviced` when the
@@ -98,6 +104,8 @@ enum Cadence {
     WhilePidsLimit,
     /// When the v1 IO op counts moved since the last read.
     WhenIoOpsMoved,
+    /// When the CPU time or the memory charged moved since the last read, and on slow reads.
+    WhenActive,
     /// When this node-wide total moved since the last tick.
     WhenNodeMoved(NodeTotal),
 }
@@ -154,7 +162,7 @@ const V2_FILES: &[(&str, Cadence, Fill)] = &[
     ("memory.current", Cadence::Always, |t, c| {
         c.memory_usage_bytes = t.and_then(parse::single)
     }),
-    ("memory.stat", Cadence::Always, |t, c| {
+    ("memory.stat", Cadence::WhenActive, |t, c| {
         let keys = ["inactive_file", "pgmajfault"];
         [c.memory_inactive_file_bytes, c.major_faults] =
             t.map(|t| parse::keyed(t, keys)).unwrap_or_default();
@@ -224,7 +232,7 @@ const V1_FILES: &[(&str, &str, Cadence, Fill)] = &[
             c.memory_usage_bytes = t.and_then(parse::single);
         },
     ),
-    ("memory", "memory.stat", Cadence::Always, |t, c| {
+    ("memory", "memory.stat", Cadence::WhenActive, |t, c| {
         let keys = ["total_inactive_file", "total_pgmajfault"];
         [c.memory_inactive_file_bytes, c.major_faults] =
             t.map(|t| parse::keyed(t, keys)).unwrap_or_default();
@@ -399,6 +407,8 @@ pub struct CgroupReader {
     /// Whether one of `pids_above` had a limit at the last slow read, or could not be read.
     limited_above: bool,
     reads: u32,
+    /// Read the files that container activity gates as if the container always ran.
+    assume_active: bool,
     /// Every limit file read at the last slow read: only then does a missing quota or limit
     /// mean that there is none.
     limits_read: bool,
@@ -473,6 +483,7 @@ impl CgroupReader {
             pids_above,
             limited_above: true,
             reads: 0,
+            assume_active: false,
             limits_read: false,
             last: CgroupCounters::default(),
             files_read: 0,
@@ -520,6 +531,11 @@ impl CgroupReader {
                 Cadence::WhileMemoryLimit => (limited(c.memory_limit_bytes.is_some()), true),
                 Cadence::WhilePidsLimit => {
                     (limited(c.pids_max.is_some() || self.limited_above), true)
+                }
+                Cadence::WhenActive => {
+                    let active = |c: &CgroupCounters| (c.cpu_usage_ns, c.memory_usage_bytes);
+                    let moved = active(&c) != active(&self.last);
+                    (slow || self.assume_active || moved, false)
                 }
                 Cadence::WhenIoOpsMoved => {
                     let ops = |c: &CgroupCounters| (c.io_read_ops, c.io_write_ops);
@@ -570,7 +586,7 @@ pub struct CgroupCollector {
     mounts: CgroupMounts,
     readers: HashMap<String, CgroupReader>,
     node: NodeTotals,
-    /// Whether the node-wide totals gate the containers' files.
+    /// Whether node-wide totals and container activity gate the containers' files.
     gated: bool,
     buf: Vec<u8>,
     files_read: u64,
@@ -593,10 +609,10 @@ impl CgroupCollector {
         }
     }
 
-    /// From now on reads the files that node-wide totals gate on every tick, as on a node
-    /// that stalls on every resource, OOM-kills and counts blkio ops all the time. For
-    /// measuring what such a node costs.
-    pub fn ungate_node_totals(&mut self) {
+    /// From now on reads the files that node-wide totals and container activity gate on
+    /// every tick, as on a node whose containers all run, and stall on every resource,
+    /// OOM-kill and count blkio ops all the time. For measuring what such a node costs.
+    pub fn ungate(&mut self) {
         self.gated = false;
     }
 
@@ -637,6 +653,7 @@ impl CgroupCollector {
                     ))
                     .into_mut(),
             };
+            reader.assume_active = !self.gated;
             let before = reader.files_read;
             let counters = reader.read(&mut self.buf, node);
             self.files_read += reader.files_read - before;
@@ -928,9 +945,10 @@ mod tests {
         assert_eq!(c.memory_limit_hits, Some(4), "held without a limit");
         assert_eq!(
             reader.files_read - before,
-            11,
-            "cpuacct, cpu.stat (under a quota), memory usage, stat, oom_control, pids current, \
-             events, blkio ops, three pressure files: not failcnt, nor io bytes (ops still)"
+            10,
+            "cpuacct, cpu.stat (under a quota), memory usage, oom_control, pids current, \
+             events, blkio ops, three pressure files: not failcnt, nor memory.stat (CPU and \
+             charge still), nor io bytes (ops still)"
         );
         write(&memory, "memory.limit_in_bytes", "1073741824\n");
         let c = past_a_slow_read(&mut reader, &mut buf);
@@ -964,11 +982,43 @@ mod tests {
             assert_eq!(c.memory_limit_hits, None, "missing, never a stale value");
             assert_eq!(
                 reader.files_read - before,
-                7,
-                "cpuacct, cpu.stat (quota), usage, stat, pids current and events (the pod's \
-                 limit), and failcnt again"
+                6,
+                "cpuacct, cpu.stat (quota), usage, pids current and events (the pod's limit), \
+                 and failcnt again; not memory.stat (CPU and charge still)"
             );
         }
+    }
+
+    #[test]
+    fn memory_stat_is_read_when_the_container_ran_or_its_charge_moved() {
+        let host = TestHost::new();
+        let (memory, cpuacct) = (host.dir("memory"), host.dir("cpuacct"));
+        let stat = |faults: u64| format!("total_inactive_file 0\ntotal_pgmajfault {faults}\n");
+        let mut reader = host.reader();
+        let mut buf = Vec::new();
+        reader.read(&mut buf, NodeMoved::ALL);
+
+        // Idle: no CPU time, the same charge. The file changes here only to show that it is
+        // not read.
+        write(&memory, "memory.stat", &stat(100));
+        let c = reader.read(&mut buf, NodeMoved::ALL);
+        assert_eq!(c.major_faults, Some(7), "held while idle");
+
+        write(&cpuacct, "cpuacct.usage", "5000000001\n");
+        let c = reader.read(&mut buf, NodeMoved::ALL);
+        assert_eq!(c.major_faults, Some(100), "read after the container ran");
+
+        write(&memory, "memory.stat", &stat(101));
+        write(&memory, "memory.usage_in_bytes", "209719296\n");
+        let c = reader.read(&mut buf, NodeMoved::ALL);
+        assert_eq!(c.major_faults, Some(101), "read after the charge moved");
+
+        write(&memory, "memory.stat", &stat(102));
+        assert_eq!(
+            past_a_slow_read(&mut reader, &mut buf).major_faults,
+            Some(102),
+            "read on slow reads whatever moved"
+        );
     }
 
     #[test]
