@@ -19,7 +19,7 @@ use herd_agent_common::{
     BLOCK_OP_DISCARD, BLOCK_OP_READ, BLOCK_OP_WRITE, BlockCounts, BlockDirection, BlockKey,
     BlockStart, MAX_BLOCK_IN_FLIGHT, MAX_CGROUPS, MAX_OOM_VICTIMS, MAX_RUNNABLE_TASKS, NetCounts,
     OomCounts, SCHED_LONG_WAIT_NS, SYSCALL_SLOTS_PER_CPU, SchedCounts, SchedPending, SyscallErrors,
-    SyscallSlot, SyscallStats, offsets,
+    SyscallSlot, SyscallStats, offsets, syscall_slot,
 };
 
 /// Why a program body stopped early; every such case is benign and only ends the event.
@@ -123,7 +123,7 @@ fn try_herd_sys_exit(ctx: &RawTracePointContext) -> Result<(), Skip> {
     let cpu = unsafe { bpf_get_smp_processor_id() };
     let index = cpu
         .wrapping_mul(SYSCALL_SLOTS_PER_CPU)
-        .wrapping_add(cgroup_id as u32 & (SYSCALL_SLOTS_PER_CPU - 1));
+        .wrapping_add(syscall_slot(cgroup_id));
     if let Some(slot) = SYSCALL_SLOTS.get_ptr_mut(index) {
         // SAFETY: only programs on this CPU write this CPU's slots, one at a time (a raw
         // tracepoint program does not nest on a CPU); user space writes a slot only to free

@@ -101,20 +101,19 @@ fn pin(pid: u32, cpu: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The counter keeps each cgroup in a slot chosen by its id (modulo the slots per CPU); a
-/// second cgroup whose slot is taken on a CPU counts in the hash instead. Both must be
-/// charged exactly.
+/// The counter keeps each cgroup in a slot chosen by its id; a second cgroup whose slot is
+/// taken on a CPU counts in the hash instead. Both must be charged exactly.
 #[test]
 fn two_cgroups_that_share_a_slot_are_both_charged_exactly() -> anyhow::Result<()> {
     require_root();
-    let slots = u64::from(herd_agent_common::SYSCALL_SLOTS_PER_CPU);
+    use herd_agent_common::{SYSCALL_SLOTS_PER_CPU, syscall_slot};
     let first = OwnedCgroup::new(&mount()?, "slot-first")?;
-    // cgroup ids are handed out in sequence: make (and remove) cgroups until one lands on
-    // the first one's slot.
+    // Make (and remove) cgroups until one lands on the first one's slot: about one in
+    // SYSCALL_SLOTS_PER_CPU does.
     let mut second = None;
-    for attempt in 0..4 * slots {
+    for attempt in 0..16 * SYSCALL_SLOTS_PER_CPU {
         let candidate = OwnedCgroup::new(&mount()?, &format!("slot-second-{attempt}"))?;
-        if candidate.id()? % slots == first.id()? % slots {
+        if syscall_slot(candidate.id()?) == syscall_slot(first.id()?) {
             second = Some(candidate);
             break;
         }

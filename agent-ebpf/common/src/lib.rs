@@ -51,11 +51,26 @@ pub const OOM_EXIT_PROGRAM: &str = "herd_oom_process_exit";
 /// the rest of the room is for host services and cgroups that vanish between two reads.
 pub const MAX_CGROUPS: u32 = 16_384;
 
-/// Syscall slots per CPU in [`SYSCALL_SLOTS_MAP`] (a power of two). A cgroup's slot on a CPU
-/// is `cgroup_id % SYSCALL_SLOTS_PER_CPU`: cgroup ids are inode numbers handed out in
-/// sequence, so the cgroups of a node rarely share one. The first cgroup to count in a slot
-/// keeps it until it is removed; another cgroup with the same slot counts in the hash.
+/// Syscall slots per CPU in [`SYSCALL_SLOTS_MAP`]: 72 KiB of kernel memory per possible CPU.
+/// A cgroup's slot on a CPU is [`syscall_slot`]; the first cgroup to count in a slot keeps it
+/// until it is removed, and another cgroup with the same slot counts in the hash.
 pub const SYSCALL_SLOTS_PER_CPU: u32 = 1_024;
+
+/// The slot of a cgroup within a CPU's block of [`SYSCALL_SLOTS_MAP`]. cgroup ids are kernfs
+/// inode numbers, handed out in steps of the number of files a cgroup directory holds, so
+/// they go through a full mixer (MurmurHash3's finalizer) rather than being taken modulo the
+/// slots, or multiplied by a constant, either of which leaves most slots unused for some
+/// steps.
+#[inline(always)]
+pub fn syscall_slot(cgroup_id: u64) -> u32 {
+    let mut h = cgroup_id;
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    (h as u32) & (SYSCALL_SLOTS_PER_CPU - 1)
+}
 
 /// How many block requests can be in flight with a start time. The map is an LRU, so
 /// requests whose completion is never seen (merged bios, bio-based devices) age out.

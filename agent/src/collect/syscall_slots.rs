@@ -14,7 +14,7 @@ use std::{
 
 use aya::maps::{MapData, MapError};
 use herd_agent_common::{
-    SYSCALL_SLOTS_PER_CPU, SyscallCounts, SyscallErrors, SyscallSlot, SyscallStats,
+    SYSCALL_SLOTS_PER_CPU, SyscallCounts, SyscallErrors, SyscallSlot, SyscallStats, syscall_slot,
 };
 use thiserror::Error;
 use tracing::debug;
@@ -183,7 +183,7 @@ impl<M: SlotMemory> SyscallSlots<M> {
     /// takes the slot next starts from zero.
     pub fn free(&self, cgroup_id: u64) {
         let per_cpu = SYSCALL_SLOTS_PER_CPU as usize;
-        let offset = (cgroup_id % SYSCALL_SLOTS_PER_CPU as u64) as usize;
+        let offset = syscall_slot(cgroup_id) as usize;
         let words = self.memory.words();
         for cpu_block in 0..words.len() / WORDS / per_cpu {
             let at = (cpu_block * per_cpu + offset) * WORDS;
@@ -240,7 +240,7 @@ mod tests {
         /// counted in the slot, false when it had to fall back to the hash.
         fn count(&self, cpu: usize, cgroup_id: u64, failed: bool) -> bool {
             let per_cpu = SYSCALL_SLOTS_PER_CPU as usize;
-            let at = (cpu * per_cpu + (cgroup_id % per_cpu as u64) as usize) * WORDS;
+            let at = (cpu * per_cpu + syscall_slot(cgroup_id) as usize) * WORDS;
             let slot = &self.0[at..at + WORDS];
             let owner = slot[0].load(Ordering::Relaxed);
             if owner != cgroup_id && owner != 0 {
@@ -290,7 +290,7 @@ mod tests {
     fn a_freed_slot_starts_from_zero_for_the_next_cgroup() {
         let slots = SyscallSlots::new(Plain::new(2));
         let gone = 7;
-        let next = gone + u64::from(SYSCALL_SLOTS_PER_CPU);
+        let next = sharing_a_slot_with(gone);
         assert!(slots.memory.count(0, gone, true));
         assert!(slots.memory.count(1, gone, false));
         // The same slot, taken: the next cgroup would count in the hash.
@@ -302,6 +302,26 @@ mod tests {
         let totals = totals(&slots);
         assert_eq!(totals[&next].counts.calls, 1);
         assert_eq!(totals[&next].counts.failed, 0);
+    }
+
+    /// The next cgroup id after `id` whose slot is `id`'s.
+    fn sharing_a_slot_with(id: u64) -> u64 {
+        (id + 1..)
+            .find(|other| syscall_slot(*other) == syscall_slot(id))
+            .unwrap()
+    }
+
+    #[test]
+    fn consecutive_and_evenly_spaced_ids_spread_over_the_slots() {
+        for step in [1, 19, 40, 64] {
+            let used: std::collections::HashSet<u32> =
+                (0..512).map(|i| syscall_slot(5000 + i * step)).collect();
+            assert!(
+                used.len() > 350,
+                "512 ids {step} apart use only {} slots",
+                used.len()
+            );
+        }
     }
 
     #[test]
