@@ -57,9 +57,14 @@ impl Pipeline {
         let frames = record
             .map(|out| FrameWriter::new(out, &names))
             .transpose()?;
+        let mut cgroups = CgroupCollector::new(mounts);
+        if loaded.contains(&Signal::Block) {
+            // The features take block IO from eBPF where it is loaded.
+            cgroups = cgroups.without_io_files();
+        }
         Ok(Self {
             node,
-            cgroups: CgroupCollector::new(mounts),
+            cgroups,
             netns: NetnsCollector::new(proc),
             features: FeatureBuilder::new(capacity),
             detector,

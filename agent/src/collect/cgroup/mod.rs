@@ -424,6 +424,18 @@ impl CgroupReader {
     /// Opens every counter file that exists for a container with this cgroup2 path and
     /// these v1 paths (controller → path below that controller's mount).
     pub fn open(mounts: &CgroupMounts, cgroup2: &Path, v1: &BTreeMap<String, PathBuf>) -> Self {
+        Self::open_with(mounts, cgroup2, v1, true)
+    }
+
+    /// [`Self::open`], leaving out the block IO files (v1 blkio, cgroup2 `io.stat`) unless
+    /// `io_files`.
+    fn open_with(
+        mounts: &CgroupMounts,
+        cgroup2: &Path,
+        v1: &BTreeMap<String, PathBuf>,
+        io_files: bool,
+    ) -> Self {
+        let io_file = |controller: &str, name: &str| controller == "blkio" || name == "io.stat";
         let below = |mount: &Path, path: &Path| mount.join(path.strip_prefix("/").unwrap_or(path));
         let dir = below(&mounts.cgroup2, cgroup2);
         let source = |path: PathBuf, cadence, fill| {
@@ -462,11 +474,13 @@ impl CgroupReader {
         sources.extend(
             V2_FILES
                 .iter()
+                .filter(|(name, _, _)| io_files || !io_file("", name))
                 .filter_map(|(name, cadence, fill)| source(dir.join(name), *cadence, *fill)),
         );
         sources.extend(
             V1_FILES
                 .iter()
+                .filter(|(ctl, name, _, _)| io_files || !io_file(ctl, name))
                 .filter_map(|(ctl, name, cadence, fill)| v1_source(ctl, name, *cadence, *fill)),
         );
         let pids_above = match (v1_dir("pids"), mounts.v1.get("pids")) {
@@ -588,6 +602,8 @@ pub struct CgroupCollector {
     node: NodeTotals,
     /// Whether node-wide totals and container activity gate the containers' files.
     gated: bool,
+    /// Whether block IO files are read (not when eBPF counts block IO).
+    io_files: bool,
     buf: Vec<u8>,
     files_read: u64,
 }
@@ -604,9 +620,19 @@ impl CgroupCollector {
             mounts,
             readers: HashMap::new(),
             gated: true,
+            io_files: true,
             buf: Vec::new(),
             files_read: 0,
         }
+    }
+
+    /// Leaves out the block IO files (v1 blkio, cgroup2 `io.stat`): for an agent whose eBPF
+    /// programs count block IO per cgroup, from which the features take it.
+    pub fn without_io_files(mut self) -> Self {
+        self.io_files = false;
+        self.readers.clear();
+        self.node.files[NodeTotal::IoOps as usize] = None;
+        self
     }
 
     /// From now on reads the files that node-wide totals and container activity gate on
@@ -646,10 +672,11 @@ impl CgroupCollector {
                     entry.into_mut()
                 }
                 entry => entry
-                    .insert_entry(CgroupReader::open(
+                    .insert_entry(CgroupReader::open_with(
                         &self.mounts,
                         &container.cgroup,
                         &container.controllers,
+                        self.io_files,
                     ))
                     .into_mut(),
             };
@@ -1146,6 +1173,25 @@ mod tests {
             totals.read(&mut buf).moved(NodeTotal::IoOps),
             "a total this host lacks always moves"
         );
+    }
+
+    #[test]
+    fn without_io_files_no_block_io_file_is_read() {
+        let host = TestHost::new();
+        let mut with = host.reader();
+        let mut without =
+            CgroupReader::open_with(&host.mounts, Path::new(CONTAINER), &paths(CONTAINER), false);
+        let mut buf = Vec::new();
+        let c = with.read(&mut buf, NodeMoved::ALL);
+        assert_eq!(c.io_read_ops, Some(1));
+        let c = without.read(&mut buf, NodeMoved::ALL);
+        assert_eq!((c.io_read_ops, c.io_read_bytes), (None, None));
+        assert_eq!(
+            with.files_read - without.files_read,
+            2,
+            "blkio io_serviced and io_service_bytes"
+        );
+        assert_eq!(c.memory_usage_bytes, Some(209_715_200), "the rest is read");
     }
 
     #[test]
