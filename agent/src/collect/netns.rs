@@ -3,6 +3,21 @@
 //! namespace, so each namespace is read once per tick and its counters given to each of its
 //! containers.
 //!
+//! A namespace's files are read only when their counters can have moved, as the cgroup
+//! files are:
+//! - `net/dev` on every read;
+//! - `net/snmp` (TCP and UDP) when a packet crossed an interface of the namespace, loopback
+//!   included, and every [`SLOW_EVERY`] reads, for what TCP counts without a packet: a
+//!   connect that gives up after its last SYN, a connection that times out. Those are seen
+//!   at most that many reads late, never lost: the counters are totals;
+//! - `net/netstat` (listen queues; the costliest of the three, as the kernel sums a few
+//!   hundred per-CPU counters to print it) when TCP received a segment (`Tcp: InSegs`
+//!   moved): a listen queue drops only a segment that arrived.
+//!
+//! The kernel counts a packet on the interface, then in TCP, then in the listen queue, so a
+//! read can fall between them; each gate therefore stays open for one more read after the
+//! counter behind it moved.
+//!
 //! Which namespace a process is in is not looked up on every read: the lookup costs more
 //! than reading a namespace shared by a few containers, and a process changes namespace only
 //! through `setns` or `unshare`, which a container's process does while the runtime makes it
@@ -47,15 +62,16 @@ pub struct NetCounters {
     pub udp_receive_buffer_errors: u64,
 }
 
-/// Sums `/proc/<pid>/net/dev` over every interface but `lo`.
-pub fn parse_dev(text: &str, counters: &mut NetCounters) {
+/// Sets the interface counters of `counters` from `/proc/<pid>/net/dev`: every interface
+/// but `lo` summed. Returns the packets, dropped ones included, on every interface, `lo`
+/// included: what moves whenever TCP or UDP can have counted anything.
+pub fn parse_dev(text: &str, counters: &mut NetCounters) -> u64 {
+    let mut sums = [0u64; 16];
+    let mut packets = 0u64;
     for line in text.lines().skip(2) {
         let Some((name, values)) = line.split_once(':') else {
             continue;
         };
-        if name.trim() == "lo" {
-            continue;
-        }
         let mut v = [0u64; 16];
         let mut fields = 0;
         for (slot, field) in v.iter_mut().zip(values.split_ascii_whitespace()) {
@@ -65,15 +81,23 @@ pub fn parse_dev(text: &str, counters: &mut NetCounters) {
         if fields < v.len() {
             continue;
         }
-        counters.rx_bytes += v[0];
-        counters.rx_packets += v[1];
-        counters.rx_errors += v[2];
-        counters.rx_drops += v[3];
-        counters.tx_bytes += v[8];
-        counters.tx_packets += v[9];
-        counters.tx_errors += v[10];
-        counters.tx_drops += v[11];
+        packets = packets.wrapping_add(v[1] + v[3] + v[9] + v[11]);
+        if name.trim() == "lo" {
+            continue;
+        }
+        for (sum, value) in sums.iter_mut().zip(v) {
+            *sum += value;
+        }
     }
+    counters.rx_bytes = sums[0];
+    counters.rx_packets = sums[1];
+    counters.rx_errors = sums[2];
+    counters.rx_drops = sums[3];
+    counters.tx_bytes = sums[8];
+    counters.tx_packets = sums[9];
+    counters.tx_errors = sums[10];
+    counters.tx_drops = sums[11];
+    packets
 }
 
 /// Looks up `Prefix: Name` in the header/value line pairs of `snmp` and `netstat`.
@@ -95,14 +119,16 @@ fn paired(text: &str, prefix: &str, name: &str) -> Option<u64> {
     None
 }
 
-/// TCP and UDP counters from `/proc/<pid>/net/snmp`.
-pub fn parse_snmp(text: &str, counters: &mut NetCounters) {
+/// TCP and UDP counters from `/proc/<pid>/net/snmp`. Returns the TCP segments received
+/// (`InSegs`), which move whenever the listen queue counters of `netstat` can have.
+pub fn parse_snmp(text: &str, counters: &mut NetCounters) -> u64 {
     let tcp = |name| paired(text, "Tcp:", name).unwrap_or(0);
     counters.tcp_retransmits = tcp("RetransSegs");
     counters.tcp_resets_sent = tcp("OutRsts");
     counters.tcp_established_resets = tcp("EstabResets");
     counters.tcp_failed_connects = tcp("AttemptFails");
     counters.udp_receive_buffer_errors = paired(text, "Udp:", "RcvbufErrors").unwrap_or(0);
+    tcp("InSegs")
 }
 
 /// Listen queue counters from `/proc/<pid>/net/netstat`.
@@ -111,12 +137,30 @@ pub fn parse_netstat(text: &str, counters: &mut NetCounters) {
     counters.tcp_listen_drops = paired(text, "TcpExt:", "ListenDrops").unwrap_or(0);
 }
 
-/// The three files of one namespace, open through one of its processes.
+/// A namespace's `snmp` is read at least once in this many reads.
+const SLOW_EVERY: u32 = 6;
+
+/// The three files of one namespace, open through one of its processes, and what they
+/// held when last read.
 #[derive(Debug)]
 struct NamespaceFiles {
     dev: KeptFile,
     snmp: KeptFile,
     netstat: KeptFile,
+    /// `None` until every file has been read once.
+    last: Option<LastRead>,
+    reads: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct LastRead {
+    counters: NetCounters,
+    /// The gates: packets on every interface (from `dev`), TCP segments received (`snmp`),
+    /// and whether each moved at that read.
+    packets: u64,
+    tcp_in_segs: u64,
+    packets_moved: bool,
+    tcp_in_segs_moved: bool,
 }
 
 impl NamespaceFiles {
@@ -126,15 +170,43 @@ impl NamespaceFiles {
             dev: KeptFile::open(net.join("dev"))?,
             snmp: KeptFile::open(net.join("snmp"))?,
             netstat: KeptFile::open(net.join("netstat"))?,
+            last: None,
+            reads: 0,
         })
     }
 
-    fn read(&self, buf: &mut Vec<u8>) -> std::io::Result<NetCounters> {
-        let mut counters = NetCounters::default();
-        parse_dev(self.dev.read(buf)?, &mut counters);
-        parse_snmp(self.snmp.read(buf)?, &mut counters);
-        parse_netstat(self.netstat.read(buf)?, &mut counters);
-        Ok(counters)
+    /// Reads the files that are due (see the module docs); returns the counters and how
+    /// many files were read. With `ungated`, every file is due.
+    fn read(&mut self, buf: &mut Vec<u8>, ungated: bool) -> std::io::Result<(NetCounters, u64)> {
+        let slow = ungated || self.reads.is_multiple_of(SLOW_EVERY);
+        let mut counters = self.last.map(|last| last.counters).unwrap_or_default();
+        let packets = parse_dev(self.dev.read(buf)?, &mut counters);
+        let mut files = 1;
+        let packets_moved = self.last.is_some_and(|last| packets != last.packets);
+        let snmp_due = slow || packets_moved || self.last.is_none_or(|last| last.packets_moved);
+        let (tcp_in_segs, tcp_in_segs_moved) = match self.last {
+            Some(last) if !snmp_due => (last.tcp_in_segs, false),
+            last => {
+                let segs = parse_snmp(self.snmp.read(buf)?, &mut counters);
+                files += 1;
+                (segs, last.is_some_and(|last| segs != last.tcp_in_segs))
+            }
+        };
+        let netstat_due =
+            ungated || tcp_in_segs_moved || self.last.is_none_or(|last| last.tcp_in_segs_moved);
+        if netstat_due {
+            parse_netstat(self.netstat.read(buf)?, &mut counters);
+            files += 1;
+        }
+        self.reads = self.reads.wrapping_add(1);
+        self.last = Some(LastRead {
+            counters,
+            packets,
+            tcp_in_segs,
+            packets_moved,
+            tcp_in_segs_moved,
+        });
+        Ok((counters, files))
     }
 }
 
@@ -159,6 +231,8 @@ pub struct NetnsCollector {
     /// The namespace of each container process, by pid.
     namespace_of: HashMap<u32, Lookup>,
     buf: Vec<u8>,
+    ungated: bool,
+    files_read: u64,
 }
 
 impl NetnsCollector {
@@ -168,11 +242,24 @@ impl NetnsCollector {
             namespaces: HashMap::new(),
             namespace_of: HashMap::new(),
             buf: Vec::new(),
+            ungated: false,
+            files_read: 0,
         }
+    }
+
+    /// Reads every file of every namespace on every tick, as if each had traffic: the
+    /// worst case, for benchmarks.
+    pub fn ungate(&mut self) {
+        self.ungated = true;
     }
 
     pub fn open_namespaces(&self) -> usize {
         self.namespaces.len()
+    }
+
+    /// Namespace files read so far.
+    pub fn files_read(&self) -> u64 {
+        self.files_read
     }
 
     pub fn collect(&mut self, table: &ContainerTable) -> HashMap<String, NetCounters> {
@@ -186,7 +273,17 @@ impl NetnsCollector {
                 continue;
             };
             let counters = *by_namespace.entry(ns).or_insert_with(|| {
-                read_namespace(&mut self.namespaces, &self.proc, ns, pid, &mut self.buf)
+                let read = read_namespace(
+                    &mut self.namespaces,
+                    &self.proc,
+                    (ns, pid),
+                    &mut self.buf,
+                    self.ungated,
+                );
+                read.map(|(counters, files)| {
+                    self.files_read += files;
+                    counters
+                })
             });
             if let Some(counters) = counters {
                 out.insert(container.id.clone(), counters);
@@ -228,25 +325,27 @@ fn namespace_inode(proc: &Path, pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// The counters of namespace `ns`, read through the files kept for it or else through
+/// `pid`, and how many files that read.
 fn read_namespace(
     namespaces: &mut HashMap<u64, NamespaceFiles>,
     proc: &Path,
-    ns: u64,
-    pid: u32,
+    (ns, pid): (u64, u32),
     buf: &mut Vec<u8>,
-) -> Option<NetCounters> {
-    if let Some(files) = namespaces.get(&ns)
-        && let Ok(counters) = files.read(buf)
+    ungated: bool,
+) -> Option<(NetCounters, u64)> {
+    if let Some(files) = namespaces.get_mut(&ns)
+        && let Ok(read) = files.read(buf, ungated)
     {
-        return Some(counters);
+        return Some(read);
     }
     // First sight of the namespace, or the process its files were opened through is gone.
-    match NamespaceFiles::open(proc, pid).and_then(|files| {
-        let counters = files.read(buf)?;
+    match NamespaceFiles::open(proc, pid).and_then(|mut files| {
+        let read = files.read(buf, ungated)?;
         namespaces.insert(ns, files);
-        Ok(counters)
+        Ok(read)
     }) {
-        Ok(counters) => Some(counters),
+        Ok(read) => Some(read),
         Err(err) => {
             debug!(pid, %err, "cannot read the network namespace counters");
             namespaces.remove(&ns);
@@ -257,7 +356,10 @@ fn read_namespace(
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, SystemTime};
+
     use super::*;
+    use crate::discovery::domain::LabelOwners;
 
     const DEV: &str = "Inter-|   Receive                                                |  Transmit
  face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
@@ -307,9 +409,6 @@ IpExt: 0
 
     #[test]
     fn namespaces_are_read_once_and_closed_when_their_containers_go() {
-        use crate::discovery::{containers::ContainerTable, domain::LabelOwners};
-        use std::time::{Duration, SystemTime};
-
         // Two containers whose process is this test: one namespace between them.
         let root = tempfile::tempdir().unwrap();
         let mut table = ContainerTable::new("/proc", root.path(), Duration::ZERO);
@@ -348,68 +447,180 @@ IpExt: 0
         );
     }
 
-    #[test]
-    fn a_process_namespace_is_looked_up_again_after_ever_more_reads() {
-        use crate::discovery::{containers::ContainerTable, domain::LabelOwners};
-        use std::time::{Duration, SystemTime};
+    /// A fake /proc with one process, 42, the process of one container, whose namespace
+    /// link and files a test sets.
+    struct FakeProcess {
+        root: tempfile::TempDir,
+        table: ContainerTable,
+    }
 
-        // A fake /proc with one process, 42, whose namespace link and files the test sets.
-        let root = tempfile::tempdir().unwrap();
-        let proc = root.path().join("proc");
-        let process = proc.join("42");
-        fs::create_dir_all(process.join("ns")).unwrap();
-        let enter = |ns: u64, rx_bytes: u64| {
-            // New files, not rewritten ones: files kept open keep showing the old namespace.
-            let net = process.join("net");
-            let _ = fs::remove_dir_all(&net);
-            fs::create_dir_all(&net).unwrap();
-            let dev = DEV.replace("eth0: 1000", &format!("eth0: {rx_bytes}"));
-            fs::write(net.join("dev"), dev).unwrap();
-            fs::write(net.join("snmp"), SNMP).unwrap();
-            fs::write(net.join("netstat"), NETSTAT).unwrap();
+    impl FakeProcess {
+        fn new() -> Self {
+            let root = tempfile::tempdir().unwrap();
+            let proc = root.path().join("proc");
+            fs::create_dir_all(proc.join("42/ns")).unwrap();
+            let cgroup = root.path().join("cgroup");
+            let path = format!("/docker/{}", ID.repeat(64));
+            let dir = cgroup.join(path.trim_start_matches('/'));
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("cgroup.procs"), "42\n").unwrap();
+            let mut table = ContainerTable::new(&proc, &cgroup, Duration::ZERO);
+            table.update(
+                [(1, Path::new(path.as_str()))],
+                None,
+                &LabelOwners,
+                SystemTime::now(),
+            );
+            Self { root, table }
+        }
+
+        fn proc(&self) -> PathBuf {
+            self.root.path().join("proc")
+        }
+
+        /// Makes the process join namespace `ns`, with new files: files kept open keep
+        /// showing the old namespace.
+        fn enter(&self, ns: u64) {
+            let process = self.proc().join("42");
+            let _ = fs::remove_dir_all(process.join("net"));
+            fs::create_dir_all(process.join("net")).unwrap();
+            self.write("dev", DEV);
+            self.write("snmp", SNMP);
+            self.write("netstat", NETSTAT);
             let link = process.join("ns/net");
             let _ = fs::remove_file(&link);
             std::os::unix::fs::symlink(format!("net:[{ns}]"), link).unwrap();
-        };
-        let cgroup = root.path().join("cgroup");
-        let path = format!("/docker/{}", "a".repeat(64));
-        let dir = cgroup.join(path.trim_start_matches('/'));
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("cgroup.procs"), "42\n").unwrap();
-        let mut table = ContainerTable::new(&proc, &cgroup, Duration::ZERO);
-        table.update(
-            [(1, Path::new(path.as_str()))],
-            None,
-            &LabelOwners,
-            SystemTime::now(),
-        );
-        let id = "a".repeat(64);
-        let mut collector = NetnsCollector::new(&proc);
-        let mut rx = || collector.collect(&table)[&id].rx_bytes;
-
-        enter(1, 100);
-        assert_eq!(rx(), 105);
-        // The runtime makes the process join its pod's namespace: seen on the next read.
-        enter(2, 200);
-        assert_eq!(rx(), 205);
-        // Then after 2 reads, 4, …
-        enter(3, 300);
-        assert_eq!(rx(), 205);
-        assert_eq!(rx(), 305);
-        enter(4, 400);
-        for _ in 0..3 {
-            assert_eq!(rx(), 305, "the namespace as last looked up");
         }
-        assert_eq!(rx(), 405);
+
+        /// Rewrites one of the namespace's files in place, as the kernel's counters move.
+        fn write(&self, name: &str, text: &str) {
+            fs::write(self.proc().join("42/net").join(name), text).unwrap();
+        }
+
+        fn read(&self, collector: &mut NetnsCollector) -> NetCounters {
+            collector.collect(&self.table)[&ID.repeat(64)]
+        }
+    }
+
+    const ID: &str = "a";
+
+    #[test]
+    fn a_process_namespace_is_looked_up_again_after_ever_more_reads() {
+        let process = FakeProcess::new();
+        let mut collector = NetnsCollector::new(process.proc());
+        let mut rx = |ns: Option<(u64, u64)>| {
+            if let Some((ns, rx_bytes)) = ns {
+                process.enter(ns);
+                process.write(
+                    "dev",
+                    &DEV.replace("eth0: 1000", &format!("eth0: {rx_bytes}")),
+                );
+            }
+            process.read(&mut collector).rx_bytes
+        };
+
+        assert_eq!(rx(Some((1, 100))), 105);
+        // The runtime makes the process join its pod's namespace: seen on the next read.
+        assert_eq!(rx(Some((2, 200))), 205);
+        // Then after 2 reads, 4, …
+        assert_eq!(rx(Some((3, 300))), 205);
+        assert_eq!(rx(None), 305);
+        assert_eq!(rx(Some((4, 400))), 305);
+        for _ in 0..2 {
+            assert_eq!(rx(None), 305, "the namespace as last looked up");
+        }
+        assert_eq!(rx(None), 405);
         assert_eq!(collector.open_namespaces(), 1, "the old ones are closed");
     }
 
     #[test]
+    fn snmp_is_read_when_packets_moved_and_netstat_when_tcp_received() {
+        let process = FakeProcess::new();
+        process.enter(1);
+        let mut collector = NetnsCollector::new(process.proc());
+        let read = |collector: &mut NetnsCollector| {
+            let before = collector.files_read();
+            let counters = process.read(collector);
+            (counters, collector.files_read() - before)
+        };
+        let (first, files) = read(&mut collector);
+        assert_eq!((first.tcp_retransmits, first.tcp_listen_overflows), (7, 11));
+        assert_eq!(files, 3, "the first read reads every file");
+
+        // TCP counters move, but no packet crossed an interface: only net/dev is read.
+        let retransmitted = SNMP.replace("11061 7 0 8", "11061 70 0 8");
+        process.write("snmp", &retransmitted);
+        let (counters, files) = read(&mut collector);
+        assert_eq!((counters.tcp_retransmits, files), (7, 1));
+
+        // A packet on loopback: snmp is read, and once more on the next read; TCP received
+        // nothing, so netstat is not.
+        process.write("dev", &DEV.replace("3193      29", "3193      30"));
+        process.write("netstat", &NETSTAT.replace("0 11 12", "0 99 99"));
+        let (counters, files) = read(&mut collector);
+        assert_eq!((counters.tcp_retransmits, files), (70, 2));
+        assert_eq!(counters.tcp_listen_overflows, 11);
+        assert_eq!(read(&mut collector).1, 2, "snmp once more");
+        assert_eq!(read(&mut collector).1, 1);
+
+        // A segment TCP received on eth0: all three, then snmp and netstat once more.
+        process.write("dev", &DEV.replace("3193      29", "3193      31"));
+        process.write("snmp", &retransmitted.replace("14431", "14432"));
+        let (counters, files) = read(&mut collector);
+        assert_eq!((counters.tcp_listen_overflows, files), (99, 3));
+        assert_eq!(
+            counters.rx_bytes, 1005,
+            "interface counters without loopback"
+        );
+        process.write("netstat", &NETSTAT.replace("0 11 12", "0 100 100"));
+        let (counters, files) = read(&mut collector);
+        assert_eq!(
+            (counters.tcp_listen_overflows, files),
+            (100, 3),
+            "what the kernel counted just after the last read"
+        );
+
+        // That was the 7th read, a slow one. What TCP counts without a packet is seen on
+        // the next slow read, the 13th.
+        process.write(
+            "snmp",
+            &retransmitted.replace("5 6 0 14431", "50 6 0 14432"),
+        );
+        for read_number in 8..=12 {
+            let (counters, files) = read(&mut collector);
+            assert_eq!(
+                (counters.tcp_failed_connects, files),
+                (5, 1),
+                "read {read_number}"
+            );
+        }
+        let (counters, files) = read(&mut collector);
+        assert_eq!(
+            (counters.tcp_failed_connects, files),
+            (50, 2),
+            "no segment arrived: no netstat"
+        );
+    }
+
+    #[test]
+    fn ungated_every_file_is_read_every_time() {
+        let process = FakeProcess::new();
+        process.enter(1);
+        let mut collector = NetnsCollector::new(process.proc());
+        collector.ungate();
+        for _ in 0..3 {
+            process.read(&mut collector);
+        }
+        assert_eq!(collector.files_read(), 9);
+    }
+
+    #[test]
     fn this_process_namespace_reads_through_kept_files() {
-        let files = NamespaceFiles::open(Path::new("/proc"), std::process::id()).unwrap();
+        let mut files = NamespaceFiles::open(Path::new("/proc"), std::process::id()).unwrap();
         let mut buf = Vec::new();
-        let first = files.read(&mut buf).unwrap();
-        let second = files.read(&mut buf).unwrap();
+        let (first, files_read) = files.read(&mut buf, false).unwrap();
+        assert_eq!(files_read, 3);
+        let (second, _) = files.read(&mut buf, false).unwrap();
         assert!(second.tx_packets >= first.tx_packets);
     }
 }
