@@ -4,6 +4,7 @@
 pub mod collect;
 pub mod detect;
 pub mod discovery;
+pub mod error_chain;
 pub mod export;
 pub mod features;
 pub mod host;

@@ -29,6 +29,7 @@ use crate::{
         signals::{SignalMap, SignalMaps},
         syscall_slots::{MappedSlots, SlotsError, SyscallCounterMap, SyscallSlots},
     },
+    error_chain::{caused_by, error_chain},
     host::{self, HostPaths},
 };
 
@@ -166,7 +167,7 @@ pub enum LoadError {
          rebuild it after `cargo xtask setup`"
     )]
     NotBuilt,
-    #[error("the kernel refused Herd's eBPF object: {0}")]
+    #[error("the kernel refused Herd's eBPF object: {}", refused(.0))]
     Object(#[from] aya::EbpfError),
     #[error("the eBPF object has no program or map named {0}")]
     Missing(&'static str),
@@ -224,6 +225,16 @@ pub enum LoadError {
     },
     #[error(transparent)]
     Slots(#[from] SlotsError),
+}
+
+/// Why the kernel refused the object, with the cause aya keeps apart (the errno of a map
+/// or program it could not create), and what it takes where that was a missing privilege.
+fn refused(err: &aya::EbpfError) -> String {
+    let mut text = error_chain(err);
+    if caused_by(err, io::ErrorKind::PermissionDenied) {
+        text.push_str(" (loading eBPF programs needs root, or CAP_BPF and CAP_PERFMON)");
+    }
+    text
 }
 
 /// The loaded programs. Dropping this detaches them and frees their maps.

@@ -15,6 +15,8 @@ use herd_proto::cri::v1::{
 use thiserror::Error;
 use tonic::transport::Channel;
 
+use crate::error_chain::error_chain;
+
 /// Where runtimes put their CRI socket, probed in this order when none is configured.
 pub const COMMON_SOCKETS: &[&str] = &[
     "/run/containerd/containerd.sock",
@@ -32,7 +34,7 @@ pub enum RuntimeError {
     NoSocket(Vec<PathBuf>),
     #[error("no container runtime socket at {0}")]
     Missing(PathBuf),
-    #[error("cannot connect to the container runtime at {path}: {}", chain(.source))]
+    #[error("cannot connect to the container runtime at {path}: {}", error_chain(.source))]
     Connect {
         path: PathBuf,
         source: tonic::transport::Error,
@@ -45,18 +47,6 @@ pub enum RuntimeError {
     },
     #[error("the container runtime at {path} did not answer {call} within {CALL_TIMEOUT:?}")]
     Timeout { path: PathBuf, call: &'static str },
-}
-
-/// An error and its causes on one line: tonic's transport errors say little on their own.
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn list(paths: &[PathBuf]) -> String {
