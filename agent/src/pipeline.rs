@@ -99,6 +99,11 @@ impl Pipeline {
             .into_iter()
             .filter_map(|(id, values)| {
                 let container = table.get(&id)?;
+                // A container younger than the minimum age is read (its rates are ready
+                // when it comes of age) but neither judged nor a peer of the others.
+                if !table.judged(container, at) {
+                    return None;
+                }
                 let pod = container.pod.as_ref();
                 Some(Observation {
                     subject: Subject {
@@ -133,5 +138,77 @@ impl Pipeline {
             )?;
         }
         Ok(self.detector.observe(at, &observations)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::HashMap,
+        fs,
+        path::Path,
+        sync::{Arc, Mutex},
+        time::Duration,
+    };
+
+    use super::*;
+    use crate::discovery::domain::LabelOwners;
+
+    /// A frame file in memory.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_container_younger_than_the_minimum_age_is_read_but_not_judged() {
+        let root = tempfile::tempdir().unwrap();
+        let cgroup2 = root.path().join("cgroup");
+        let id = "d".repeat(64);
+        let path = format!("/docker/{id}");
+        let dir = cgroup2.join(path.trim_start_matches('/'));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("cgroup.procs"), "").unwrap();
+        let mut table = ContainerTable::new(root.path(), &cgroup2, Duration::from_secs(60));
+        let seen = SystemTime::now();
+        table.update([(7, Path::new(path.as_str()))], None, &LabelOwners, seen);
+
+        let frames = Shared::default();
+        let mut pipeline = Pipeline::new(
+            "node-1".into(),
+            CgroupMounts {
+                cgroup2: cgroup2.clone(),
+                v1: HashMap::new(),
+            },
+            root.path().to_owned(),
+            NodeCapacity {
+                cores: 2.0,
+                memory_bytes: 1e9,
+            },
+            Vec::new(),
+            Some(Box::new(frames.clone())),
+        )
+        .unwrap();
+        let rows = || {
+            let text = String::from_utf8(frames.0.lock().unwrap().clone()).unwrap();
+            text.lines().filter(|l| l.contains(&id)).count()
+        };
+        pipeline.window(&table, None, seen).unwrap();
+        pipeline
+            .window(&table, None, seen + Duration::from_secs(59))
+            .unwrap();
+        assert_eq!(rows(), 0, "young: not in the frames the detector sees");
+        pipeline
+            .window(&table, None, seen + Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(rows(), 1, "of age at 60 s");
     }
 }

@@ -510,6 +510,9 @@ impl Agent {
             .arg(secs(settings.window))
             .arg("--discovery-interval")
             .arg(secs(settings.discovery_interval))
+            // The lab's pods start just before the agent; the detector's own warm-up is
+            // what the evaluation counts windows from.
+            .args(["--min-age", "0s"])
             .arg("--runtime-socket")
             .arg(lab.socket())
             .arg("--record")
