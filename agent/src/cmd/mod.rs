@@ -23,7 +23,7 @@ pub struct DiscoveryArgs {
     /// (containerd, CRI-O, k3s, cri-dockerd).
     #[arg(long, env = "HERD_RUNTIME_SOCKET")]
     pub runtime_socket: Option<PathBuf>,
-    /// Containers younger than this are listed but not judged.
+    /// Containers younger than this are read and listed, but neither judged nor peers.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub min_age: Duration,
 }

@@ -21,7 +21,7 @@ use crate::discovery::{
 pub struct DiscoveryConfig {
     /// The CRI socket; `None` probes the common paths.
     pub runtime_socket: Option<PathBuf>,
-    /// Containers younger than this are listed but not judged.
+    /// Containers younger than this are read and listed, but neither judged nor peers.
     pub min_age: Duration,
     /// Mount point of the cgroup2 hierarchy.
     pub cgroup2: PathBuf,
