@@ -160,16 +160,40 @@ fn agent_memory_kib(agent: &Path, seconds: u64) -> anyhow::Result<(u64, u64)> {
     Ok((steady, peak))
 }
 
-/// [`TICKS`] ticks of the cgroup collector alone: the time they took, and the files read per
+/// A collector the bench times alone: one tick over the table, and the files read so far.
+trait Timed {
+    fn tick(&mut self, table: &ContainerTable);
+    fn files_read(&self) -> u64;
+}
+
+impl Timed for CgroupCollector {
+    fn tick(&mut self, table: &ContainerTable) {
+        std::hint::black_box(self.collect(table));
+    }
+    fn files_read(&self) -> u64 {
+        CgroupCollector::files_read(self)
+    }
+}
+
+impl Timed for NetnsCollector {
+    fn tick(&mut self, table: &ContainerTable) {
+        std::hint::black_box(self.collect(table));
+    }
+    fn files_read(&self) -> u64 {
+        NetnsCollector::files_read(self)
+    }
+}
+
+/// [`TICKS`] ticks of one collector alone: the time they took, and the files read per
 /// container per tick.
-fn cgroup_ticks(cgroups: &mut CgroupCollector, table: &ContainerTable) -> (Duration, f64) {
-    let files_before = cgroups.files_read();
+fn timed_ticks(collector: &mut impl Timed, table: &ContainerTable) -> (Duration, f64) {
+    let files_before = collector.files_read();
     let start = Instant::now();
     for _ in 0..TICKS {
-        std::hint::black_box(cgroups.collect(table));
+        collector.tick(table);
     }
     let elapsed = start.elapsed();
-    let files = cgroups.files_read() - files_before;
+    let files = collector.files_read() - files_before;
     (
         elapsed,
         files as f64 / f64::from(TICKS) / table.len() as f64,
@@ -249,25 +273,18 @@ async fn main() -> anyhow::Result<()> {
 
     // Every namespace file on every tick, as where every pod has traffic on every tick.
     netns.ungate();
-    let netns_files_before = netns.files_read();
-    let start = Instant::now();
-    for _ in 0..TICKS {
-        std::hint::black_box(netns.collect(table));
-    }
-    let in_netns_ungated = start.elapsed();
-    let netns_ungated_files_per_container =
-        (netns.files_read() - netns_files_before) as f64 / f64::from(TICKS) / all as f64;
+    let (in_netns_ungated, netns_ungated_files_per_container) = timed_ticks(&mut netns, table);
 
     // The same containers under a CPU quota, a memory limit and a pids limit.
     node.limit_every_container(&mounts)?;
     for _ in 0..SETTLE_TICKS {
         cgroups.collect(table);
     }
-    let (in_limited, limited_files_per_container) = cgroup_ticks(&mut cgroups, table);
+    let (in_limited, limited_files_per_container) = timed_ticks(&mut cgroups, table);
 
     // The same, with every file that a node-wide total gates read on every tick.
     cgroups.ungate();
-    let (in_ungated, ungated_files_per_container) = cgroup_ticks(&mut cgroups, table);
+    let (in_ungated, ungated_files_per_container) = timed_ticks(&mut cgroups, table);
 
     // The same, as the agent reads where its eBPF programs count block IO: no blkio files.
     let mut cgroups = CgroupCollector::new(mounts.clone()).without_io_files();
@@ -275,7 +292,7 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..SETTLE_TICKS {
         cgroups.collect(table);
     }
-    let (in_ebpf_io, ebpf_io_files_per_container) = cgroup_ticks(&mut cgroups, table);
+    let (in_ebpf_io, ebpf_io_files_per_container) = timed_ticks(&mut cgroups, table);
 
     let poll_start = Instant::now();
     discovery.poll().await;
