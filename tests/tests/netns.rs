@@ -110,6 +110,8 @@ fn listen_with_a_queue_of_one(port: u16) -> std::io::Result<std::os::fd::OwnedFd
 fn a_pods_refused_connects_and_listen_overflows_are_read_from_its_namespace() -> anyhow::Result<()>
 {
     require_root();
+    // `ip` brings up the new namespaces' loopback; `unshare` is util-linux, always there.
+    herd_tests::lab::ensure_packages(&["iproute2"])?;
     let busy = PodProcess::start()?;
     let quiet = PodProcess::start()?;
 
