@@ -21,5 +21,9 @@ pub mod herd {
     pub mod v1 {
         #![allow(clippy::all, clippy::pedantic, unused_qualifications, rustdoc::all)]
         include!("gen/herd.v1.rs");
+
+        /// The encoded `FileDescriptorSet` of `herd.v1` and its imports, for server
+        /// reflection: clients such as grpcurl need no `.proto` files.
+        pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("gen/herd.v1.binpb");
     }
 }

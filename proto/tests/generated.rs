@@ -6,7 +6,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
-const PROTOS: &[&str] = &["cri/runtime/v1/api.proto", "herd/v1/agent.proto"];
+use prost::Message as _;
+
+const PROTOS: &[&str] = &["cri/runtime/v1/api.proto", "herd/v1/node.proto"];
+/// Herd's own API, whose descriptor set is served through reflection.
+const HERD_PROTO: &str = "herd/v1/node.proto";
+const HERD_DESCRIPTOR_SET: &str = "herd.v1.binpb";
 
 fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -22,18 +27,19 @@ fn generate(out_dir: &Path) {
         .out_dir(out_dir)
         .compile_fds(fds)
         .expect("code generation succeeds");
+    // Imports included, so that a reflection client can resolve every type.
+    let herd = protox::compile([root.join(HERD_PROTO)], [&root]).expect("herd.v1 compiles");
+    fs::write(out_dir.join(HERD_DESCRIPTOR_SET), herd.encode_to_vec())
+        .expect("write the descriptor set");
 }
 
-fn read_dir(dir: &Path) -> BTreeMap<String, String> {
+fn read_dir(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fs::read_dir(dir)
         .expect("read generated dir")
         .map(|entry| {
             let path = entry.expect("dir entry").path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            (
-                name,
-                fs::read_to_string(&path).expect("read generated file"),
-            )
+            (name, fs::read(&path).expect("read generated file"))
         })
         .collect()
 }
@@ -50,8 +56,8 @@ fn generated_code_is_up_to_date() {
             fs::remove_dir_all(&committed_dir).expect("clear src/gen");
         }
         fs::create_dir_all(&committed_dir).expect("create src/gen");
-        for (name, text) in &fresh {
-            fs::write(committed_dir.join(name), text).expect("write src/gen");
+        for (name, bytes) in &fresh {
+            fs::write(committed_dir.join(name), bytes).expect("write src/gen");
         }
         return;
     }
