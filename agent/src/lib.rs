@@ -1,6 +1,8 @@
 //! Herd's node agent. The modules follow the data flow: `discovery` finds who is who,
-//! `collect` reads raw counters, `export` sends what was learned out of the agent.
+//! `collect` reads raw counters, `features` and `detect` judge them, `export` and `api` send
+//! what was learned out of the agent.
 
+pub mod api;
 pub mod collect;
 pub mod detect;
 pub mod discovery;

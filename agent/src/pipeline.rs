@@ -107,12 +107,7 @@ impl Pipeline {
                 let pod = container.pod.as_ref();
                 Some(Observation {
                     subject: Subject {
-                        domain: container.domain.as_ref().map_or_else(
-                            // Without the runtime, a container is its own domain: it is
-                            // compared with its own past.
-                            || format!("unnamed:{}", container.cgroup.display()),
-                            ToString::to_string,
-                        ),
+                        domain: container.domain_name(),
                         pod: pod.map(|p| p.name.clone()),
                         namespace: pod.map(|p| p.namespace.clone()),
                         node: self.node.clone(),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
+pub mod agent;
 pub mod cgroup;
 pub mod eval;
 pub mod lab;

@@ -1,11 +1,18 @@
 //! `herd-agent run`: keep the container table, read every container each window, score it
-//! against its peers, and log the busiest cgroups and any findings.
+//! against its peers, log the busiest cgroups and any findings, and serve what it knows over
+//! the API.
 
-use std::{fs::File, io::BufWriter, path::PathBuf, time::Duration, time::SystemTime};
+use std::{
+    fs::File, io::BufWriter, net::SocketAddr, path::PathBuf, time::Duration, time::SystemTime,
+};
 
 use anyhow::Context as _;
 use clap::Args;
 use herd_agent::{
+    api::{
+        AgentFacts, ApiConfig, ApiServer, RuntimeState, SharedState, SignalState,
+        findings_log::LogLimits,
+    },
     collect::{
         cgroup::CgroupMounts,
         ebpf::{EbpfConfig, EbpfPrograms, Signal},
@@ -16,7 +23,7 @@ use herd_agent::{
         poller::{Discovery, DiscoveryConfig},
     },
     export::{findings, table},
-    features::NodeCapacity,
+    features::{self, NodeCapacity},
     host::{self, Host, HostPaths, Tracefs},
     pipeline::Pipeline,
 };
@@ -45,6 +52,24 @@ pub struct RunArgs {
     /// Also write every window's feature frames to this CSV file (`replay` reads it).
     #[arg(long)]
     record: Option<PathBuf>,
+    /// The API's unix socket (herd.v1.NodeService), created mode 0600: root only. An empty
+    /// value serves no socket.
+    #[arg(long, env = "HERD_SOCKET", default_value = "/run/herd/agent.sock")]
+    socket: PathBuf,
+    /// Also serve the API on this TCP address (e.g. 127.0.0.1:7443). Plain text, so it needs
+    /// --insecure.
+    #[arg(long, env = "HERD_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Allow --listen without TLS: anyone who reaches the address can read the findings.
+    #[arg(long)]
+    insecure: bool,
+    /// Windows of each container's features kept for `herd explain` (360 is an hour of 10 s
+    /// windows).
+    #[arg(long, default_value_t = 360, value_parser = clap::value_parser!(u32).range(1..=8640))]
+    history_windows: u32,
+    /// Finding changes a watcher may fall behind before it is dropped.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    watch_queue: u32,
     #[command(flatten)]
     discovery: DiscoveryArgs,
 }
@@ -53,6 +78,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         !args.interval.is_zero() && !args.discovery_interval.is_zero(),
         "--interval and --discovery-interval must be longer than zero"
+    );
+    anyhow::ensure!(
+        args.listen.is_none() || args.insecure,
+        "--listen serves the API over TCP without TLS; pass --insecure to allow that (anyone \
+         who reaches the address can read the findings), or use the unix socket"
     );
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
@@ -68,7 +98,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         })
         .map_err(|err| warn!(%err, "cannot mount tracefs; block IO and OOM signals need it"))
         .ok();
-    let mut programs = load_ebpf(&paths, &host);
+    let (mut programs, ebpf_missing) = match load_ebpf(&paths, &host) {
+        Ok(programs) => (Some(programs), None),
+        Err(reason) => (None, Some(reason)),
+    };
+    let signals = signal_states(programs.as_ref(), ebpf_missing.as_deref());
     let loaded = programs
         .as_ref()
         .map(|p| p.signals().to_vec())
@@ -109,8 +143,39 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         record,
     )?;
 
+    let names = features::names();
+    let state = SharedState::new(
+        AgentFacts {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            node: node.clone(),
+            window: args.interval,
+            min_age: args.discovery.min_age,
+            started: SystemTime::now(),
+            signals,
+            ebpf_missing,
+            threshold: features::detect_config(&names).threshold,
+            features: names,
+        },
+        args.history_windows as usize,
+        LogLimits {
+            watch_queue: args.watch_queue as usize,
+            ..LogLimits::default()
+        },
+    );
+    let api = ApiServer::start(
+        &ApiConfig {
+            socket: (!args.socket.as_os_str().is_empty()).then(|| args.socket.clone()),
+            listen: args.listen,
+        },
+        state.clone(),
+    )
+    .await?;
+
     // The first discovery poll comes before the first window, so that it has containers.
     discovery.poll().await;
+    state
+        .lock()
+        .after_poll(discovery.table(), runtime_state(&discovery));
     let mut windows =
         tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
     windows.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -146,12 +211,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 for id in &changes.removed {
                     info!(id = %short(id), "container gone");
                 }
+                state.lock().after_poll(discovery.table(), runtime_state(&discovery));
             }
             _ = windows.tick() => {
                 let sample = sampler.as_mut().map(SignalSampler::sample).transpose()?;
                 let containers = discovery.table();
-                let report = pipeline.window(containers, sample.as_ref(), SystemTime::now())?;
+                let at = SystemTime::now();
+                let report = pipeline.window(containers, sample.as_ref(), at)?;
                 findings::log_report(&report);
+                state.lock().after_window(at, containers, &report);
                 if let Some(sample) = &sample {
                     table::log_busiest(&sample.syscall_sample(), args.top, |row| {
                         containers
@@ -174,18 +242,68 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     }
+    api.stop(&state).await;
     drop(programs);
     drop(tracefs);
     Ok(())
 }
 
-/// The eBPF programs of every signal this kernel supports, or `None` when none loads; each
-/// missing signal, or eBPF as a whole, is said once, plainly. Without eBPF the agent runs on
-/// cgroup and namespace counters alone.
-fn load_ebpf(paths: &HostPaths, host: &Host) -> Option<EbpfPrograms> {
+fn runtime_state(discovery: &Discovery) -> RuntimeState {
+    let (socket, reason) = discovery.runtime_status();
+    RuntimeState {
+        connected: discovery.runtime_up(),
+        socket,
+        reason,
+    }
+}
+
+/// Every signal, with where it comes from and why it is missing where it is.
+fn signal_states(programs: Option<&EbpfPrograms>, ebpf_missing: Option<&str>) -> Vec<SignalState> {
+    let mut states = vec![
+        SignalState {
+            name: "cgroup".into(),
+            active: true,
+            source: "cgroup files (v1 controllers and cgroup2): CPU, memory, IO, pids, \
+                     pressure"
+                .into(),
+            reason: None,
+        },
+        SignalState {
+            name: "netns".into(),
+            active: true,
+            source: "/proc/<pid>/net/{dev,snmp,netstat} of each pod's network namespace".into(),
+            reason: None,
+        },
+    ];
+    for signal in Signal::ALL {
+        let reason = match programs {
+            Some(programs) if programs.signals().contains(&signal) => None,
+            Some(programs) => Some(
+                programs
+                    .unavailable()
+                    .iter()
+                    .find(|(s, _)| *s == signal)
+                    .map_or_else(|| "not loaded".to_owned(), |(_, err)| err.to_string()),
+            ),
+            None => Some(ebpf_missing.unwrap_or("eBPF is not loaded").to_owned()),
+        };
+        states.push(SignalState {
+            name: signal.name().into(),
+            active: reason.is_none(),
+            source: signal.source().into(),
+            reason,
+        });
+    }
+    states
+}
+
+/// The eBPF programs of every signal this kernel supports, or why none loads; each missing
+/// signal, or eBPF as a whole, is said once, plainly. Without eBPF the agent runs on cgroup
+/// and namespace counters alone.
+fn load_ebpf(paths: &HostPaths, host: &Host) -> Result<EbpfPrograms, String> {
     if let Err(err) = host::check_btf(paths) {
         warn!("{err}; running on cgroup and network-namespace counters only");
-        return None;
+        return Err(err.to_string());
     }
     // The network programs see every socket below the cgroup they attach to.
     let network_cgroup = ["kubepods", "kubepods.slice"]
@@ -201,14 +319,14 @@ fn load_ebpf(paths: &HostPaths, host: &Host) -> Option<EbpfPrograms> {
             for (signal, err) in programs.unavailable() {
                 warn!("the {signal} signal is not available: {err}");
             }
-            Some(programs)
+            Ok(programs)
         }
         Err(err) => {
             warn!(
                 "eBPF is not available ({err}); running on cgroup and network-namespace \
                  counters only"
             );
-            None
+            Err(err.to_string())
         }
     }
 }

@@ -88,6 +88,33 @@ impl Signal {
         }
     }
 
+    /// The signal's short name in the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Syscalls => "syscalls",
+            Signal::Block => "block",
+            Signal::Network => "network",
+            Signal::Sched => "sched",
+            Signal::Oom => "oom",
+        }
+    }
+
+    /// Where the signal comes from, in a person's words.
+    pub fn source(self) -> &'static str {
+        match self {
+            Signal::Syscalls => "eBPF raw tracepoint sys_exit: calls and failures per cgroup",
+            Signal::Block => {
+                "eBPF tracepoints block_bio_queue and block_rq_complete: bytes, requests, \
+                 latency and failures per cgroup"
+            }
+            Signal::Network => "eBPF cgroup_skb ingress and egress: socket bytes and packets",
+            Signal::Sched => {
+                "eBPF raw tracepoints sched_wakeup and sched_switch: run-queue latency"
+            }
+            Signal::Oom => "eBPF tracepoints oom:mark_victim and sched_process_exit: OOM kills",
+        }
+    }
+
     /// The classic tracepoints the signal's programs attach to: (program, category, name).
     fn tracepoints(self) -> &'static [(&'static str, &'static str, &'static str)] {
         match self {

@@ -42,6 +42,19 @@ pub enum Basis {
     OwnHistory,
 }
 
+/// One feature of one entity in one window, against what it was compared with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Comparison {
+    pub value: f64,
+    /// Peer median or own recent median, per `basis`.
+    pub reference: f64,
+    /// The spread `z` is measured in: the MAD, raised to the feature's floors.
+    pub scale: f64,
+    /// The feature's score in that window (signed: below the reference is negative).
+    pub z: f64,
+    pub basis: Basis,
+}
+
 /// One feature that drove a finding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Driver {
@@ -49,9 +62,24 @@ pub struct Driver {
     pub value: f64,
     /// Peer median or own recent median, per `basis`.
     pub reference: f64,
+    /// The spread `z` is measured in.
+    pub scale: f64,
     /// The feature's score in that window (signed: below the reference is negative).
     pub z: f64,
     pub basis: Basis,
+}
+
+impl Driver {
+    pub fn new(feature: &str, c: Comparison) -> Self {
+        Self {
+            feature: feature.to_owned(),
+            value: c.value,
+            reference: c.reference,
+            scale: c.scale,
+            z: c.z,
+            basis: c.basis,
+        }
+    }
 }
 
 impl fmt::Display for Driver {
@@ -81,6 +109,8 @@ impl fmt::Display for Driver {
 /// An entity that strays from its peers or from its own past.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
+    /// Stable for the finding's life: derived from the node, the entity and when it opened.
+    pub id: String,
     pub subject: Subject,
     pub severity: Severity,
     pub opened: SystemTime,
@@ -111,6 +141,27 @@ impl fmt::Display for Finding {
     }
 }
 
+/// A finding's id: 16 hex digits of FNV-1a over node, entity and opening time, so that the
+/// same finding gets the same id wherever it is computed.
+pub fn finding_id(subject: &Subject, opened: SystemTime) -> String {
+    let nanos = opened
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let parts = [
+        subject.node.as_bytes(),
+        b"\0",
+        subject.entity.as_bytes(),
+        b"\0",
+        &nanos.to_le_bytes(),
+    ];
+    for byte in parts.iter().flat_map(|p| p.iter()) {
+        hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
 /// `x` to about `digits` significant digits, without a trail of noise; large values get a
 /// k, M or G suffix ("413M", not "413036064").
 fn short(x: f64, digits: i32) -> String {
@@ -136,6 +187,7 @@ mod tests {
             feature: "memory_working_set".into(),
             value,
             reference,
+            scale: 1.0,
             z: 12.34,
             basis,
         }
@@ -162,6 +214,30 @@ mod tests {
         assert_eq!(short(12_345.0, 3), "12.3k");
         assert_eq!(short(1_234.0, 3), "1234");
         assert_eq!(short(-2.5e9, 3), "-2.50G");
+    }
+
+    #[test]
+    fn ids_are_stable_and_differ_per_finding() {
+        let subject = Subject {
+            entity: "c1".into(),
+            pod: None,
+            namespace: None,
+            domain: "d".into(),
+            node: "n".into(),
+        };
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let id = finding_id(&subject, t);
+        assert_eq!(id.len(), 16);
+        assert_eq!(id, finding_id(&subject.clone(), t));
+        assert_ne!(
+            id,
+            finding_id(&subject, t + std::time::Duration::from_secs(10))
+        );
+        let other = Subject {
+            entity: "c2".into(),
+            ..subject
+        };
+        assert_ne!(id, finding_id(&other, t));
     }
 
     #[test]

@@ -24,8 +24,9 @@ use tracing::debug;
 use alarm::{Alarm, Verdict};
 pub use config::DetectConfig;
 pub use error::DetectError;
-pub use finding::{Basis, Driver, Finding, Severity, Subject};
+pub use finding::{Basis, Comparison, Driver, Finding, Severity, Subject, finding_id};
 use ring::Ring;
+pub use score::FeatureStats;
 use score::{Member, Scored, score_domain};
 use stats::Floors;
 
@@ -45,6 +46,22 @@ pub struct EntityScore {
     pub score: f64,
     /// Whether the entity has an open finding after this window.
     pub flagged: bool,
+    /// Every feature in the detector's order, against its reference; `None` where it could
+    /// not be compared. Empty while the entity is warming up.
+    pub features: Vec<Option<Comparison>>,
+    /// Members of its domain on its node in this window, itself included.
+    pub peers: usize,
+}
+
+/// One domain on one node in one window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DomainStats {
+    pub node: String,
+    pub domain: String,
+    /// Members in this window.
+    pub members: usize,
+    /// Every feature in the detector's order; `None` where no member had a value.
+    pub features: Vec<Option<FeatureStats>>,
 }
 
 /// What one window changed.
@@ -54,8 +71,12 @@ pub struct WindowReport {
     pub scores: Vec<EntityScore>,
     /// Findings opened in this window.
     pub opened: Vec<Finding>,
+    /// Open findings that got another anomalous window: a new peak, severity or drivers.
+    pub updated: Vec<Finding>,
     /// Findings closed in this window, including those of entities that went away.
     pub closed: Vec<Finding>,
+    /// Each domain's statistics, by node and domain.
+    pub domains: Vec<DomainStats>,
 }
 
 /// What the detector remembers of one entity; all of it goes when the entity does.
@@ -186,12 +207,18 @@ impl Detector {
             let key = (obs.subject.node.as_str(), obs.subject.domain.as_str());
             domains.entry(key).or_default().push(i);
         }
-        let mut scores = vec![0.0; window.len()];
-        for members in domains.values() {
-            let scored = self.score(window, members);
+        let mut scores = vec![(0.0, Vec::new(), 0); window.len()];
+        for (&(node, domain), members) in &domains {
+            let (scored, stats) = self.score(window, members);
             for (&i, scored) in members.iter().zip(&scored) {
-                scores[i] = scored.score;
+                scores[i] = (scored.score, scored.features.clone(), members.len());
             }
+            report.domains.push(DomainStats {
+                node: node.to_owned(),
+                domain: domain.to_owned(),
+                members: members.len(),
+                features: stats,
+            });
             self.judge(at, window, members, scored, &mut report);
         }
 
@@ -212,9 +239,11 @@ impl Detector {
         report.scores = window
             .iter()
             .zip(scores)
-            .map(|(obs, score)| EntityScore {
+            .map(|(obs, (score, features, peers))| EntityScore {
                 entity: obs.subject.entity.clone(),
                 score,
+                features,
+                peers,
                 flagged: self
                     .entities
                     .get(&obs.subject.entity)
@@ -226,6 +255,9 @@ impl Detector {
             .sort_by(|a, b| a.subject.entity.cmp(&b.subject.entity));
         report
             .closed
+            .sort_by(|a, b| a.subject.entity.cmp(&b.subject.entity));
+        report
+            .updated
             .sort_by(|a, b| a.subject.entity.cmp(&b.subject.entity));
         Ok(report)
     }
@@ -259,7 +291,11 @@ impl Detector {
     }
 
     /// Scores the members (indices into `window`) of one domain.
-    fn score(&self, window: &[Observation], members: &[usize]) -> Vec<Scored> {
+    fn score(
+        &self,
+        window: &[Observation],
+        members: &[usize],
+    ) -> (Vec<Scored>, Vec<Option<FeatureStats>>) {
         let inputs: Vec<Member<'_>> = members
             .iter()
             .filter_map(|&i| {
@@ -307,6 +343,7 @@ impl Detector {
                         finding.peak_score = finding.peak_score.max(scored.score);
                         finding.severity = severity(config, finding.peak_score);
                         finding.drivers = scored.drivers;
+                        report.updated.push(finding.clone());
                     }
                 }
                 Verdict::Close => report.closed.extend(entity.close(at)),
@@ -355,6 +392,7 @@ impl Detector {
         for (id, scored) in candidates {
             if let Some(entity) = self.entities.get_mut(&id) {
                 let finding = Finding {
+                    id: finding_id(&entity.subject, at),
                     subject: entity.subject.clone(),
                     severity: severity(config, scored.score),
                     opened: at,

@@ -2,7 +2,7 @@
 //! where the domain has too few members.
 
 use super::config::DetectConfig;
-use super::finding::{Basis, Driver};
+use super::finding::{Basis, Comparison, Driver};
 use super::ring::Ring;
 use super::stats::{Floors, Spread, small_sample_z};
 
@@ -21,6 +21,20 @@ pub struct Scored {
     pub score: f64,
     /// Its features at or above the threshold, strongest first, at most `top_features`.
     pub drivers: Vec<Driver>,
+    /// Every feature in the detector's order; `None` where it could not be compared.
+    pub features: Vec<Option<Comparison>>,
+}
+
+/// One feature across the members of a domain in one window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FeatureStats {
+    /// Median and floored MAD of the members' values.
+    pub median: f64,
+    pub scale: f64,
+    /// Members with a value.
+    pub members: usize,
+    /// `Peers` when there were enough members to compare them with each other.
+    pub basis: Basis,
 }
 
 /// The member's own baseline for one feature, once its history is long enough.
@@ -47,15 +61,18 @@ impl Own {
     }
 }
 
-/// Scores every member of one domain in one window, in the order given.
+/// Scores every member of one domain in one window, in the order given; also returns each
+/// feature's statistics across the members.
 pub fn score_domain(
     config: &DetectConfig,
     features: &[String],
     floors: &[Floors],
     members: &[Member<'_>],
-) -> Vec<Scored> {
-    let mut drivers: Vec<Vec<Driver>> = vec![Vec::new(); members.len()];
-    for (f, (feature, &floors)) in features.iter().zip(floors).enumerate() {
+) -> (Vec<Scored>, Vec<Option<FeatureStats>>) {
+    let mut compared: Vec<Vec<Option<Comparison>>> =
+        vec![vec![None; features.len()]; members.len()];
+    let mut stats = vec![None; features.len()];
+    for (f, &floors) in floors.iter().enumerate().take(features.len()) {
         let present: Vec<(usize, f64, Option<Own>)> = members
             .iter()
             .enumerate()
@@ -65,26 +82,35 @@ pub fn score_domain(
                 Some((i, x, own))
             })
             .collect();
-        let driver = |value, reference, z, basis| Driver {
-            feature: feature.clone(),
-            value,
-            reference,
-            z,
-            basis,
-        };
-        if present.len() < config.min_peers {
-            for (i, x, own) in &present {
-                if let Some(own) = own {
-                    let z = own.z(*x);
-                    drivers[*i].push(driver(*x, own.spread.median, z, Basis::OwnHistory));
-                }
-            }
-            continue;
-        }
         let levels: Vec<f64> = present.iter().map(|p| p.1).collect();
         let Some(level) = Spread::of(&levels, None, floors) else {
             continue;
         };
+        let enough = present.len() >= config.min_peers;
+        stats[f] = Some(FeatureStats {
+            median: level.median,
+            scale: level.scale,
+            members: present.len(),
+            basis: if enough {
+                Basis::Peers
+            } else {
+                Basis::OwnHistory
+            },
+        });
+        if !enough {
+            for (i, x, own) in &present {
+                if let Some(own) = own {
+                    compared[*i][f] = Some(Comparison {
+                        value: *x,
+                        reference: own.spread.median,
+                        scale: own.spread.scale,
+                        z: own.z(*x),
+                        basis: Basis::OwnHistory,
+                    });
+                }
+            }
+            continue;
+        }
         // Each member's move away from its own baseline, compared across the members that
         // have one: a peer that always sits at another level has no move to show.
         let moves: Vec<f64> = present
@@ -102,12 +128,23 @@ pub fn score_domain(
                 (Some(own), None) => agreed(level_z, own.z(*x)),
                 (None, _) => level_z,
             };
-            drivers[*i].push(driver(*x, level.median, z, Basis::Peers));
+            compared[*i][f] = Some(Comparison {
+                value: *x,
+                reference: level.median,
+                scale: level.scale,
+                z,
+                basis: Basis::Peers,
+            });
         }
     }
-    drivers
+    let scored = compared
         .into_iter()
-        .map(|mut found| {
+        .map(|features_of| {
+            let mut found: Vec<Driver> = features_of
+                .iter()
+                .zip(features)
+                .filter_map(|(c, name)| c.map(|c| Driver::new(name, c)))
+                .collect();
             found.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
             let score = found.first().map_or(0.0, |d| d.z.abs());
             found.retain(|d| d.z.abs() >= config.threshold);
@@ -115,9 +152,11 @@ pub fn score_domain(
             Scored {
                 score,
                 drivers: found,
+                features: features_of,
             }
         })
-        .collect()
+        .collect();
+    (scored, stats)
 }
 
 /// A deviation counts only as far as both views agree: the smaller z when they point the
@@ -160,6 +199,7 @@ mod tests {
             .map(|(values, history)| Member { values, history })
             .collect();
         score_domain(&config(), &["cpu".into()], &[FLOORS], &members)
+            .0
             .into_iter()
             .map(|s| s.score)
             .collect()
@@ -236,7 +276,11 @@ mod tests {
                 history: &history,
             })
             .collect();
-        let scored = score_domain(&config(), &["cpu".into()], &[FLOORS], &members);
+        let (scored, stats) = score_domain(&config(), &["cpu".into()], &[FLOORS], &members);
+        let stats = stats[0].unwrap();
+        assert_eq!((stats.median, stats.members), (102.0, 4));
+        assert!((stats.scale - 5.1).abs() < 1e-9);
+        assert_eq!(scored[4].features[0].unwrap().scale, stats.scale);
         assert_eq!(scored[1].score, 0.0);
         assert!(scored[1].drivers.is_empty());
         // Median of 100, 100, 104, 150 is 102 (with a zero for the gap it would be 100);

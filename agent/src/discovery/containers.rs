@@ -49,6 +49,16 @@ impl Container {
         now.duration_since(self.started).unwrap_or_default()
     }
 
+    /// The domain it is judged in: the runtime's name for it, else `unnamed:<cgroup>`.
+    pub fn domain_name(&self) -> String {
+        self.domain.as_ref().map_or_else(
+            // Without the runtime, a container is its own domain: it is compared with its
+            // own past.
+            || format!("unnamed:{}", self.cgroup.display()),
+            ToString::to_string,
+        )
+    }
+
     /// `namespace/pod/container` when the runtime named it, else the cgroup path.
     pub fn label(&self) -> String {
         match (&self.pod, &self.name) {

@@ -43,6 +43,8 @@ pub struct Discovery {
     link: Link,
     owners: Box<dyn OwnerLookup + Send + Sync>,
     first_poll: bool,
+    /// Why the runtime did not answer the last poll.
+    last_error: Option<String>,
 }
 
 impl Discovery {
@@ -54,6 +56,7 @@ impl Discovery {
             link: Link::Down,
             owners: Box::new(LabelOwners),
             first_poll: true,
+            last_error: None,
         }
     }
 
@@ -64,6 +67,21 @@ impl Discovery {
     /// Whether the last poll had an answer from the runtime.
     pub fn runtime_up(&self) -> bool {
         matches!(self.link, Link::Up(_))
+    }
+
+    /// The runtime's socket while it answers, and why it does not otherwise.
+    pub fn runtime_status(&self) -> (Option<PathBuf>, Option<String>) {
+        match &self.link {
+            Link::Up(client) => (Some(client.path().to_owned()), None),
+            Link::Down => (
+                self.config.runtime_socket.clone(),
+                Some(
+                    self.last_error
+                        .clone()
+                        .unwrap_or_else(|| "not asked yet".to_owned()),
+                ),
+            ),
+        }
     }
 
     /// Walks the cgroups, asks the runtime, and returns what came and went.
@@ -104,9 +122,11 @@ impl Discovery {
                         "container runtime answering; containers are named over CRI"
                     );
                 }
+                self.last_error = None;
                 Some(snapshot)
             }
             Err(err) => {
+                self.last_error = Some(err.to_string());
                 if was_up || self.first_poll {
                     warn!(
                         "{err}; discovery goes on from cgroups alone (no pod names or \

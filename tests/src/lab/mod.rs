@@ -31,7 +31,7 @@ mod cri;
 mod error;
 mod fault;
 mod images;
-mod install;
+pub mod install;
 mod mounts;
 mod oci;
 mod paths;

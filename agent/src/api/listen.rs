@@ -1,0 +1,198 @@
+//! Where the API listens: a unix socket whose file mode is the access control (0600, root
+//! only), and TCP when asked for. Health (`grpc.health.v1`) and server reflection are served
+//! beside `herd.v1.NodeService`, with limits on message sizes and concurrent streams.
+
+use std::{
+    io,
+    net::SocketAddr,
+    os::unix::fs::{FileTypeExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use herd_proto::herd::v1::{FILE_DESCRIPTOR_SET, node_service_server::NodeServiceServer};
+use thiserror::Error;
+use tokio::{net::UnixListener, sync::watch, task::JoinHandle};
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::transport::Server;
+use tracing::{info, warn};
+
+use crate::api::{service::NodeApi, state::SharedState};
+
+/// Largest request the API decodes: its requests are a few filters.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Largest response it sends: an `Explain` of a full history is well under this.
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// Concurrent streams per connection (each watch is one).
+pub const MAX_STREAMS: u32 = 32;
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The unix socket; `None` serves no socket.
+    pub socket: Option<PathBuf>,
+    /// A TCP address to serve on as well.
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error("another process serves the API socket {0}; is herd-agent running already?")]
+    SocketInUse(PathBuf),
+    #[error("{0} exists and is not a socket; remove it or pass another --socket")]
+    NotASocket(PathBuf),
+    #[error("cannot create the API socket {path}: {source}")]
+    Socket {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Tcp {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the reflection service cannot read herd.v1's descriptor set: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// The running API; dropping it does not stop it, [`ApiServer::stop`] does.
+pub struct ApiServer {
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    socket: Option<PathBuf>,
+}
+
+impl ApiServer {
+    /// Binds every listener now, so that a bad address fails start-up, and serves in the
+    /// background.
+    pub async fn start(config: &ApiConfig, state: SharedState) -> Result<Self, ApiError> {
+        let (shutdown, stopped) = watch::channel(false);
+        let mut server = Self {
+            shutdown,
+            tasks: Vec::new(),
+            socket: None,
+        };
+        if let Some(path) = &config.socket {
+            let listener = bind_socket(path).await?;
+            server.socket = Some(path.clone());
+            info!(socket = %path.display(), "serving herd.v1.NodeService on the unix socket (root only)");
+            let router = router(&state)?;
+            let stopped = stopped.clone();
+            server.tasks.push(tokio::spawn(async move {
+                let incoming = UnixListenerStream::new(listener);
+                if let Err(err) = router
+                    .serve_with_incoming_shutdown(incoming, wait(stopped))
+                    .await
+                {
+                    warn!(%err, "the API on the unix socket stopped");
+                }
+            }));
+        }
+        if let Some(addr) = config.listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ApiError::Tcp { addr, source })?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            warn!(
+                %bound,
+                "serving herd.v1.NodeService on TCP without TLS, as --insecure asks: anyone \
+                 who reaches this address can read the findings"
+            );
+            let router = router(&state)?;
+            server.tasks.push(tokio::spawn(async move {
+                let incoming = TcpListenerStream::new(listener);
+                if let Err(err) = router
+                    .serve_with_incoming_shutdown(incoming, wait(stopped))
+                    .await
+                {
+                    warn!(%err, "the API on TCP stopped");
+                }
+            }));
+        }
+        Ok(server)
+    }
+
+    /// Ends every stream, waits a moment for the listeners, removes the socket.
+    pub async fn stop(self, state: &SharedState) {
+        state.lock().findings.close_watches();
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
+                warn!("the API did not stop within 2 s; leaving it");
+            }
+        }
+        if let Some(path) = self.socket {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+async fn wait(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+fn router(state: &SharedState) -> Result<tonic::transport::server::Router, ApiError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let node = NodeServiceServer::new(NodeApi::new(state.clone()))
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(MAX_RESPONSE_BYTES);
+    // Serving from the moment the agent listens: its answers are right (if empty) before the
+    // first window.
+    tokio::spawn(async move {
+        health.set_serving::<NodeServiceServer<NodeApi>>().await;
+    });
+    // grpcurl speaks v1; Python's grpcio-reflection and older tools v1alpha.
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    Ok(Server::builder()
+        .max_concurrent_streams(MAX_STREAMS)
+        .concurrency_limit_per_connection(MAX_STREAMS as usize)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(node))
+}
+
+/// A fresh socket at `path`, mode 0600 from the start: the umask is narrowed around the bind
+/// so that the socket is never open to others, even for an instant.
+async fn bind_socket(path: &Path) -> Result<UnixListener, ApiError> {
+    let err = |source| ApiError::Socket {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if tokio::net::UnixStream::connect(path).await.is_ok() {
+                return Err(ApiError::SocketInUse(path.to_owned()));
+            }
+            // Left by an agent that did not stop cleanly.
+            std::fs::remove_file(path).map_err(err)?;
+        }
+        Ok(_) => return Err(ApiError::NotASocket(path.to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    // SAFETY: umask only swaps the process's file-creation mask; restored right after.
+    let previous = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(previous) };
+    let listener = bound.map_err(err)?;
+    // The mode is the access control: make sure of it whatever the umask gave.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    Ok(listener)
+}
