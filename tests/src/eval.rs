@@ -517,6 +517,8 @@ impl Agent {
             .arg(lab.socket())
             .arg("--record")
             .arg(dir.join(FRAMES))
+            .arg("--socket")
+            .arg(dir.join("agent.sock"))
             .arg("--duration")
             .arg(secs(bound + Duration::from_secs(120)))
             .env("HERD_LOG_FORMAT", "json")

@@ -233,6 +233,9 @@ fn without_the_runtime_socket_discovery_goes_on_from_cgroups_and_recovers() -> a
                 "500ms",
                 "--duration",
                 "5s",
+                // No API: this test reads the log.
+                "--socket",
+                "",
             ])
             .arg("--runtime-socket")
             .arg(&link)
