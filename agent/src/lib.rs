@@ -2,6 +2,7 @@
 //! `collect` reads raw counters, `features` and `detect` judge them, `export` and `api` send
 //! what was learned out of the agent.
 
+pub mod alerts;
 pub mod api;
 pub mod collect;
 pub mod detect;
@@ -10,6 +11,7 @@ pub mod error_chain;
 pub mod export;
 pub mod features;
 pub mod host;
+pub mod metrics;
 pub mod pipeline;
 pub mod replay;
 pub mod telemetry;

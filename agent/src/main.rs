@@ -16,12 +16,22 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     run: cmd::run::RunArgs,
+    /// Where the agent logs: journald (structured HERD_* fields) when its socket exists,
+    /// else stderr.
+    #[arg(
+        long,
+        global = true,
+        env = "HERD_LOG_TARGET",
+        value_enum,
+        default_value = "auto"
+    )]
+    log_target: telemetry::LogTarget,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Watch every container, compare it with its peers, log findings (the default).
-    Run(cmd::run::RunArgs),
+    Run(Box<cmd::run::RunArgs>),
     /// Print the containers on this node: pod, namespace, name, domain, cgroup id, age.
     Containers(cmd::containers::ContainersArgs),
     /// Check what this host offers: root, cgroups, pressure, BTF, eBPF, container runtime.
@@ -33,12 +43,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(err) = telemetry::init() {
+    if let Err(err) = telemetry::init(cli.log_target) {
         eprintln!("herd-agent: {err}");
         return ExitCode::FAILURE;
     }
     let result = match cli.command {
-        Some(Command::Run(args)) => cmd::block_on(cmd::run::run(args)),
+        Some(Command::Run(args)) => cmd::block_on(cmd::run::run(*args)),
         None => cmd::block_on(cmd::run::run(cli.run)),
         Some(Command::Containers(args)) => cmd::block_on(cmd::containers::run(args)),
         Some(Command::Probe(args)) => cmd::block_on(cmd::probe::run(args)),

@@ -41,6 +41,8 @@ pub struct Pipeline {
     /// The eBPF signals that are loaded.
     loaded: Vec<Signal>,
     last: Instant,
+    /// How long the last window's collection took.
+    collection: std::time::Duration,
 }
 
 impl Pipeline {
@@ -71,7 +73,13 @@ impl Pipeline {
             frames,
             loaded,
             last: Instant::now(),
+            collection: std::time::Duration::ZERO,
         })
+    }
+
+    /// How long the last window took to read every container's counters.
+    pub fn collection_time(&self) -> std::time::Duration {
+        self.collection
     }
 
     /// Reads every container, scores the window, records the frame; returns what the
@@ -87,6 +95,7 @@ impl Pipeline {
         self.last = now;
         let cgroups = self.cgroups.collect(table);
         let net = self.netns.collect(table);
+        self.collection = now.elapsed();
         let input = WindowInput {
             elapsed,
             cgroups: &cgroups,

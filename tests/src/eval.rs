@@ -594,13 +594,17 @@ fn parse_finding(line: &str, at: SystemTime) -> Option<FindingEvent> {
         return None;
     }
     let field = |name: &str| json.get(name).and_then(|v| v.as_str()).map(str::to_owned);
-    let message = field("message")?;
+    let state = field("herd_state")?;
+    // An escalation is the same finding again: only openings and closings count here.
+    if state == "escalated" {
+        return None;
+    }
     Some(FindingEvent {
         at,
-        opened: !message.starts_with("finding closed: "),
-        entity: field("entity")?,
-        domain: field("domain")?,
-        message,
+        opened: state == "opened",
+        entity: field("herd_container_id")?,
+        domain: field("herd_domain")?,
+        message: field("message")?,
     })
 }
 
@@ -681,7 +685,7 @@ mod tests {
 
     #[test]
     fn findings_are_read_from_the_agent_json_log() {
-        let line = r#"{"timestamp":"2025-01-01T00:00:00Z","level":"WARN","message":"critical 4f2a (pod eval/svc-x-y) in eval/Deployment/svc/app on vm: pids utilization 5.2× peer median (1.00 vs 0.190, z 40.1); pids current 5.2× peer median (64 vs 12, z 20.0)","target":"herd::finding","entity":"4f2a","domain":"eval/Deployment/svc/app","severity":"critical"}"#;
+        let line = r#"{"timestamp":"2025-01-01T00:00:00Z","level":"WARN","message":"critical 4f2a (pod eval/svc-x-y) in eval/Deployment/svc/app on vm: pids utilization 5.2× peer median (1.00 vs 0.190, z 40.1); pids current 5.2× peer median (64 vs 12, z 20.0)","target":"herd::finding","herd_finding_id":"0123456789abcdef","herd_state":"opened","herd_container_id":"4f2a","herd_domain":"eval/Deployment/svc/app","herd_severity":"critical"}"#;
         let finding = parse_finding(line, UNIX_EPOCH).unwrap();
         assert!(finding.opened);
         assert_eq!(finding.entity, "4f2a");
@@ -692,11 +696,13 @@ mod tests {
             Some("pids_utilization")
         );
 
-        let closed = line.replace(
-            "\"message\":\"critical",
-            "\"message\":\"finding closed: critical",
-        );
+        let closed = line.replace("\"opened\"", "\"closed\"");
         assert!(!parse_finding(&closed, UNIX_EPOCH).unwrap().opened);
+        let escalated = line.replace("\"opened\"", "\"escalated\"");
+        assert!(
+            parse_finding(&escalated, UNIX_EPOCH).is_none(),
+            "an escalation is not another finding"
+        );
         let other = r#"{"level":"INFO","message":"watching","target":"herd_agent::cmd::run"}"#;
         assert!(parse_finding(other, UNIX_EPOCH).is_none());
         assert!(parse_finding("not json", UNIX_EPOCH).is_none());

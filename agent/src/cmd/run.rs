@@ -3,12 +3,14 @@
 //! the API.
 
 use std::{
-    fs::File, io::BufWriter, net::SocketAddr, path::PathBuf, time::Duration, time::SystemTime,
+    fs::File, io::BufWriter, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration,
+    time::SystemTime,
 };
 
 use anyhow::Context as _;
 use clap::Args;
 use herd_agent::{
+    alerts::{AlertConfig, AlertSender},
     api::{
         AgentFacts, ApiConfig, ApiServer, RuntimeState, SharedState, SignalState,
         findings_log::LogLimits,
@@ -25,6 +27,7 @@ use herd_agent::{
     export::{findings, table},
     features::{self, NodeCapacity},
     host::{self, Host, HostPaths, Tracefs},
+    metrics::{MetricsLimits, MetricsServer, NodeMetrics, WindowTimes},
     pipeline::Pipeline,
 };
 use tokio::signal::unix::{SignalKind, signal};
@@ -67,6 +70,18 @@ pub struct RunArgs {
     /// windows).
     #[arg(long, default_value_t = 360, value_parser = clap::value_parser!(u32).range(1..=8640))]
     history_windows: u32,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 0.0.0.0:9464).
+    #[arg(long, env = "HERD_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Most per-container series in /metrics; the highest scores are kept.
+    #[arg(long, default_value_t = 10_000)]
+    metrics_max_series: usize,
+    /// Send findings as alerts to this Alertmanager (v2 API), e.g. http://alertmanager:9093.
+    #[arg(long, env = "HERD_ALERTMANAGER")]
+    alertmanager: Option<String>,
+    /// How often firing alerts are re-sent to Alertmanager; each lapses after four of these.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    alert_resend: Duration,
     /// Finding changes a watcher may fall behind before it is dropped.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     watch_queue: u32,
@@ -171,11 +186,29 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     )
     .await?;
 
+    let metrics = Arc::new(NodeMetrics::new(MetricsLimits {
+        max_series: args.metrics_max_series,
+    }));
+    let metrics_server = match args.metrics_listen {
+        Some(addr) => Some(MetricsServer::start(addr, Arc::clone(&metrics)).await?),
+        None => None,
+    };
+
+    let alerts = match &args.alertmanager {
+        Some(url) => Some(AlertSender::start(AlertConfig {
+            url: url.clone(),
+            resend: args.alert_resend,
+            max_resolved: 1000,
+        })?),
+        None => None,
+    };
+
     // The first discovery poll comes before the first window, so that it has containers.
     discovery.poll().await;
     state
         .lock()
         .after_poll(discovery.table(), runtime_state(&discovery));
+    let mut finding_log = findings::FindingLogger::default();
     let mut windows =
         tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
     windows.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -193,11 +226,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tokio::pin!(deadline);
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let active: Vec<String> = state
+        .lock()
+        .facts
+        .signals
+        .iter()
+        .filter(|s| s.active)
+        .map(|s| s.name.clone())
+        .collect();
     info!(
         %node,
         window = ?args.interval,
         containers = discovery.table().len(),
-        "watching"
+        signals = %active.join(","),
+        "herd-agent {} started, watching with {}",
+        env!("CARGO_PKG_VERSION"),
+        active.join(", ")
     );
     loop {
         tokio::select! {
@@ -211,15 +255,38 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 for id in &changes.removed {
                     info!(id = %short(id), "container gone");
                 }
+                if !discovery.runtime_up() {
+                    metrics.discovery_failed();
+                }
                 state.lock().after_poll(discovery.table(), runtime_state(&discovery));
             }
             _ = windows.tick() => {
                 let sample = sampler.as_mut().map(SignalSampler::sample).transpose()?;
                 let containers = discovery.table();
                 let at = SystemTime::now();
+                let started = std::time::Instant::now();
                 let report = pipeline.window(containers, sample.as_ref(), at)?;
-                findings::log_report(&report);
-                state.lock().after_window(at, containers, &report);
+                finding_log.log(&report, containers);
+                let mut shared = state.lock();
+                shared.after_window(at, containers, &report);
+                metrics.after_window(
+                    &report,
+                    containers,
+                    &shared.facts.features,
+                    shared.findings.open(),
+                    WindowTimes {
+                        collection: pipeline.collection_time(),
+                        window: started.elapsed(),
+                    },
+                );
+                drop(shared);
+                if let Some(alerts) = &alerts {
+                    alerts.after_window(&report, |entity| {
+                        containers
+                            .get(entity)
+                            .map_or((None, None), |c| (c.name.clone(), c.image.clone()))
+                    });
+                }
                 if let Some(sample) = &sample {
                     table::log_busiest(&sample.syscall_sample(), args.top, |row| {
                         containers
@@ -243,6 +310,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     api.stop(&state).await;
+    if let Some(server) = metrics_server {
+        server.stop();
+    }
+    if let Some(alerts) = alerts {
+        alerts.stop(Duration::from_secs(1)).await;
+    }
     drop(programs);
     drop(tracefs);
     Ok(())

@@ -37,13 +37,13 @@ pub fn busiest(
 /// Logs the table, one event per line so that each stays whole in journald.
 pub fn log_busiest(sample: &SyscallSample, top: usize, name: impl Fn(&CgroupSyscalls) -> String) {
     info!(
-        target: "herd::table",
+        target: crate::telemetry::TABLE_TARGET,
         cgroups = sample.cgroups.len(),
         interval_s = sample.interval.as_secs_f64(),
         "busiest cgroups by syscalls"
     );
     for line in busiest(sample, top, name) {
-        info!(target: "herd::table", "{line}");
+        info!(target: crate::telemetry::TABLE_TARGET, "{line}");
     }
 }
 

@@ -1,0 +1,333 @@
+//! The agent's metrics and how each window updates them. Per-container series are rebuilt
+//! every window, so a container that is gone leaves no series behind, and their number is
+//! capped: the highest scores are kept, and what the cap leaves out is counted.
+
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::{Registry, Unit},
+};
+
+use crate::{
+    api::findings_log::FindingRecord,
+    detect::{Severity, WindowReport},
+    discovery::containers::ContainerTable,
+    metrics::{bpf_stats, process},
+};
+
+/// Longest label value kept; names in Kubernetes are at most 253 characters.
+const MAX_LABEL: usize = 253;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ContainerLabels {
+    namespace: String,
+    pod: String,
+    container: String,
+    domain: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FeatureLabels {
+    namespace: String,
+    pod: String,
+    container: String,
+    domain: String,
+    feature: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FindingLabels {
+    severity: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProgramLabels {
+    program: String,
+}
+
+/// How many series the per-container families may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsLimits {
+    pub max_series: usize,
+}
+
+impl Default for MetricsLimits {
+    fn default() -> Self {
+        Self { max_series: 10_000 }
+    }
+}
+
+/// How long one window took.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowTimes {
+    pub collection: Duration,
+    pub window: Duration,
+}
+
+/// Totals read from the kernel and /proc, kept to turn them into counter increments.
+#[derive(Default)]
+struct Last {
+    cpu_seconds: f64,
+    programs: HashMap<String, bpf_stats::ProgramStats>,
+}
+
+pub struct NodeMetrics {
+    registry: Registry,
+    limits: MetricsLimits,
+    feature: Family<FeatureLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    score: Family<ContainerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    dropped: Gauge,
+    open_findings: Family<FindingLabels, Gauge>,
+    containers: Gauge,
+    windows: Counter,
+    window_seconds: Histogram,
+    collection_seconds: Histogram,
+    discovery_errors: Counter,
+    program_seconds: Family<ProgramLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    program_runs: Family<ProgramLabels, Counter>,
+    rss: Gauge,
+    cpu: Counter<f64, std::sync::atomic::AtomicU64>,
+    last: Mutex<Last>,
+}
+
+impl NodeMetrics {
+    pub fn new(limits: MetricsLimits) -> Self {
+        let mut registry = Registry::default();
+        let metrics = Self {
+            limits,
+            feature: Family::default(),
+            score: Family::default(),
+            dropped: Gauge::default(),
+            open_findings: Family::default(),
+            containers: Gauge::default(),
+            windows: Counter::default(),
+            window_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            collection_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            discovery_errors: Counter::default(),
+            program_seconds: Family::default(),
+            program_runs: Family::default(),
+            rss: Gauge::default(),
+            cpu: Counter::default(),
+            last: Mutex::new(Last::default()),
+            registry: Registry::default(),
+        };
+        let herd = registry.sub_registry_with_prefix("herd");
+        herd.register(
+            "container_feature",
+            "Each judged container's feature values in the last window, in the feature's unit",
+            metrics.feature.clone(),
+        );
+        herd.register(
+            "container_score",
+            "Each judged container's score in the last window: its largest |robust z|",
+            metrics.score.clone(),
+        );
+        herd.register(
+            "metrics_series_dropped",
+            "Per-container series the cardinality cap left out of the last window",
+            metrics.dropped.clone(),
+        );
+        herd.register(
+            "findings_open",
+            "Findings open now, by severity and kind",
+            metrics.open_findings.clone(),
+        );
+        herd.register(
+            "containers",
+            "Containers the agent watches",
+            metrics.containers.clone(),
+        );
+        herd.register(
+            "windows",
+            "Windows scored since the agent started",
+            metrics.windows.clone(),
+        );
+        herd.register_with_unit(
+            "window_duration",
+            "Time to collect, score and publish one window",
+            Unit::Seconds,
+            metrics.window_seconds.clone(),
+        );
+        herd.register_with_unit(
+            "collection_duration",
+            "Time to read every container's counters in one window",
+            Unit::Seconds,
+            metrics.collection_seconds.clone(),
+        );
+        herd.register(
+            "discovery_errors",
+            "Discovery polls whose runtime call failed",
+            metrics.discovery_errors.clone(),
+        );
+        herd.register_with_unit(
+            "ebpf_program_run",
+            "Time the kernel ran each eBPF program (counted while kernel.bpf_stats_enabled is 1)",
+            Unit::Seconds,
+            metrics.program_seconds.clone(),
+        );
+        herd.register(
+            "ebpf_program_runs",
+            "Runs of each eBPF program (counted while kernel.bpf_stats_enabled is 1)",
+            metrics.program_runs.clone(),
+        );
+        // The standard process metrics, under their usual names.
+        registry.register_with_unit(
+            "process_resident_memory",
+            "Resident memory of the agent",
+            Unit::Bytes,
+            metrics.rss.clone(),
+        );
+        registry.register_with_unit(
+            "process_cpu",
+            "CPU time of the agent, user and system",
+            Unit::Seconds,
+            metrics.cpu.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+
+    /// After a discovery poll whose runtime call failed.
+    pub fn discovery_failed(&self) {
+        self.discovery_errors.inc();
+    }
+
+    /// After each window: the containers' series, the open findings, the agent's health.
+    pub fn after_window<'a>(
+        &self,
+        report: &WindowReport,
+        table: &ContainerTable,
+        features: &[String],
+        open: impl Iterator<Item = &'a FindingRecord>,
+        times: WindowTimes,
+    ) {
+        self.windows.inc();
+        self.containers
+            .set(i64::try_from(table.len()).unwrap_or(i64::MAX));
+        self.window_seconds.observe(times.window.as_secs_f64());
+        self.collection_seconds
+            .observe(times.collection.as_secs_f64());
+        self.containers_series(report, table, features);
+
+        self.open_findings.clear();
+        for severity in [Severity::Warning, Severity::Critical] {
+            // Present at 0, so that a rule sees the all-clear.
+            self.open_findings
+                .get_or_create(&finding_labels(severity))
+                .set(0);
+        }
+        for record in open {
+            self.open_findings
+                .get_or_create(&finding_labels(record.finding.severity))
+                .inc();
+        }
+        self.health();
+    }
+
+    fn containers_series(
+        &self,
+        report: &WindowReport,
+        table: &ContainerTable,
+        features: &[String],
+    ) {
+        self.feature.clear();
+        self.score.clear();
+        let mut scored: Vec<_> = report.scores.iter().collect();
+        // The cap keeps the containers that stand out most.
+        scored.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let mut series = 0;
+        let mut dropped = 0;
+        for entity in scored {
+            let Some(container) = table.get(&entity.entity) else {
+                continue;
+            };
+            let values: Vec<(&String, f64)> = entity
+                .features
+                .iter()
+                .zip(features)
+                .filter_map(|(c, name)| c.map(|c| (name, c.value)))
+                .collect();
+            let wanted = 1 + values.len();
+            if series + wanted > self.limits.max_series {
+                dropped += wanted;
+                continue;
+            }
+            series += wanted;
+            let pod = container.pod.as_ref();
+            let labels = ContainerLabels {
+                namespace: bounded(pod.map_or("", |p| p.namespace.as_str())),
+                pod: bounded(pod.map_or("", |p| p.name.as_str())),
+                container: bounded(container.name.as_deref().unwrap_or("")),
+                domain: bounded(&container.domain_name()),
+            };
+            self.score.get_or_create(&labels).set(entity.score);
+            for (feature, value) in values {
+                self.feature
+                    .get_or_create(&FeatureLabels {
+                        namespace: labels.namespace.clone(),
+                        pod: labels.pod.clone(),
+                        container: labels.container.clone(),
+                        domain: labels.domain.clone(),
+                        feature: feature.clone(),
+                    })
+                    .set(value);
+            }
+        }
+        self.dropped.set(dropped as i64);
+    }
+
+    fn health(&self) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((rss, cpu)) = process::usage() {
+            self.rss.set(i64::try_from(rss).unwrap_or(i64::MAX));
+            self.cpu.inc_by((cpu - last.cpu_seconds).max(0.0));
+            last.cpu_seconds = cpu;
+        }
+        if bpf_stats::enabled() {
+            for (program, stats) in bpf_stats::read() {
+                let labels = ProgramLabels {
+                    program: program.clone(),
+                };
+                let before = last.programs.get(&program).copied().unwrap_or_default();
+                self.program_seconds
+                    .get_or_create(&labels)
+                    .inc_by((stats.run_seconds - before.run_seconds).max(0.0));
+                self.program_runs
+                    .get_or_create(&labels)
+                    .inc_by(stats.runs.saturating_sub(before.runs));
+                last.programs.insert(program, stats);
+            }
+        }
+    }
+}
+
+fn finding_labels(severity: Severity) -> FindingLabels {
+    FindingLabels {
+        severity: severity.to_string(),
+        kind: "stray_container".to_owned(),
+    }
+}
+
+fn bounded(value: &str) -> String {
+    match value.char_indices().nth(MAX_LABEL) {
+        Some((end, _)) => value[..end].to_owned(),
+        None => value.to_owned(),
+    }
+}
