@@ -66,6 +66,7 @@ status=0
 journalctl --sync 2>/dev/null || true
 journalctl -t herd-agent -o json --no-pager >"$dir/journal.json"
 journalctl -t herd-agent HERD_NAMESPACE=shop -p warning -o json --no-pager >"$dir/warnings.json"
+journalctl -t herd-agent HERD_NAMESPACE=shop -p warning --no-pager >"$dir/warnings.txt"
 kill "$journald"; wait "$journald" || true
 exit "$status"
 "#;
@@ -153,8 +154,8 @@ async fn scenario() -> anyhow::Result<()> {
     // While the fault holds: what Prometheus scraped, and promtool on the live endpoint.
     tokio::time::sleep(Duration::from_secs(FAULT_AFTER_SECS + 20)).await;
     let scraped = prometheus.faulty_stands_out(&faulty).await;
-    let linted = promtool(metrics_port);
-    let alerted = alertmanager.firing(&faulty);
+    let linted = promtool(metrics_port, &dir);
+    let alerted = alertmanager.firing(&faulty, &dir);
     let status = run.await??;
     // The resolution reaches the webhook a group interval after the close.
     let notified = webhook
@@ -379,11 +380,13 @@ impl Drop for Prometheus {
     }
 }
 
-fn promtool(port: u16) -> anyhow::Result<()> {
+/// Also keeps what it checked in `dir/metrics.txt`.
+fn promtool(port: u16, dir: &Path) -> anyhow::Result<()> {
     let metrics = Command::new("curl")
         .args(["-s", "--max-time", "5"])
         .arg(format!("http://127.0.0.1:{port}/metrics"))
         .output()?;
+    std::fs::write(dir.join("metrics.txt"), &metrics.stdout)?;
     ensure!(
         String::from_utf8_lossy(&metrics.stdout).contains("herd_container_feature{"),
         "the agent's /metrics lacks the per-container features"
@@ -449,8 +452,19 @@ impl Alertmanager {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// `amtool alert query` shows the faulty pod's alert, labelled and annotated.
-    fn firing(&self, faulty: &str) -> anyhow::Result<()> {
+    /// `amtool alert query` shows the faulty pod's alert, labelled and annotated; what it
+    /// printed for a person is kept in `dir/amtool.txt`.
+    fn firing(&self, faulty: &str, dir: &Path) -> anyhow::Result<()> {
+        let shown = Command::new("amtool")
+            .arg(format!("--alertmanager.url={}", self.url()))
+            .args([
+                "alert",
+                "query",
+                "--extended",
+                "alertname=HerdStrayContainer",
+            ])
+            .output()?;
+        std::fs::write(dir.join("amtool.txt"), &shown.stdout)?;
         let out = Command::new("amtool")
             .arg(format!("--alertmanager.url={}", self.url()))
             .args([
@@ -571,4 +585,38 @@ impl Webhook {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
+}
+
+/// The alert rules `deploy/` ships load in Prometheus: `promtool check rules` on the
+/// PrometheusRule's `spec`, which is a plain rule file.
+#[test]
+fn the_shipped_alert_rules_pass_promtool() -> anyhow::Result<()> {
+    require_root();
+    lab::install::ensure(&["prometheus"])?;
+    let rule =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/monitoring/prometheus-rule.yaml");
+    let text = std::fs::read_to_string(&rule)?;
+    let spec = text
+        .split_once("\nspec:\n")
+        .context("the PrometheusRule has a spec")?
+        .1;
+    let groups: String = spec
+        .lines()
+        .map(|line| format!("{}\n", line.strip_prefix("  ").unwrap_or(line)))
+        .collect();
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("herd.rules.yml");
+    std::fs::write(&file, groups)?;
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "promtool check rules {}: {}{}",
+        rule.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
 }
