@@ -5,7 +5,8 @@
 pub mod alerts;
 pub mod api;
 pub mod collect;
-pub mod detect;
+/// The detector lives in its own crate, shared with the aggregator.
+pub use herd_detect as detect;
 pub mod discovery;
 pub mod error_chain;
 pub mod export;

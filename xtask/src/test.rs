@@ -11,6 +11,7 @@ use crate::{
 const UNIT: &[&str] = &[
     "herd-agent",
     "herd-agent-common",
+    "herd-detect",
     "herd-aggregator",
     "herd-proto",
     "xtask",
