@@ -22,7 +22,14 @@ fn crate_dir() -> PathBuf {
 
 fn current() -> FileDescriptorSet {
     let root = crate_dir();
-    protox::compile([root.join("herd/v1/node.proto")], [&root]).expect("herd.v1 compiles")
+    protox::compile(
+        [
+            root.join("herd/v1/node.proto"),
+            root.join("herd/v1/cluster.proto"),
+        ],
+        [&root],
+    )
+    .expect("herd.v1 compiles")
 }
 
 /// What a client relies on, flattened: one line of meaning per key.

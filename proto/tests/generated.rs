@@ -8,9 +8,13 @@ use std::{
 
 use prost::Message as _;
 
-const PROTOS: &[&str] = &["cri/runtime/v1/api.proto", "herd/v1/node.proto"];
+const PROTOS: &[&str] = &[
+    "cri/runtime/v1/api.proto",
+    "herd/v1/node.proto",
+    "herd/v1/cluster.proto",
+];
 /// Herd's own API, whose descriptor set is served through reflection.
-const HERD_PROTO: &str = "herd/v1/node.proto";
+const HERD_PROTOS: &[&str] = &["herd/v1/node.proto", "herd/v1/cluster.proto"];
 const HERD_DESCRIPTOR_SET: &str = "herd.v1.binpb";
 
 fn crate_dir() -> PathBuf {
@@ -28,7 +32,8 @@ fn generate(out_dir: &Path) {
         .compile_fds(fds)
         .expect("code generation succeeds");
     // Imports included, so that a reflection client can resolve every type.
-    let herd = protox::compile([root.join(HERD_PROTO)], [&root]).expect("herd.v1 compiles");
+    let herd = protox::compile(HERD_PROTOS.iter().map(|p| root.join(p)), [&root])
+        .expect("herd.v1 compiles");
     fs::write(out_dir.join(HERD_DESCRIPTOR_SET), herd.encode_to_vec())
         .expect("write the descriptor set");
 }

@@ -50,6 +50,9 @@ pub struct DetectConfig {
     pub top_features: usize,
     /// Peak score from which a finding is critical rather than a warning.
     pub critical_score: f64,
+    /// Whether a domain's members are compared node by node (the agent) or across every
+    /// node at once (the aggregator's cluster-wide comparisons).
+    pub per_node: bool,
 }
 
 impl Default for DetectConfig {
@@ -71,6 +74,7 @@ impl Default for DetectConfig {
             forget_after: 3,
             top_features: 3,
             critical_score: 7.0,
+            per_node: true,
         }
     }
 }

@@ -204,7 +204,12 @@ impl Detector {
 
         let mut domains: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
         for (i, obs) in window.iter().enumerate() {
-            let key = (obs.subject.node.as_str(), obs.subject.domain.as_str());
+            let node = if self.config.per_node {
+                obs.subject.node.as_str()
+            } else {
+                ""
+            };
+            let key = (node, obs.subject.domain.as_str());
             domains.entry(key).or_default().push(i);
         }
         let mut scores = vec![(0.0, Vec::new(), 0); window.len()];

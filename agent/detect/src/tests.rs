@@ -328,3 +328,42 @@ fn features_are_checked_when_building() {
         Some(DetectError::UnknownFeature("cpuu".into()))
     );
 }
+
+#[test]
+fn across_nodes_one_replica_per_node_is_compared_with_the_others() {
+    // Five replicas, each alone on its node; the fourth runs hot from window 5 on.
+    let window = |w: usize| -> Vec<Observation> {
+        (0..5)
+            .map(|m| {
+                let mut obs = observation(
+                    &format!("e{m}"),
+                    "shop/web",
+                    if m == 3 && w >= 5 { 5.0 } else { 1.0 } + jitter(w, m),
+                    100.0 + jitter(w, m),
+                );
+                obs.subject.node = format!("node-{m}");
+                obs
+            })
+            .collect()
+    };
+    let basis_of = |per_node: bool| {
+        let mut detector = build(DetectConfig {
+            per_node,
+            ..config()
+        });
+        let reports: Vec<WindowReport> = (0..9)
+            .map(|w| detector.observe(at(w), &window(w)).unwrap())
+            .collect();
+        let opened: Vec<String> = reports
+            .iter()
+            .flat_map(|r| r.opened.iter().map(|f| f.subject.entity.clone()))
+            .collect();
+        let peers = reports.last().unwrap().scores[0].peers;
+        (opened, peers)
+    };
+    let (opened, peers) = basis_of(false);
+    assert_eq!(opened, ["e3"]);
+    assert_eq!(peers, 5, "all five compared together");
+    let (_, peers) = basis_of(true);
+    assert_eq!(peers, 1, "node by node, each replica is alone");
+}

@@ -108,6 +108,8 @@ pub fn finding(record: &FindingRecord) -> pb::Finding {
             .collect(),
         summary: f.to_string(),
         image: record.image.clone().unwrap_or_default(),
+        kind: pb::FindingKind::NodePeers.into(),
+        source: format!("node {}", s.node),
     }
 }
 

@@ -39,10 +39,29 @@ struct FindingFilter {
     domain: String,
     pod: String,
     min_severity: Option<Severity>,
+    node: String,
+    /// A kind other than the node's own (`NODE_PEERS`) matches nothing here.
+    other_kind: bool,
 }
 
 impl FindingFilter {
-    fn new(namespace: String, domain: String, pod: String, severity: i32) -> Result<Self, Status> {
+    fn new(
+        namespace: String,
+        domain: String,
+        pod: String,
+        severity: i32,
+        node: String,
+        kind: i32,
+    ) -> Result<Self, Status> {
+        let other_kind = match pb::FindingKind::try_from(kind) {
+            Ok(pb::FindingKind::Unspecified | pb::FindingKind::NodePeers) => false,
+            Ok(_) => true,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "kind {kind} is not a herd.v1.FindingKind"
+                )));
+            }
+        };
         let min_severity = match pb::Severity::try_from(severity) {
             Ok(pb::Severity::Unspecified) => None,
             Ok(pb::Severity::Warning) => Some(Severity::Warning),
@@ -58,13 +77,17 @@ impl FindingFilter {
             domain,
             pod,
             min_severity,
+            node,
+            other_kind,
         })
     }
 
     fn admits(&self, record: &FindingRecord) -> bool {
         let s = &record.finding.subject;
         let matches = |want: &str, have: Option<&str>| want.is_empty() || have == Some(want);
-        matches(&self.namespace, s.namespace.as_deref())
+        !self.other_kind
+            && matches(&self.node, Some(&s.node))
+            && matches(&self.namespace, s.namespace.as_deref())
             && matches(&self.domain, Some(&s.domain))
             && matches(&self.pod, s.pod.as_deref())
             && self
@@ -159,7 +182,8 @@ impl NodeService for NodeApi {
             }
             n => n,
         } as usize;
-        let filter = FindingFilter::new(r.namespace, r.domain, r.pod, r.min_severity)?;
+        let filter =
+            FindingFilter::new(r.namespace, r.domain, r.pod, r.min_severity, r.node, r.kind)?;
         let state_filter = pb::FindingState::try_from(r.state).map_err(|_| {
             Status::invalid_argument(format!("state {} is not a herd.v1.FindingState", r.state))
         })?;
@@ -208,7 +232,8 @@ impl NodeService for NodeApi {
     ) -> Result<Response<Self::WatchFindingsStream>, Status> {
         let peer = request.remote_addr();
         let r = request.into_inner();
-        let filter = FindingFilter::new(r.namespace, r.domain, r.pod, r.min_severity)?;
+        let filter =
+            FindingFilter::new(r.namespace, r.domain, r.pod, r.min_severity, r.node, r.kind)?;
         let (open, changes) = self.state.lock().findings.watch();
         debug!(?peer, open = open.len(), "a watch began");
         let existing: Vec<Result<pb::FindingEvent, Status>> = open

@@ -206,6 +206,13 @@ pub struct Finding {
     /// Image of the container.
     #[prost(string, tag = "16")]
     pub image: ::prost::alloc::string::String,
+    /// What compared it with what.
+    #[prost(enumeration = "FindingKind", tag = "17")]
+    pub kind: i32,
+    /// Who found it: "node <name>" for the node's own peer comparison, "aggregator" for the
+    /// cluster-wide comparisons.
+    #[prost(string, tag = "18")]
+    pub source: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListFindingsRequest {
@@ -233,6 +240,12 @@ pub struct ListFindingsRequest {
     /// next_page_token of the previous page; empty for the first.
     #[prost(string, tag = "8")]
     pub page_token: ::prost::alloc::string::String,
+    /// Only findings on this node, when set (cluster-wide lists).
+    #[prost(string, tag = "9")]
+    pub node: ::prost::alloc::string::String,
+    /// Only findings of this kind, when set.
+    #[prost(enumeration = "FindingKind", tag = "10")]
+    pub kind: i32,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ListFindingsResponse {
@@ -256,6 +269,12 @@ pub struct WatchFindingsRequest {
     /// Only findings at least this severe, when set.
     #[prost(enumeration = "Severity", tag = "4")]
     pub min_severity: i32,
+    /// Only findings on this node, when set (cluster-wide watches).
+    #[prost(string, tag = "5")]
+    pub node: ::prost::alloc::string::String,
+    /// Only findings of this kind, when set.
+    #[prost(enumeration = "FindingKind", tag = "6")]
+    pub kind: i32,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct FindingEvent {
@@ -439,6 +458,51 @@ impl Basis {
             "BASIS_UNSPECIFIED" => Some(Self::Unspecified),
             "BASIS_PEERS" => Some(Self::Peers),
             "BASIS_OWN_HISTORY" => Some(Self::OwnHistory),
+            _ => None,
+        }
+    }
+}
+/// What a finding compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum FindingKind {
+    /// A node finding from an agent that predates kinds: a container against its node peers.
+    Unspecified = 0,
+    /// A container against the other replicas of its workload on its node.
+    NodePeers = 1,
+    /// A container against every replica of its workload in the cluster.
+    ClusterReplica = 2,
+    /// A workload's median on one node against its medians on the other nodes.
+    WorkloadNode = 3,
+    /// A node where an unusual share of workloads stray, against the other nodes.
+    SickNode = 4,
+    /// A node whose agent stopped reporting.
+    NodeSilent = 5,
+}
+impl FindingKind {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "FINDING_KIND_UNSPECIFIED",
+            Self::NodePeers => "FINDING_KIND_NODE_PEERS",
+            Self::ClusterReplica => "FINDING_KIND_CLUSTER_REPLICA",
+            Self::WorkloadNode => "FINDING_KIND_WORKLOAD_NODE",
+            Self::SickNode => "FINDING_KIND_SICK_NODE",
+            Self::NodeSilent => "FINDING_KIND_NODE_SILENT",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "FINDING_KIND_UNSPECIFIED" => Some(Self::Unspecified),
+            "FINDING_KIND_NODE_PEERS" => Some(Self::NodePeers),
+            "FINDING_KIND_CLUSTER_REPLICA" => Some(Self::ClusterReplica),
+            "FINDING_KIND_WORKLOAD_NODE" => Some(Self::WorkloadNode),
+            "FINDING_KIND_SICK_NODE" => Some(Self::SickNode),
+            "FINDING_KIND_NODE_SILENT" => Some(Self::NodeSilent),
             _ => None,
         }
     }
@@ -1179,6 +1243,1009 @@ pub mod node_service_server {
     /// Generated gRPC service name
     pub const SERVICE_NAME: &str = "herd.v1.NodeService";
     impl<T> tonic::server::NamedService for NodeServiceServer<T> {
+        const NAME: &'static str = SERVICE_NAME;
+    }
+}
+/// One node's window, as its agent saw it.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct NodeSummary {
+    #[prost(string, tag = "1")]
+    pub node: ::prost::alloc::string::String,
+    /// The agent's release.
+    #[prost(string, tag = "2")]
+    pub agent_version: ::prost::alloc::string::String,
+    /// When the window was scored.
+    #[prost(message, optional, tag = "3")]
+    pub at: ::core::option::Option<::prost_types::Timestamp>,
+    #[prost(message, optional, tag = "4")]
+    pub window: ::core::option::Option<::prost_types::Duration>,
+    /// The feature names, once: every container's and domain's values follow this order.
+    #[prost(string, repeated, tag = "5")]
+    pub features: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Each judged container.
+    #[prost(message, repeated, tag = "6")]
+    pub containers: ::prost::alloc::vec::Vec<ContainerSummary>,
+    /// The node's open findings.
+    #[prost(message, repeated, tag = "7")]
+    pub findings: ::prost::alloc::vec::Vec<Finding>,
+    /// Each domain's statistics on the node.
+    #[prost(message, repeated, tag = "8")]
+    pub domains: ::prost::alloc::vec::Vec<DomainSummary>,
+    #[prost(message, optional, tag = "9")]
+    pub health: ::core::option::Option<NodeHealth>,
+    /// Counts up by one a window, per agent run: a gap is a lost summary.
+    #[prost(uint64, tag = "10")]
+    pub sequence: u64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ContainerSummary {
+    /// Identity: id, pod, namespace, name, image, domain, node.
+    #[prost(message, optional, tag = "1")]
+    pub container: ::core::option::Option<Container>,
+    /// One value per feature in NodeSummary.features; NaN where the feature is missing.
+    #[prost(double, repeated, tag = "2")]
+    pub values: ::prost::alloc::vec::Vec<f64>,
+    /// Its score on the node.
+    #[prost(double, tag = "3")]
+    pub score: f64,
+    /// The features that drove its score, strongest first.
+    #[prost(message, repeated, tag = "4")]
+    pub drivers: ::prost::alloc::vec::Vec<FeatureScore>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct DomainSummary {
+    #[prost(string, tag = "1")]
+    pub domain: ::prost::alloc::string::String,
+    /// Members on the node.
+    #[prost(uint32, tag = "2")]
+    pub members: u32,
+    /// Per feature in NodeSummary.features: the median across the node's members; NaN where
+    /// no member had a value.
+    #[prost(double, repeated, tag = "3")]
+    pub medians: ::prost::alloc::vec::Vec<f64>,
+    /// Per feature: the MAD raised to the feature's floor.
+    #[prost(double, repeated, tag = "4")]
+    pub mads: ::prost::alloc::vec::Vec<f64>,
+}
+/// How the agent itself is doing.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct NodeHealth {
+    /// Time the window's collection took.
+    #[prost(message, optional, tag = "1")]
+    pub collection: ::core::option::Option<::prost_types::Duration>,
+    #[prost(bool, tag = "2")]
+    pub ebpf_loaded: bool,
+    #[prost(bool, tag = "3")]
+    pub runtime_connected: bool,
+    /// Discovery polls whose runtime call failed, since the agent started.
+    #[prost(uint64, tag = "4")]
+    pub discovery_errors: u64,
+    /// Summaries dropped from the send queue while the aggregator was away, since start.
+    #[prost(uint64, tag = "5")]
+    pub summaries_dropped: u64,
+    /// Containers watched.
+    #[prost(uint32, tag = "6")]
+    pub containers: u32,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PushSummariesResponse {
+    /// Summaries the aggregator took from this stream.
+    #[prost(uint64, tag = "1")]
+    pub received: u64,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListNodesRequest {}
+/// A node as the aggregator knows it.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct NodeStatus {
+    #[prost(string, tag = "1")]
+    pub node: ::prost::alloc::string::String,
+    /// When its last summary arrived.
+    #[prost(message, optional, tag = "2")]
+    pub last_seen: ::core::option::Option<::prost_types::Timestamp>,
+    #[prost(string, tag = "3")]
+    pub agent_version: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "4")]
+    pub health: ::core::option::Option<NodeHealth>,
+    /// Findings open on or about the node.
+    #[prost(uint32, tag = "5")]
+    pub open_findings: u32,
+    /// Whether it stopped reporting for longer than the aggregator's expiry.
+    #[prost(bool, tag = "6")]
+    pub silent: bool,
+    /// Summaries received from it, and how many its sequence numbers say were lost.
+    #[prost(uint64, tag = "7")]
+    pub summaries: u64,
+    #[prost(uint64, tag = "8")]
+    pub summaries_lost: u64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListNodesResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub nodes: ::prost::alloc::vec::Vec<NodeStatus>,
+}
+/// One domain on one node.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct NodeDomainStats {
+    #[prost(string, tag = "1")]
+    pub node: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "2")]
+    pub members: u32,
+    #[prost(message, repeated, tag = "3")]
+    pub features: ::prost::alloc::vec::Vec<FeatureStats>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GetClusterDomainResponse {
+    #[prost(string, tag = "1")]
+    pub domain: ::prost::alloc::string::String,
+    /// Its containers on every node.
+    #[prost(message, repeated, tag = "2")]
+    pub members: ::prost::alloc::vec::Vec<Container>,
+    /// Each feature across every member in the cluster, at the latest window.
+    #[prost(message, repeated, tag = "3")]
+    pub features: ::prost::alloc::vec::Vec<FeatureStats>,
+    /// Each node's statistics of the domain.
+    #[prost(message, repeated, tag = "4")]
+    pub nodes: ::prost::alloc::vec::Vec<NodeDomainStats>,
+    /// Open findings about the domain or its members.
+    #[prost(message, repeated, tag = "5")]
+    pub findings: ::prost::alloc::vec::Vec<Finding>,
+    #[prost(message, optional, tag = "6")]
+    pub at: ::core::option::Option<::prost_types::Timestamp>,
+}
+/// Generated client implementations.
+pub mod aggregator_service_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
+    /// AggregatorService takes the agents' summaries.
+    #[derive(Debug, Clone)]
+    pub struct AggregatorServiceClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl AggregatorServiceClient<tonic::transport::Channel> {
+        /// Attempt to create a new client by connecting to a given endpoint.
+        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
+        where
+            D: TryInto<tonic::transport::Endpoint>,
+            D::Error: Into<StdError>,
+        {
+            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
+            Ok(Self::new(conn))
+        }
+    }
+    impl<T> AggregatorServiceClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> AggregatorServiceClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
+            >,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            AggregatorServiceClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        /// PushSummaries is one agent's stream of summaries, one per window, for as long as the
+        /// agent runs. The aggregator answers when the agent ends the stream.
+        pub async fn push_summaries(
+            &mut self,
+            request: impl tonic::IntoStreamingRequest<Message = super::NodeSummary>,
+        ) -> std::result::Result<
+            tonic::Response<super::PushSummariesResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/herd.v1.AggregatorService/PushSummaries",
+            );
+            let mut req = request.into_streaming_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("herd.v1.AggregatorService", "PushSummaries"));
+            self.inner.client_streaming(req, path, codec).await
+        }
+    }
+}
+/// Generated server implementations.
+pub mod aggregator_service_server {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    /// Generated trait containing gRPC methods that should be implemented for use with AggregatorServiceServer.
+    #[async_trait]
+    pub trait AggregatorService: std::marker::Send + std::marker::Sync + 'static {
+        /// PushSummaries is one agent's stream of summaries, one per window, for as long as the
+        /// agent runs. The aggregator answers when the agent ends the stream.
+        async fn push_summaries(
+            &self,
+            request: tonic::Request<tonic::Streaming<super::NodeSummary>>,
+        ) -> std::result::Result<
+            tonic::Response<super::PushSummariesResponse>,
+            tonic::Status,
+        >;
+    }
+    /// AggregatorService takes the agents' summaries.
+    #[derive(Debug)]
+    pub struct AggregatorServiceServer<T> {
+        inner: Arc<T>,
+        accept_compression_encodings: EnabledCompressionEncodings,
+        send_compression_encodings: EnabledCompressionEncodings,
+        max_decoding_message_size: Option<usize>,
+        max_encoding_message_size: Option<usize>,
+    }
+    impl<T> AggregatorServiceServer<T> {
+        pub fn new(inner: T) -> Self {
+            Self::from_arc(Arc::new(inner))
+        }
+        pub fn from_arc(inner: Arc<T>) -> Self {
+            Self {
+                inner,
+                accept_compression_encodings: Default::default(),
+                send_compression_encodings: Default::default(),
+                max_decoding_message_size: None,
+                max_encoding_message_size: None,
+            }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
+        where
+            F: tonic::service::Interceptor,
+        {
+            InterceptedService::new(Self::new(inner), interceptor)
+        }
+        /// Enable decompressing requests with the given encoding.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.accept_compression_encodings.enable(encoding);
+            self
+        }
+        /// Compress responses with the given encoding, if the client supports it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.send_compression_encodings.enable(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.max_decoding_message_size = Some(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.max_encoding_message_size = Some(limit);
+            self
+        }
+    }
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for AggregatorServiceServer<T>
+    where
+        T: AggregatorService,
+        B: Body + std::marker::Send + 'static,
+        B::Error: Into<StdError> + std::marker::Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            match req.uri().path() {
+                "/herd.v1.AggregatorService/PushSummaries" => {
+                    #[allow(non_camel_case_types)]
+                    struct PushSummariesSvc<T: AggregatorService>(pub Arc<T>);
+                    impl<
+                        T: AggregatorService,
+                    > tonic::server::ClientStreamingService<super::NodeSummary>
+                    for PushSummariesSvc<T> {
+                        type Response = super::PushSummariesResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<tonic::Streaming<super::NodeSummary>>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AggregatorService>::push_summaries(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = PushSummariesSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.client_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
+            }
+        }
+    }
+    impl<T> Clone for AggregatorServiceServer<T> {
+        fn clone(&self) -> Self {
+            let inner = self.inner.clone();
+            Self {
+                inner,
+                accept_compression_encodings: self.accept_compression_encodings,
+                send_compression_encodings: self.send_compression_encodings,
+                max_decoding_message_size: self.max_decoding_message_size,
+                max_encoding_message_size: self.max_encoding_message_size,
+            }
+        }
+    }
+    /// Generated gRPC service name
+    pub const SERVICE_NAME: &str = "herd.v1.AggregatorService";
+    impl<T> tonic::server::NamedService for AggregatorServiceServer<T> {
+        const NAME: &'static str = SERVICE_NAME;
+    }
+}
+/// Generated client implementations.
+pub mod cluster_service_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
+    /// ClusterService answers for the whole cluster; its requests are those of NodeService, whose
+    /// node and kind filters apply here.
+    #[derive(Debug, Clone)]
+    pub struct ClusterServiceClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl ClusterServiceClient<tonic::transport::Channel> {
+        /// Attempt to create a new client by connecting to a given endpoint.
+        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
+        where
+            D: TryInto<tonic::transport::Endpoint>,
+            D::Error: Into<StdError>,
+        {
+            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
+            Ok(Self::new(conn))
+        }
+    }
+    impl<T> ClusterServiceClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> ClusterServiceClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
+            >,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            ClusterServiceClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        /// ListFindings lists the cluster's findings: the aggregator's own and the nodes' (marked
+        /// by source), newest first, a page at a time.
+        pub async fn list_findings(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListFindingsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListFindingsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/herd.v1.ClusterService/ListFindings",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("herd.v1.ClusterService", "ListFindings"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// WatchFindings sends the open findings, then every change, as NodeService does.
+        pub async fn watch_findings(
+            &mut self,
+            request: impl tonic::IntoRequest<super::WatchFindingsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::FindingEvent>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/herd.v1.ClusterService/WatchFindings",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("herd.v1.ClusterService", "WatchFindings"));
+            self.inner.server_streaming(req, path, codec).await
+        }
+        /// ListNodes lists the nodes that report or have reported, with their health.
+        pub async fn list_nodes(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListNodesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListNodesResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/herd.v1.ClusterService/ListNodes",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("herd.v1.ClusterService", "ListNodes"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// GetDomain gives a workload across the cluster: its members on every node, each
+        /// feature's statistics cluster-wide and per node, and its findings.
+        pub async fn get_domain(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetDomainRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetClusterDomainResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/herd.v1.ClusterService/GetDomain",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("herd.v1.ClusterService", "GetDomain"));
+            self.inner.unary(req, path, codec).await
+        }
+    }
+}
+/// Generated server implementations.
+pub mod cluster_service_server {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    /// Generated trait containing gRPC methods that should be implemented for use with ClusterServiceServer.
+    #[async_trait]
+    pub trait ClusterService: std::marker::Send + std::marker::Sync + 'static {
+        /// ListFindings lists the cluster's findings: the aggregator's own and the nodes' (marked
+        /// by source), newest first, a page at a time.
+        async fn list_findings(
+            &self,
+            request: tonic::Request<super::ListFindingsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListFindingsResponse>,
+            tonic::Status,
+        >;
+        /// Server streaming response type for the WatchFindings method.
+        type WatchFindingsStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::FindingEvent, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// WatchFindings sends the open findings, then every change, as NodeService does.
+        async fn watch_findings(
+            &self,
+            request: tonic::Request<super::WatchFindingsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<Self::WatchFindingsStream>,
+            tonic::Status,
+        >;
+        /// ListNodes lists the nodes that report or have reported, with their health.
+        async fn list_nodes(
+            &self,
+            request: tonic::Request<super::ListNodesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListNodesResponse>,
+            tonic::Status,
+        >;
+        /// GetDomain gives a workload across the cluster: its members on every node, each
+        /// feature's statistics cluster-wide and per node, and its findings.
+        async fn get_domain(
+            &self,
+            request: tonic::Request<super::GetDomainRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetClusterDomainResponse>,
+            tonic::Status,
+        >;
+    }
+    /// ClusterService answers for the whole cluster; its requests are those of NodeService, whose
+    /// node and kind filters apply here.
+    #[derive(Debug)]
+    pub struct ClusterServiceServer<T> {
+        inner: Arc<T>,
+        accept_compression_encodings: EnabledCompressionEncodings,
+        send_compression_encodings: EnabledCompressionEncodings,
+        max_decoding_message_size: Option<usize>,
+        max_encoding_message_size: Option<usize>,
+    }
+    impl<T> ClusterServiceServer<T> {
+        pub fn new(inner: T) -> Self {
+            Self::from_arc(Arc::new(inner))
+        }
+        pub fn from_arc(inner: Arc<T>) -> Self {
+            Self {
+                inner,
+                accept_compression_encodings: Default::default(),
+                send_compression_encodings: Default::default(),
+                max_decoding_message_size: None,
+                max_encoding_message_size: None,
+            }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
+        where
+            F: tonic::service::Interceptor,
+        {
+            InterceptedService::new(Self::new(inner), interceptor)
+        }
+        /// Enable decompressing requests with the given encoding.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.accept_compression_encodings.enable(encoding);
+            self
+        }
+        /// Compress responses with the given encoding, if the client supports it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.send_compression_encodings.enable(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.max_decoding_message_size = Some(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.max_encoding_message_size = Some(limit);
+            self
+        }
+    }
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for ClusterServiceServer<T>
+    where
+        T: ClusterService,
+        B: Body + std::marker::Send + 'static,
+        B::Error: Into<StdError> + std::marker::Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            match req.uri().path() {
+                "/herd.v1.ClusterService/ListFindings" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListFindingsSvc<T: ClusterService>(pub Arc<T>);
+                    impl<
+                        T: ClusterService,
+                    > tonic::server::UnaryService<super::ListFindingsRequest>
+                    for ListFindingsSvc<T> {
+                        type Response = super::ListFindingsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListFindingsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ClusterService>::list_findings(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListFindingsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/herd.v1.ClusterService/WatchFindings" => {
+                    #[allow(non_camel_case_types)]
+                    struct WatchFindingsSvc<T: ClusterService>(pub Arc<T>);
+                    impl<
+                        T: ClusterService,
+                    > tonic::server::ServerStreamingService<super::WatchFindingsRequest>
+                    for WatchFindingsSvc<T> {
+                        type Response = super::FindingEvent;
+                        type ResponseStream = T::WatchFindingsStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::WatchFindingsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ClusterService>::watch_findings(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = WatchFindingsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/herd.v1.ClusterService/ListNodes" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListNodesSvc<T: ClusterService>(pub Arc<T>);
+                    impl<
+                        T: ClusterService,
+                    > tonic::server::UnaryService<super::ListNodesRequest>
+                    for ListNodesSvc<T> {
+                        type Response = super::ListNodesResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListNodesRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ClusterService>::list_nodes(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListNodesSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/herd.v1.ClusterService/GetDomain" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetDomainSvc<T: ClusterService>(pub Arc<T>);
+                    impl<
+                        T: ClusterService,
+                    > tonic::server::UnaryService<super::GetDomainRequest>
+                    for GetDomainSvc<T> {
+                        type Response = super::GetClusterDomainResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetDomainRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ClusterService>::get_domain(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetDomainSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
+            }
+        }
+    }
+    impl<T> Clone for ClusterServiceServer<T> {
+        fn clone(&self) -> Self {
+            let inner = self.inner.clone();
+            Self {
+                inner,
+                accept_compression_encodings: self.accept_compression_encodings,
+                send_compression_encodings: self.send_compression_encodings,
+                max_decoding_message_size: self.max_decoding_message_size,
+                max_encoding_message_size: self.max_encoding_message_size,
+            }
+        }
+    }
+    /// Generated gRPC service name
+    pub const SERVICE_NAME: &str = "herd.v1.ClusterService";
+    impl<T> tonic::server::NamedService for ClusterServiceServer<T> {
         const NAME: &'static str = SERVICE_NAME;
     }
 }

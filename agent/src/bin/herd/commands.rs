@@ -143,8 +143,7 @@ async fn list_findings(
         min_severity: severity(args.severity),
         state: args.state.filter() as i32,
         since: args.since.map(|since| since.resolve(now).into()),
-        page_size: 0,
-        page_token: String::new(),
+        ..ListFindingsRequest::default()
     };
     let mut findings = Vec::new();
     loop {
@@ -182,6 +181,7 @@ async fn watch(
         domain: args.filters.domain.unwrap_or_default(),
         pod: args.filters.pod.unwrap_or_default(),
         min_severity: severity(args.severity),
+        ..WatchFindingsRequest::default()
     };
     let mut events = client.watch_findings(request).await?.into_inner();
     let interrupted = tokio::signal::ctrl_c();
