@@ -41,6 +41,13 @@ pub fn run() -> anyhow::Result<()> {
             .arg("--agent")
             .arg(root.join("target/release/herd-agent")),
     )?;
+    step("API latency and state memory with 200 containers and an hour of history");
+    cmd::run(
+        cmd::cargo()
+            .args(["bench", "-p", "herd-agent", "--bench", "api_cost", "--"])
+            .arg("--output")
+            .arg(results.join("api-cost.md")),
+    )?;
     step(&format!("results in {}", results.display()));
     Ok(())
 }
