@@ -22,6 +22,16 @@ impl AgentProcess {
     /// Starts `agent` with `args`, its API on `<dir>/agent.sock` and its log in
     /// `<dir>/agent.log`, and waits until the API answers.
     pub async fn start(agent: &Path, dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_logging(agent, dir, args, "info").await
+    }
+
+    /// As [`AgentProcess::start`], with `log_filter` as `HERD_LOG`.
+    pub async fn start_logging(
+        agent: &Path,
+        dir: &Path,
+        args: &[&str],
+        log_filter: &str,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let socket = dir.join("agent.sock");
         let log = dir.join("agent.log");
@@ -29,7 +39,9 @@ impl AgentProcess {
             .args(args)
             .arg("--socket")
             .arg(&socket)
-            .env("HERD_LOG", "info")
+            .env("HERD_LOG", log_filter)
+            // The log goes to the file, even on a host where journald listens.
+            .env("HERD_LOG_TARGET", "stderr")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log)?)

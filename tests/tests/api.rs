@@ -497,11 +497,12 @@ async fn explain_matches(client: &mut NodeServiceClient<Channel>, pod: &str) -> 
         .iter()
         .find(|f| f.feature == driver.feature)
         .with_context(|| format!("the window lacks {}", driver.feature))?;
-    let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * a.abs().max(b.abs()).max(1.0);
+    // Values are kept as f32, z in half precision (three significant digits).
+    let close = |a: f64, b: f64, within: f64| (a - b).abs() <= within * a.abs().max(b.abs());
     ensure!(
-        close(feature.z, driver.z)
-            && close(feature.value, driver.value)
-            && close(feature.reference, driver.reference),
+        close(feature.z, driver.z, 1e-3)
+            && close(feature.value, driver.value, 1e-6)
+            && close(feature.reference, driver.reference, 1e-6),
         "explain says {feature:?}, the finding {driver:?}"
     );
     ensure!(

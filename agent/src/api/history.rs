@@ -1,9 +1,17 @@
 //! What `Explain` shows: each container's last windows, feature by feature, with what each
-//! value was compared with. Bounded: a fixed number of windows per container, stored as
-//! `f32` rows, and everything of a container goes when the container does.
+//! value was compared with. Bounded: a fixed number of windows per container, each row
+//! allocated once at its full size, and everything of a container goes when the container
+//! does.
+//!
+//! Per container, window and feature: the value as `f32` and z as `f16` (6 bytes; z keeps
+//! three significant digits). A domain compared as peers keeps its median and spread once
+//! for all its members (8 bytes per feature); a container compared with its own past keeps
+//! its own reference (`f32`) and spread (`f16`), 6 bytes more.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::SystemTime;
+
+use half::f16;
 
 use crate::detect::{Basis, Comparison, DomainStats, WindowReport};
 
@@ -32,6 +40,10 @@ impl<T: Copy> Rows<T> {
     }
 
     fn push(&mut self, row: impl IntoIterator<Item = T>) {
+        if self.cells.capacity() == 0 {
+            // Once, at the full size: growing by doubling would hold a quarter more.
+            self.cells.reserve_exact(self.width * self.capacity);
+        }
         if self.len() < self.capacity {
             let before = self.cells.len();
             self.cells.extend(row.into_iter().take(self.width));
@@ -56,17 +68,10 @@ impl<T: Copy> Rows<T> {
     }
 }
 
-/// One feature of a container in one window. `NaN` where it was not compared.
+/// A domain's median and spread of one feature in one window.
 #[derive(Debug, Clone, Copy)]
-struct Cell {
-    value: f32,
-    z: f32,
-}
-
-/// The reference and spread of a feature compared with the container's own past.
-#[derive(Debug, Clone, Copy)]
-struct OwnCell {
-    reference: f32,
+struct PeerCell {
+    median: f32,
     scale: f32,
 }
 
@@ -81,16 +86,23 @@ struct WindowMeta {
 struct EntityHistory {
     domain: String,
     meta: Rows<WindowMeta>,
-    cells: Rows<Cell>,
-    /// Only for containers compared with their own past, which most are not.
-    own: Option<Rows<OwnCell>>,
+    /// `NaN` where the feature was not compared.
+    values: Rows<f32>,
+    z: Rows<f16>,
+    /// Only for containers compared with their own past; `NaN` where compared with peers.
+    own: Option<OwnHistory>,
+}
+
+#[derive(Debug)]
+struct OwnHistory {
+    reference: Rows<f32>,
+    scale: Rows<f16>,
 }
 
 #[derive(Debug)]
 struct DomainHistory {
     seqs: Rows<u64>,
-    /// Median and spread per feature, as `OwnCell`s of the peers.
-    stats: Rows<OwnCell>,
+    stats: Rows<PeerCell>,
 }
 
 /// One window of one container, as `Explain` returns it.
@@ -115,8 +127,8 @@ pub struct History {
     domains: HashMap<String, DomainHistory>,
 }
 
-const NAN: OwnCell = OwnCell {
-    reference: f32::NAN,
+const NO_PEERS: PeerCell = PeerCell {
+    median: f32::NAN,
     scale: f32::NAN,
 };
 
@@ -182,40 +194,61 @@ impl History {
                 score: scored.score as f32,
                 peers: u32::try_from(scored.peers).unwrap_or(u32::MAX),
             }]);
-            entity.cells.push(scored.features.iter().map(|c| match c {
-                Some(c) => Cell {
-                    value: c.value as f32,
-                    z: c.z as f32,
-                },
-                None => Cell {
-                    value: f32::NAN,
-                    z: f32::NAN,
-                },
-            }));
+            entity.values.push(
+                scored
+                    .features
+                    .iter()
+                    .map(|c| c.map_or(f32::NAN, |c| c.value as f32)),
+            );
+            entity.z.push(
+                scored
+                    .features
+                    .iter()
+                    .map(|c| c.map_or(f16::NAN, |c| f16::from_f64(c.z))),
+            );
             let own_basis = scored
                 .features
                 .iter()
                 .any(|c| c.is_some_and(|c| c.basis == Basis::OwnHistory));
             if own_basis && entity.own.is_none() {
-                let mut rows = Rows::new(features, capacity);
-                for _ in 1..entity.cells.len() {
-                    rows.push(std::iter::repeat_n(NAN, features));
+                let mut own = OwnHistory {
+                    reference: Rows::new(features, capacity),
+                    scale: Rows::new(features, capacity),
+                };
+                for _ in 1..entity.values.len() {
+                    own.reference.push(std::iter::repeat_n(f32::NAN, features));
+                    own.scale.push(std::iter::repeat_n(f16::NAN, features));
                 }
-                entity.own = Some(rows);
+                entity.own = Some(own);
             }
             if let Some(own) = &mut entity.own {
-                own.push(scored.features.iter().map(|c| match c {
-                    Some(c) if c.basis == Basis::OwnHistory => OwnCell {
-                        reference: c.reference as f32,
-                        scale: c.scale as f32,
-                    },
-                    _ => NAN,
-                }));
+                let own_of = |c: &Option<Comparison>| c.filter(|c| c.basis == Basis::OwnHistory);
+                own.reference.push(
+                    scored
+                        .features
+                        .iter()
+                        .map(|c| own_of(c).map_or(f32::NAN, |c| c.reference as f32)),
+                );
+                own.scale.push(
+                    scored
+                        .features
+                        .iter()
+                        .map(|c| own_of(c).map_or(f16::NAN, |c| f16::from_f64(c.scale))),
+                );
             }
         }
     }
 
     fn record_domain(&mut self, seq: u64, stats: &DomainStats) {
+        // A domain too small to compare its members with each other has nothing to keep:
+        // its members are compared with their own past.
+        if !stats
+            .features
+            .iter()
+            .any(|s| s.is_some_and(|s| s.basis == Basis::Peers))
+        {
+            return;
+        }
         let (features, capacity) = (self.features, self.capacity);
         let domain = self
             .domains
@@ -226,11 +259,11 @@ impl History {
             });
         domain.seqs.push([seq]);
         domain.stats.push(stats.features.iter().map(|s| match s {
-            Some(s) => OwnCell {
-                reference: s.median as f32,
+            Some(s) if s.basis == Basis::Peers => PeerCell {
+                median: s.median as f32,
                 scale: s.scale as f32,
             },
-            None => NAN,
+            _ => NO_PEERS,
         }));
     }
 
@@ -254,26 +287,44 @@ impl History {
                 let meta = history.meta.row(i)[0];
                 let at = self.time_of(meta.seq)?;
                 let peer_stats = domain.and_then(|d| d.row_of(meta.seq));
-                let own = history.own.as_ref().map(|o| o.row(i));
+                let own = history
+                    .own
+                    .as_ref()
+                    .map(|o| (o.reference.row(i), o.scale.row(i)));
+                let z = history.z.row(i);
                 let features = history
-                    .cells
+                    .values
                     .row(i)
                     .iter()
                     .enumerate()
-                    .filter(|(_, cell)| !cell.value.is_nan())
-                    .filter_map(|(f, cell)| {
-                        let own = own.map(|o| o[f]).filter(|o| !o.reference.is_nan());
-                        let (stats, basis) = match own {
-                            Some(own) => (own, Basis::OwnHistory),
-                            None => (peer_stats?[f], Basis::Peers),
+                    .filter(|(_, value)| !value.is_nan())
+                    .filter_map(|(f, value)| {
+                        let own = own
+                            .map(|(reference, scale)| (reference[f], scale[f]))
+                            .filter(|(reference, _)| !reference.is_nan());
+                        let (reference, scale, basis) = match own {
+                            Some((reference, scale)) => {
+                                (f64::from(reference), scale.to_f64(), Basis::OwnHistory)
+                            }
+                            None => {
+                                let peers = peer_stats?[f];
+                                if peers.median.is_nan() {
+                                    return None;
+                                }
+                                (
+                                    f64::from(peers.median),
+                                    f64::from(peers.scale),
+                                    Basis::Peers,
+                                )
+                            }
                         };
                         Some((
                             f,
                             Comparison {
-                                value: f64::from(cell.value),
-                                reference: f64::from(stats.reference),
-                                scale: f64::from(stats.scale),
-                                z: f64::from(cell.z),
+                                value: f64::from(*value),
+                                reference,
+                                scale,
+                                z: z[f].to_f64(),
                                 basis,
                             },
                         ))
@@ -303,14 +354,15 @@ impl EntityHistory {
         Self {
             domain: domain.to_owned(),
             meta: Rows::new(1, capacity),
-            cells: Rows::new(features, capacity),
+            values: Rows::new(features, capacity),
+            z: Rows::new(features, capacity),
             own: None,
         }
     }
 }
 
 impl DomainHistory {
-    fn row_of(&self, seq: u64) -> Option<&[OwnCell]> {
+    fn row_of(&self, seq: u64) -> Option<&[PeerCell]> {
         let rows = self.seqs.len();
         // Sequence numbers grow with the rows: binary search over the ring's logical order.
         let (mut lo, mut hi) = (0, rows);

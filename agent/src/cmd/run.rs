@@ -57,8 +57,13 @@ pub struct RunArgs {
     record: Option<PathBuf>,
     /// The API's unix socket (herd.v1.NodeService), created mode 0600: root only. An empty
     /// value serves no socket.
-    #[arg(long, env = "HERD_SOCKET", default_value = "/run/herd/agent.sock")]
-    socket: PathBuf,
+    #[arg(
+        long,
+        env = "HERD_SOCKET",
+        default_value = "/run/herd/agent.sock",
+        value_parser = clap::value_parser!(std::ffi::OsString)
+    )]
+    socket: std::ffi::OsString,
     /// Also serve the API on this TCP address (e.g. 127.0.0.1:7443). Plain text, so it needs
     /// --insecure.
     #[arg(long, env = "HERD_LISTEN")]
@@ -179,7 +184,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let api = ApiServer::start(
         &ApiConfig {
-            socket: (!args.socket.as_os_str().is_empty()).then(|| args.socket.clone()),
+            socket: (!args.socket.is_empty()).then(|| PathBuf::from(&args.socket)),
             listen: args.listen,
         },
         state.clone(),
