@@ -12,6 +12,7 @@ mod alarm;
 mod config;
 mod error;
 mod finding;
+pub mod proto;
 mod ring;
 mod score;
 mod stats;
@@ -29,6 +30,7 @@ use ring::Ring;
 pub use score::FeatureStats;
 use score::{Member, Scored, score_domain};
 use stats::Floors;
+pub use stats::{mad, median};
 
 /// One entity's features in one window.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,6 +1,6 @@
 //! The agent's own types in the words of `herd.v1`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use herd_proto::herd::v1 as pb;
 
@@ -10,44 +10,10 @@ use crate::{
         history::ExplainedWindow,
         state::{AgentFacts, ContainerView, RuntimeState},
     },
-    detect::{Basis, Comparison, FeatureStats, Severity},
+    detect::{FeatureStats, proto::FindingContext},
 };
 
-pub fn timestamp(t: SystemTime) -> prost_types::Timestamp {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    prost_types::Timestamp {
-        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
-    }
-}
-
-/// A timestamp from a client, `None` when it is before 1970 or malformed.
-pub fn from_timestamp(t: &prost_types::Timestamp) -> Option<SystemTime> {
-    let seconds = u64::try_from(t.seconds).ok()?;
-    let nanos = u32::try_from(t.nanos).ok().filter(|n| *n < 1_000_000_000)?;
-    UNIX_EPOCH.checked_add(Duration::new(seconds, nanos))
-}
-
-pub fn duration(d: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
-    }
-}
-
-pub fn severity(s: Severity) -> pb::Severity {
-    match s {
-        Severity::Warning => pb::Severity::Warning,
-        Severity::Critical => pb::Severity::Critical,
-    }
-}
-
-pub fn basis(b: Basis) -> pb::Basis {
-    match b {
-        Basis::Peers => pb::Basis::Peers,
-        Basis::OwnHistory => pb::Basis::OwnHistory,
-    }
-}
+pub use crate::detect::proto::{basis, duration, feature_score, from_timestamp, timestamp};
 
 pub fn change_kind(kind: ChangeKind) -> pb::FindingEventKind {
     match kind {
@@ -57,60 +23,16 @@ pub fn change_kind(kind: ChangeKind) -> pb::FindingEventKind {
     }
 }
 
-pub fn feature_score(feature: &str, c: &Comparison) -> pb::FeatureScore {
-    pb::FeatureScore {
-        feature: feature.to_owned(),
-        value: c.value,
-        reference: c.reference,
-        mad: c.scale,
-        z: c.z,
-        basis: basis(c.basis).into(),
-    }
-}
-
 pub fn finding(record: &FindingRecord) -> pb::Finding {
-    let f = &record.finding;
-    let s = &f.subject;
-    pb::Finding {
-        id: f.id.clone(),
-        node: s.node.clone(),
-        namespace: s.namespace.clone().unwrap_or_default(),
-        pod: s.pod.clone().unwrap_or_default(),
-        container: record.container.clone().unwrap_or_default(),
-        container_id: s.entity.clone(),
-        domain: s.domain.clone(),
-        severity: severity(f.severity).into(),
-        state: if f.closed.is_some() {
-            pb::FindingState::Closed
-        } else {
-            pb::FindingState::Open
-        }
-        .into(),
-        opened: Some(timestamp(f.opened)),
-        updated: Some(timestamp(f.updated)),
-        closed: f.closed.map(timestamp),
-        peak_score: f.peak_score,
-        drivers: f
-            .drivers
-            .iter()
-            .map(|d| {
-                feature_score(
-                    &d.feature,
-                    &Comparison {
-                        value: d.value,
-                        reference: d.reference,
-                        scale: d.scale,
-                        z: d.z,
-                        basis: d.basis,
-                    },
-                )
-            })
-            .collect(),
-        summary: f.to_string(),
-        image: record.image.clone().unwrap_or_default(),
-        kind: pb::FindingKind::NodePeers.into(),
-        source: format!("node {}", s.node),
-    }
+    crate::detect::proto::finding(
+        &record.finding,
+        FindingContext {
+            container: record.container.as_deref(),
+            image: record.image.as_deref(),
+            kind: pb::FindingKind::NodePeers,
+            source: &format!("node {}", record.finding.subject.node),
+        },
+    )
 }
 
 pub fn container(c: &ContainerView, facts: &AgentFacts, now: SystemTime) -> pb::Container {

@@ -1,0 +1,576 @@
+//! The aggregator's state and its round: take in node summaries, and every window expire
+//! silent nodes, pass the nodes' own findings through, run the three comparisons, and keep
+//! the findings they lead to.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, SystemTime},
+};
+
+use herd_detect::{
+    DetectConfig, DetectError, Finding, WindowReport, finding_id,
+    proto::{self as convert, FindingContext},
+};
+use herd_proto::herd::v1 as pb;
+
+use crate::{
+    compare::{Comparisons, comparable},
+    findings::{BookLimits, FindingBook},
+    matrix,
+    nodes::{IngestError, NodeBook},
+    store::Store,
+};
+
+/// Where the aggregator's own findings come from.
+pub const SOURCE: &str = "aggregator";
+
+#[derive(Debug, Clone)]
+pub struct AggregatorConfig {
+    /// A node unheard of this long is silent: its containers leave the comparisons.
+    pub expiry: Duration,
+    pub detect: DetectConfig,
+    pub limits: BookLimits,
+}
+
+impl Default for AggregatorConfig {
+    fn default() -> Self {
+        Self {
+            expiry: Duration::from_secs(60),
+            // A shorter own history per entity than the agent's: 150,000 containers × every
+            // feature × the ring must fit in memory.
+            detect: DetectConfig {
+                history: 12,
+                ..DetectConfig::default()
+            },
+            limits: BookLimits::default(),
+        }
+    }
+}
+
+/// What one round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoundReport {
+    pub nodes: usize,
+    pub containers: usize,
+    pub opened: usize,
+    pub closed: usize,
+}
+
+pub struct Aggregator {
+    config: AggregatorConfig,
+    nodes: NodeBook,
+    comparisons: Comparisons,
+    findings: FindingBook,
+    rounds: u64,
+}
+
+impl Aggregator {
+    pub fn new(
+        config: AggregatorConfig,
+        store: Option<(Store, Vec<pb::Finding>)>,
+    ) -> Result<Self, DetectError> {
+        Ok(Self {
+            comparisons: Comparisons::new(config.detect.clone())?,
+            findings: FindingBook::new(config.limits, store),
+            nodes: NodeBook::default(),
+            config,
+            rounds: 0,
+        })
+    }
+
+    pub fn ingest(&mut self, summary: pb::NodeSummary, now: SystemTime) -> Result<(), IngestError> {
+        self.nodes.ingest(summary, now)
+    }
+
+    pub fn findings(&self) -> &FindingBook {
+        &self.findings
+    }
+
+    pub fn rounds(&self) -> u64 {
+        self.rounds
+    }
+
+    /// One round at `now`.
+    pub fn round(&mut self, now: SystemTime) -> Result<RoundReport, DetectError> {
+        self.rounds += 1;
+        let mut report = RoundReport::default();
+        let before: HashSet<String> = self.findings.open().map(|f| f.id.clone()).collect();
+
+        let silence = self.nodes.expire(now, self.config.expiry);
+        for node in &silence.went {
+            self.close_node_findings(node, now);
+            self.findings
+                .upsert(silent_finding(node, now, self.config.expiry));
+        }
+        for node in &silence.back {
+            let open: Vec<String> = self
+                .findings
+                .open()
+                .filter(|f| f.kind == pb::FindingKind::NodeSilent as i32 && f.node == *node)
+                .map(|f| f.id.clone())
+                .collect();
+            for id in open {
+                self.findings.close(&id, now);
+            }
+        }
+        self.pass_node_findings();
+
+        let open_domains = self.open_domains();
+        let identities = self.identities();
+        for round in self.comparisons.run(now, &self.nodes, &open_domains)? {
+            self.take(round.kind, &round.report, &identities, now);
+        }
+        self.findings.commit(now);
+
+        let after: HashSet<String> = self.findings.open().map(|f| f.id.clone()).collect();
+        report.nodes = self.nodes.live().count();
+        report.containers = self
+            .nodes
+            .live()
+            .map(|(_, e)| e.summary.containers.len())
+            .sum();
+        report.opened = after.difference(&before).count();
+        report.closed = before.difference(&after).count();
+        Ok(report)
+    }
+
+    /// The nodes' own findings, marked by source; those a node no longer reports are closed.
+    fn pass_node_findings(&mut self) {
+        let mut reported: HashMap<String, (HashSet<String>, SystemTime)> = HashMap::new();
+        let mut incoming = Vec::new();
+        for (node, entry) in self.nodes.live() {
+            let at = entry
+                .summary
+                .at
+                .as_ref()
+                .and_then(convert::from_timestamp)
+                .unwrap_or(entry.last_seen);
+            let ids = entry
+                .summary
+                .findings
+                .iter()
+                .map(|f| f.id.clone())
+                .collect();
+            reported.insert(node.clone(), (ids, at));
+            for finding in &entry.summary.findings {
+                let mut finding = finding.clone();
+                finding.node = node.clone();
+                finding.source = format!("node {node}");
+                if finding.kind == pb::FindingKind::Unspecified as i32 {
+                    finding.kind = pb::FindingKind::NodePeers.into();
+                }
+                incoming.push(finding);
+            }
+        }
+        for finding in incoming {
+            self.findings.upsert(finding);
+        }
+        let gone: Vec<(String, SystemTime)> = self
+            .findings
+            .open()
+            .filter(|f| f.source != SOURCE)
+            .filter_map(|f| {
+                let (ids, at) = reported.get(&f.node)?;
+                (!ids.contains(&f.id)).then(|| (f.id.clone(), *at))
+            })
+            .collect();
+        for (id, at) in gone {
+            self.findings.close(&id, at);
+        }
+    }
+
+    fn close_node_findings(&mut self, node: &str, now: SystemTime) {
+        let ids: Vec<String> = self
+            .findings
+            .open()
+            .filter(|f| f.node == node && f.kind != pb::FindingKind::NodeSilent as i32)
+            .map(|f| f.id.clone())
+            .collect();
+        for id in ids {
+            self.findings.close(&id, now);
+        }
+    }
+
+    /// Per node, the domains with an open finding of any kind there.
+    fn open_domains(&self) -> HashMap<String, HashSet<String>> {
+        let mut open: HashMap<String, HashSet<String>> = HashMap::new();
+        for f in self.findings.open() {
+            if comparable(&f.domain) {
+                open.entry(f.node.clone())
+                    .or_default()
+                    .insert(f.domain.clone());
+            }
+        }
+        open
+    }
+
+    /// Container id → (name, image), from the live summaries.
+    fn identities(&self) -> HashMap<String, (String, String)> {
+        self.nodes
+            .live()
+            .flat_map(|(_, e)| e.summary.containers.iter())
+            .filter_map(|c| c.container.as_ref())
+            .map(|c| (c.id.clone(), (c.name.clone(), c.image.clone())))
+            .collect()
+    }
+
+    fn take(
+        &mut self,
+        kind: pb::FindingKind,
+        report: &WindowReport,
+        identities: &HashMap<String, (String, String)>,
+        now: SystemTime,
+    ) {
+        for finding in report.opened.iter().chain(&report.updated) {
+            let identity = identities.get(&finding.subject.entity);
+            let mut message = convert::finding(
+                finding,
+                FindingContext {
+                    container: identity.map(|(name, _)| name.as_str()),
+                    image: identity.map(|(_, image)| image.as_str()),
+                    kind,
+                    source: SOURCE,
+                },
+            );
+            if kind != pb::FindingKind::ClusterReplica {
+                // Its subject is a node or a node's share of a workload, not a container.
+                message.container_id.clear();
+                message.summary = summary(kind, finding);
+            }
+            self.findings.upsert(message);
+        }
+        for finding in &report.closed {
+            self.findings
+                .close(&finding.id, finding.closed.unwrap_or(now));
+        }
+    }
+
+    /// Every node the aggregator heard from.
+    pub fn nodes(&self) -> Vec<pb::NodeStatus> {
+        let open: Vec<&pb::Finding> = self.findings.open().collect();
+        self.nodes
+            .all()
+            .map(|(node, e)| pb::NodeStatus {
+                node: node.clone(),
+                last_seen: Some(convert::timestamp(e.last_seen)),
+                agent_version: e.summary.agent_version.clone(),
+                health: e.summary.health,
+                open_findings: u32::try_from(open.iter().filter(|f| f.node == *node).count())
+                    .unwrap_or(u32::MAX),
+                silent: e.silent,
+                summaries: e.received,
+                summaries_lost: e.lost,
+            })
+            .collect()
+    }
+
+    /// A domain across the cluster, or `None` where no live node has it.
+    pub fn domain(&self, name: &str) -> Option<pb::GetClusterDomainResponse> {
+        let features = self.comparisons.features();
+        let mut members = Vec::new();
+        let mut rows = Vec::new();
+        let mut nodes = Vec::new();
+        let mut at = None;
+        for (node, entry) in self.nodes.live() {
+            let summary = &entry.summary;
+            for c in &summary.containers {
+                if let Some(container) = c.container.as_ref().filter(|c| c.domain == name) {
+                    members.push(container.clone());
+                    rows.push(
+                        crate::compare::by_name(&summary.features, features, &c.values)
+                            .into_iter()
+                            .map(|v| v.unwrap_or(f64::NAN))
+                            .collect(),
+                    );
+                }
+            }
+            if let Some(d) = summary.domains.iter().find(|d| d.domain == name) {
+                let this = summary.at.as_ref().and_then(convert::from_timestamp);
+                at = at.max(this);
+                nodes.push(pb::NodeDomainStats {
+                    node: node.clone(),
+                    members: d.members,
+                    features: summary
+                        .features
+                        .iter()
+                        .zip(d.medians.iter().zip(&d.mads))
+                        .filter(|(_, (m, _))| m.is_finite())
+                        .map(|(feature, (median, mad))| pb::FeatureStats {
+                            feature: feature.clone(),
+                            median: *median,
+                            mad: *mad,
+                            members: d.members,
+                            basis: pb::Basis::Peers.into(),
+                        })
+                        .collect(),
+                });
+            }
+        }
+        if members.is_empty() && nodes.is_empty() {
+            return None;
+        }
+        let matrix = matrix::from_rows(&rows, features.len());
+        let cluster = matrix::column_stats(&matrix)
+            .into_iter()
+            .zip(features)
+            .filter_map(|(stats, feature)| {
+                let (median, mad, count) = stats?;
+                Some(pb::FeatureStats {
+                    feature: feature.clone(),
+                    median,
+                    mad,
+                    members: u32::try_from(count).unwrap_or(u32::MAX),
+                    basis: pb::Basis::Peers.into(),
+                })
+            })
+            .collect();
+        Some(pb::GetClusterDomainResponse {
+            domain: name.to_owned(),
+            members,
+            features: cluster,
+            nodes,
+            findings: self
+                .findings
+                .open()
+                .filter(|f| f.domain == name)
+                .cloned()
+                .collect(),
+            at: at.map(convert::timestamp),
+        })
+    }
+}
+
+fn summary(kind: pb::FindingKind, finding: &Finding) -> String {
+    let drivers: Vec<String> = finding.drivers.iter().map(ToString::to_string).collect();
+    let s = &finding.subject;
+    match kind {
+        pb::FindingKind::SickNode => format!(
+            "{} node {} strays from the other nodes: {}",
+            finding.severity,
+            s.node,
+            drivers.join("; ")
+        ),
+        _ => format!(
+            "{} {} on node {} runs unlike on the other nodes: {}",
+            finding.severity,
+            s.domain,
+            s.node,
+            drivers.join("; ")
+        ),
+    }
+}
+
+fn silent_finding(node: &str, now: SystemTime, expiry: Duration) -> pb::Finding {
+    let subject = herd_detect::Subject {
+        entity: format!("silent {node}"),
+        pod: None,
+        namespace: None,
+        domain: String::new(),
+        node: node.to_owned(),
+    };
+    pb::Finding {
+        id: finding_id(&subject, now),
+        node: node.to_owned(),
+        severity: pb::Severity::Warning.into(),
+        state: pb::FindingState::Open.into(),
+        opened: Some(convert::timestamp(now)),
+        updated: Some(convert::timestamp(now)),
+        summary: format!(
+            "warning node {node} is silent: no summary for over {}",
+            humantime::format_duration(expiry)
+        ),
+        kind: pb::FindingKind::NodeSilent.into(),
+        source: SOURCE.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// The aggregator shared by its services and its round loop.
+#[derive(Clone)]
+pub struct SharedAggregator(Arc<Mutex<Aggregator>>);
+
+impl SharedAggregator {
+    pub fn new(aggregator: Aggregator) -> Self {
+        Self(Arc::new(Mutex::new(aggregator)))
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Aggregator> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+
+    const FEATURES: [&str; 2] = ["cpu_usage_cores", "memory_working_set"];
+    const WEB: &str = "shop/Deployment/web/app";
+
+    fn at(round: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 10 * round)
+    }
+
+    /// A node's window: one replica of web per node (`cpu` its load), and its domain stats.
+    fn summary(node: usize, round: u64, cpu: f64) -> pb::NodeSummary {
+        let jitter = ((round * 7 + node as u64 * 3) % 5) as f64 * 0.002;
+        let cpu = cpu + jitter;
+        let memory = 100e6 + jitter * 1e6;
+        pb::NodeSummary {
+            node: format!("node-{node}"),
+            at: Some(convert::timestamp(at(round))),
+            features: FEATURES.map(str::to_owned).to_vec(),
+            sequence: round,
+            containers: vec![pb::ContainerSummary {
+                container: Some(pb::Container {
+                    id: format!("c{node}"),
+                    pod: format!("web-{node}"),
+                    namespace: "shop".into(),
+                    name: "app".into(),
+                    domain: WEB.into(),
+                    node: format!("node-{node}"),
+                    ..Default::default()
+                }),
+                values: vec![cpu, memory],
+                ..Default::default()
+            }],
+            domains: vec![pb::DomainSummary {
+                domain: WEB.into(),
+                members: 1,
+                medians: vec![cpu, memory],
+                mads: vec![0.01, 1e6],
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn aggregator() -> Aggregator {
+        Aggregator::new(
+            AggregatorConfig {
+                detect: DetectConfig {
+                    warmup: 3,
+                    ..AggregatorConfig::default().detect
+                },
+                ..AggregatorConfig::default()
+            },
+            None,
+        )
+        .unwrap()
+    }
+
+    fn open(aggregator: &Aggregator, kind: pb::FindingKind) -> Vec<pb::Finding> {
+        aggregator
+            .findings()
+            .open()
+            .filter(|f| f.kind == kind as i32)
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn a_stray_replica_alone_on_its_node_is_found_across_the_cluster() {
+        let mut aggregator = aggregator();
+        for round in 0..10 {
+            for node in 0..5 {
+                let cpu = if node == 3 && round >= 5 { 0.9 } else { 0.1 };
+                aggregator
+                    .ingest(summary(node, round, cpu), at(round))
+                    .unwrap();
+            }
+            aggregator.round(at(round)).unwrap();
+        }
+        let replicas = open(&aggregator, pb::FindingKind::ClusterReplica);
+        assert_eq!(replicas.len(), 1, "{replicas:#?}");
+        let finding = &replicas[0];
+        assert_eq!(
+            (finding.pod.as_str(), finding.node.as_str()),
+            ("web-3", "node-3")
+        );
+        assert_eq!(finding.source, SOURCE);
+        assert_eq!(finding.container, "app");
+        assert_eq!(finding.drivers[0].feature, "cpu_usage_cores");
+        // With one replica per node, its median there is the replica: the workload on
+        // node-3 runs unlike on the other nodes too.
+        let workloads = open(&aggregator, pb::FindingKind::WorkloadNode);
+        assert!(
+            workloads.iter().all(|f| f.node == "node-3"),
+            "{workloads:#?}"
+        );
+    }
+
+    #[test]
+    fn a_node_that_stops_reporting_is_silent_and_leaves_the_comparisons() {
+        let mut aggregator = aggregator();
+        for round in 0..3 {
+            for node in 0..3 {
+                aggregator
+                    .ingest(summary(node, round, 0.1), at(round))
+                    .unwrap();
+            }
+            aggregator.round(at(round)).unwrap();
+        }
+        // node-2 stops; 60 s later it is silent.
+        for round in 3..11 {
+            for node in 0..2 {
+                aggregator
+                    .ingest(summary(node, round, 0.1), at(round))
+                    .unwrap();
+            }
+            aggregator.round(at(round)).unwrap();
+        }
+        let silent = open(&aggregator, pb::FindingKind::NodeSilent);
+        assert_eq!(silent.len(), 1);
+        assert_eq!(silent[0].node, "node-2");
+        let nodes = aggregator.nodes();
+        assert!(nodes.iter().any(|n| n.node == "node-2" && n.silent));
+        // It comes back: the finding closes.
+        aggregator.ingest(summary(2, 11, 0.1), at(11)).unwrap();
+        aggregator.round(at(11)).unwrap();
+        assert!(open(&aggregator, pb::FindingKind::NodeSilent).is_empty());
+    }
+
+    #[test]
+    fn node_findings_pass_through_and_close_when_the_node_stops_reporting_them() {
+        let mut aggregator = aggregator();
+        let mut with_finding = summary(0, 1, 0.1);
+        with_finding.findings.push(pb::Finding {
+            id: "f1".into(),
+            pod: "web-0".into(),
+            domain: WEB.into(),
+            ..Default::default()
+        });
+        aggregator.ingest(with_finding, at(1)).unwrap();
+        aggregator.round(at(1)).unwrap();
+        let passed = open(&aggregator, pb::FindingKind::NodePeers);
+        assert_eq!(passed.len(), 1);
+        assert_eq!(passed[0].source, "node node-0");
+        aggregator.ingest(summary(0, 2, 0.1), at(2)).unwrap();
+        aggregator.round(at(2)).unwrap();
+        assert!(open(&aggregator, pb::FindingKind::NodePeers).is_empty());
+        let closed = aggregator.findings().all();
+        assert_eq!(closed[0].closed, Some(convert::timestamp(at(2))));
+    }
+
+    #[test]
+    fn a_domain_is_described_across_nodes() {
+        let mut aggregator = aggregator();
+        for node in 0..3 {
+            aggregator
+                .ingest(summary(node, 0, 0.1 * (node + 1) as f64), at(0))
+                .unwrap();
+        }
+        aggregator.round(at(0)).unwrap();
+        let domain = aggregator.domain(WEB).unwrap();
+        assert_eq!(domain.members.len(), 3);
+        assert_eq!(domain.nodes.len(), 3);
+        let cpu = &domain.features[0];
+        assert_eq!(cpu.feature, "cpu_usage_cores");
+        assert_eq!(cpu.members, 3);
+        assert!((cpu.median - 0.2).abs() < 0.01, "{cpu:?}");
+        assert!(aggregator.domain("shop/Deployment/none/app").is_none());
+    }
+}

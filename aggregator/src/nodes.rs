@@ -1,0 +1,239 @@
+//! The nodes that report: each one's latest summary, when it came, how many were lost, and
+//! whether the node has gone silent.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, SystemTime},
+};
+
+use herd_detect::proto::from_timestamp;
+use herd_proto::herd::v1 as pb;
+use thiserror::Error;
+
+/// What a summary may hold: far above a real node, low enough to bound memory.
+pub const MAX_CONTAINERS: usize = 2_000;
+pub const MAX_FEATURES: usize = 256;
+pub const MAX_NAME: usize = 512;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum IngestError {
+    #[error("a summary without a node name")]
+    NoNode,
+    #[error("node {node}: {what}")]
+    Invalid { node: String, what: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeEntry {
+    pub summary: pb::NodeSummary,
+    pub last_seen: SystemTime,
+    pub received: u64,
+    /// Summaries its sequence numbers say never arrived.
+    pub lost: u64,
+    pub silent: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct NodeBook {
+    nodes: BTreeMap<String, NodeEntry>,
+}
+
+/// Nodes that went silent or came back in one expiry pass.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Silence {
+    pub went: Vec<String>,
+    pub back: Vec<String>,
+}
+
+impl NodeBook {
+    /// Takes a node's latest summary, after checking that it is whole.
+    pub fn ingest(&mut self, summary: pb::NodeSummary, now: SystemTime) -> Result<(), IngestError> {
+        check(&summary)?;
+        let node = summary.node.clone();
+        match self.nodes.get_mut(&node) {
+            Some(entry) => {
+                let expected = entry.summary.sequence.wrapping_add(1);
+                // A lower number is a restarted agent, not a loss.
+                if summary.sequence > expected {
+                    entry.lost += summary.sequence - expected;
+                }
+                entry.summary = summary;
+                entry.last_seen = now;
+                entry.received += 1;
+            }
+            None => {
+                self.nodes.insert(
+                    node,
+                    NodeEntry {
+                        summary,
+                        last_seen: now,
+                        received: 1,
+                        lost: 0,
+                        silent: false,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks nodes unheard of for `expiry` as silent, and those heard again as back.
+    pub fn expire(&mut self, now: SystemTime, expiry: Duration) -> Silence {
+        let mut silence = Silence::default();
+        for (node, entry) in &mut self.nodes {
+            let quiet = now.duration_since(entry.last_seen).unwrap_or_default() > expiry;
+            if quiet && !entry.silent {
+                entry.silent = true;
+                silence.went.push(node.clone());
+            } else if !quiet && entry.silent {
+                entry.silent = false;
+                silence.back.push(node.clone());
+            }
+        }
+        silence
+    }
+
+    /// The nodes that report, with their latest summary.
+    pub fn live(&self) -> impl Iterator<Item = (&String, &NodeEntry)> {
+        self.nodes.iter().filter(|(_, e)| !e.silent)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = (&String, &NodeEntry)> {
+        self.nodes.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
+fn check(s: &pb::NodeSummary) -> Result<(), IngestError> {
+    if s.node.is_empty() {
+        return Err(IngestError::NoNode);
+    }
+    let invalid = |what: String| IngestError::Invalid {
+        node: s.node.chars().take(MAX_NAME).collect(),
+        what,
+    };
+    if s.node.len() > MAX_NAME {
+        return Err(invalid(format!("a node name over {MAX_NAME} bytes")));
+    }
+    if s.features.is_empty() || s.features.len() > MAX_FEATURES {
+        return Err(invalid(format!(
+            "{} features; 1 to {MAX_FEATURES} are taken",
+            s.features.len()
+        )));
+    }
+    if s.containers.len() > MAX_CONTAINERS {
+        return Err(invalid(format!(
+            "{} containers; at most {MAX_CONTAINERS} are taken",
+            s.containers.len()
+        )));
+    }
+    if s.at.as_ref().and_then(from_timestamp).is_none() {
+        return Err(invalid("no valid window time".into()));
+    }
+    let features = s.features.len();
+    for c in &s.containers {
+        let id = c.container.as_ref().map_or("", |c| c.id.as_str());
+        if id.is_empty() || id.len() > MAX_NAME {
+            return Err(invalid("a container without a valid id".into()));
+        }
+        if c.values.len() != features {
+            return Err(invalid(format!(
+                "container {id} has {} values for {features} features",
+                c.values.len()
+            )));
+        }
+        if c.values.iter().any(|v| v.is_infinite()) {
+            return Err(invalid(format!("container {id} has an infinite value")));
+        }
+    }
+    for d in &s.domains {
+        if d.medians.len() != features || d.mads.len() != features {
+            return Err(invalid(format!(
+                "domain {} has {} medians and {} MADs for {features} features",
+                d.domain,
+                d.medians.len(),
+                d.mads.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+
+    pub fn summary(node: &str, sequence: u64) -> pb::NodeSummary {
+        pb::NodeSummary {
+            node: node.into(),
+            at: Some(herd_detect::proto::timestamp(
+                UNIX_EPOCH + Duration::from_secs(100),
+            )),
+            features: vec!["cpu".into()],
+            sequence,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn gaps_in_the_sequence_are_lost_summaries() {
+        let mut book = NodeBook::default();
+        let now = UNIX_EPOCH + Duration::from_secs(100);
+        for sequence in [1, 2, 5, 6] {
+            book.ingest(summary("a", sequence), now).unwrap();
+        }
+        let entry = book.all().next().unwrap().1;
+        assert_eq!((entry.received, entry.lost), (4, 2));
+        // The agent restarted: numbering starts over, nothing lost.
+        book.ingest(summary("a", 1), now).unwrap();
+        assert_eq!(book.all().next().unwrap().1.lost, 2);
+    }
+
+    #[test]
+    fn a_quiet_node_goes_silent_and_comes_back() {
+        let mut book = NodeBook::default();
+        let t0 = UNIX_EPOCH + Duration::from_secs(100);
+        book.ingest(summary("a", 1), t0).unwrap();
+        book.ingest(summary("b", 1), t0 + Duration::from_secs(50))
+            .unwrap();
+        let expiry = Duration::from_secs(30);
+        let silence = book.expire(t0 + Duration::from_secs(60), expiry);
+        assert_eq!(silence.went, ["a"]);
+        assert_eq!(book.live().count(), 1);
+        book.ingest(summary("a", 2), t0 + Duration::from_secs(70))
+            .unwrap();
+        let silence = book.expire(t0 + Duration::from_secs(70), expiry);
+        assert_eq!(silence.back, ["a"]);
+    }
+
+    #[test]
+    fn broken_summaries_are_refused_and_named() {
+        let mut book = NodeBook::default();
+        let now = UNIX_EPOCH;
+        assert_eq!(book.ingest(summary("", 1), now), Err(IngestError::NoNode));
+        let mut short = summary("a", 1);
+        short.containers.push(pb::ContainerSummary {
+            container: Some(pb::Container {
+                id: "c1".into(),
+                ..Default::default()
+            }),
+            values: vec![],
+            ..Default::default()
+        });
+        let err = book.ingest(short, now).unwrap_err().to_string();
+        assert!(
+            err.contains("container c1 has 0 values for 1 features"),
+            "{err}"
+        );
+        assert!(book.is_empty(), "nothing of a refused summary is kept");
+    }
+}
