@@ -14,6 +14,7 @@ pub mod cri {
     }
 }
 
+pub mod query;
 pub mod uds;
 
 /// Herd's own API, `herd.v1`.

@@ -6,22 +6,14 @@ use herd_proto::herd::v1 as pb;
 
 use crate::{
     api::{
-        findings_log::{ChangeKind, FindingRecord},
+        findings_log::FindingRecord,
         history::ExplainedWindow,
         state::{AgentFacts, ContainerView, RuntimeState},
     },
     detect::{FeatureStats, proto::FindingContext},
 };
 
-pub use crate::detect::proto::{basis, duration, feature_score, from_timestamp, timestamp};
-
-pub fn change_kind(kind: ChangeKind) -> pb::FindingEventKind {
-    match kind {
-        ChangeKind::Opened => pb::FindingEventKind::Opened,
-        ChangeKind::Updated => pb::FindingEventKind::Updated,
-        ChangeKind::Closed => pb::FindingEventKind::Closed,
-    }
-}
+pub use crate::detect::proto::{basis, duration, feature_score, timestamp};
 
 pub fn finding(record: &FindingRecord) -> pb::Finding {
     crate::detect::proto::finding(

@@ -9,9 +9,13 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use herd_proto::herd::v1 as pb;
 use tokio::sync::broadcast;
 
-use crate::detect::{Finding, WindowReport};
+use crate::{
+    api::convert,
+    detect::{Finding, WindowReport},
+};
 
 /// A finding with what the API shows of its container, kept after the container is gone.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,20 +24,6 @@ pub struct FindingRecord {
     /// Container name within the pod.
     pub container: Option<String>,
     pub image: Option<String>,
-}
-
-/// What happened to a finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeKind {
-    Opened,
-    Updated,
-    Closed,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct FindingChange {
-    pub kind: ChangeKind,
-    pub record: FindingRecord,
 }
 
 /// Limits of the log.
@@ -62,7 +52,7 @@ pub struct FindingLog {
     open: BTreeMap<String, FindingRecord>,
     /// Newest last.
     closed: VecDeque<FindingRecord>,
-    changes: broadcast::Sender<Arc<FindingChange>>,
+    changes: broadcast::Sender<Arc<pb::FindingEvent>>,
 }
 
 impl FindingLog {
@@ -95,13 +85,13 @@ impl FindingLog {
         for finding in &report.opened {
             let record = record(finding);
             self.open.insert(finding.id.clone(), record.clone());
-            self.publish(ChangeKind::Opened, record);
+            self.publish(pb::FindingEventKind::Opened, &record);
         }
         for finding in &report.updated {
             if let Some(known) = self.open.get_mut(&finding.id) {
                 known.finding = finding.clone();
                 let record = known.clone();
-                self.publish(ChangeKind::Updated, record);
+                self.publish(pb::FindingEventKind::Updated, &record);
             }
         }
         for finding in &report.closed {
@@ -112,7 +102,7 @@ impl FindingLog {
                 .unwrap_or_else(|| record(finding));
             record.finding = finding.clone();
             self.closed.push_back(record.clone());
-            self.publish(ChangeKind::Closed, record);
+            self.publish(pb::FindingEventKind::Closed, &record);
         }
         let oldest = now.checked_sub(self.limits.closed_for);
         while self.closed.len() > self.limits.closed
@@ -124,9 +114,15 @@ impl FindingLog {
         }
     }
 
-    fn publish(&self, kind: ChangeKind, record: FindingRecord) {
+    fn publish(&self, kind: pb::FindingEventKind, record: &FindingRecord) {
+        if self.changes.receiver_count() == 0 {
+            return;
+        }
         // No watcher is not an error: the change is simply not sent.
-        let _ = self.changes.send(Arc::new(FindingChange { kind, record }));
+        let _ = self.changes.send(Arc::new(pb::FindingEvent {
+            kind: kind.into(),
+            finding: Some(convert::finding(record)),
+        }));
     }
 
     pub fn open(&self) -> impl Iterator<Item = &FindingRecord> {
@@ -147,9 +143,9 @@ impl FindingLog {
 
     /// The findings open now and a receiver of every change after them: taken together, so
     /// that nothing falls between the two.
-    pub fn watch(&self) -> (Vec<FindingRecord>, broadcast::Receiver<Arc<FindingChange>>) {
+    pub fn watch(&self) -> (Vec<pb::Finding>, broadcast::Receiver<Arc<pb::FindingEvent>>) {
         (
-            self.open.values().cloned().collect(),
+            self.open.values().map(convert::finding).collect(),
             self.changes.subscribe(),
         )
     }
@@ -206,7 +202,7 @@ mod tests {
         );
         let (open, mut changes) = log.watch();
         assert_eq!(open.len(), 1);
-        assert_eq!(open[0].container.as_deref(), Some("app"));
+        assert_eq!(open[0].container, "app");
         log.apply(
             &WindowReport {
                 opened: vec![finding("b", 20, None)],
@@ -217,15 +213,16 @@ mod tests {
             |_| (None, None),
         );
         let first = changes.try_recv().unwrap();
+        let id = |e: &pb::FindingEvent| e.finding.as_ref().unwrap().id.clone();
         assert_eq!(
-            (first.kind, first.record.finding.id.as_str()),
-            (ChangeKind::Opened, "b")
+            (first.kind, id(&first)),
+            (pb::FindingEventKind::Opened as i32, "b".to_owned())
         );
         let second = changes.try_recv().unwrap();
-        assert_eq!(second.kind, ChangeKind::Closed);
+        assert_eq!(second.kind, pb::FindingEventKind::Closed as i32);
         assert_eq!(
-            second.record.container.as_deref(),
-            Some("app"),
+            second.finding.as_ref().unwrap().container,
+            "app",
             "a closed finding keeps what was known of its container"
         );
         assert_eq!(log.open().count(), 1);
