@@ -135,7 +135,7 @@ fn parse_page_token(token: &str) -> Result<Option<(i64, i32, String)>, Status> {
 
 /// Sorts newest opening first, the order pages follow.
 pub fn newest_first(findings: &mut [pb::Finding]) {
-    findings.sort_by(|a, b| cursor(b).cmp(&cursor(a)));
+    findings.sort_by_key(|f| std::cmp::Reverse(cursor(f)));
 }
 
 /// One page of `findings` (newest first) for `r`.
