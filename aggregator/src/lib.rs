@@ -7,6 +7,8 @@ pub mod compare;
 pub mod findings;
 pub mod matrix;
 pub mod nodes;
+pub mod serve;
+pub mod service;
 pub mod store;
 
 pub use cluster::{Aggregator, AggregatorConfig, RoundReport, SharedAggregator};

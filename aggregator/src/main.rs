@@ -1,16 +1,130 @@
-//! Herd's cluster aggregator. It will receive the per-node summaries and compare each
-//! workload across nodes; for now it only names itself, so that the workspace, the image and
-//! the manifests have their final shape.
+//! `herd-aggregator`: takes every node's summaries, compares each workload across nodes, and
+//! serves the cluster's findings.
 
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration, time::SystemTime};
+
+use anyhow::Context as _;
 use clap::Parser;
+use herd_aggregator::{
+    Aggregator, AggregatorConfig, SharedAggregator, serve::Listeners, service::ClusterApi,
+    store::Store,
+};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
 
-/// Herd's cluster aggregator (no endpoints yet: the node agents do not ship summaries).
-#[derive(Parser)]
+/// Herd's cluster aggregator: every node's window in, replicas compared across nodes, sick
+/// nodes found, findings kept across restarts.
+#[derive(Parser, Debug)]
 #[command(version, about)]
-struct Cli {}
+struct Cli {
+    /// Unix socket for the herd CLI and for agents on this host, mode 0600. An empty value
+    /// serves none.
+    #[arg(
+        long,
+        env = "HERD_AGGREGATOR_SOCKET",
+        default_value = "/run/herd/aggregator.sock",
+        value_parser = clap::value_parser!(std::ffi::OsString)
+    )]
+    socket: std::ffi::OsString,
+    /// TCP address for the agents and clients, e.g. 0.0.0.0:7700. Plain text, so only with
+    /// --insecure.
+    #[arg(long, env = "HERD_AGGREGATOR_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Allow --listen without TLS.
+    #[arg(long)]
+    insecure: bool,
+    /// Where the findings store lives.
+    #[arg(
+        long,
+        env = "HERD_DATA_DIR",
+        default_value = "/var/lib/herd-aggregator"
+    )]
+    data_dir: PathBuf,
+    /// How often the cluster is compared: the agents' window.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    window: Duration,
+    /// A node unheard of this long is silent; its containers leave the comparisons.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    node_expiry: Duration,
+    /// Stop after this long instead of running until SIGINT or SIGTERM.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+}
 
-fn main() -> std::process::ExitCode {
-    Cli::parse();
-    eprintln!("herd-aggregator: no endpoints yet; nothing to serve");
-    std::process::ExitCode::from(2)
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HERD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            error!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        cli.listen.is_none() || cli.insecure,
+        "--listen serves without TLS; pass --insecure to allow that, or use the unix socket"
+    );
+    anyhow::ensure!(!cli.window.is_zero(), "--window must be longer than zero");
+    let store = Store::open(&cli.data_dir)
+        .with_context(|| format!("opening the findings store in {}", cli.data_dir.display()))?;
+    info!(
+        data_dir = %cli.data_dir.display(),
+        kept = store.1.len(),
+        "findings store opened"
+    );
+    let aggregator = SharedAggregator::new(Aggregator::new(
+        AggregatorConfig {
+            expiry: cli.node_expiry,
+            ..AggregatorConfig::default()
+        },
+        Some(store),
+    )?);
+    let api = ClusterApi::new(aggregator.clone());
+    let socket = (!cli.socket.is_empty()).then(|| PathBuf::from(&cli.socket));
+    let listeners = Listeners::start(&api, socket, cli.listen).await?;
+
+    let mut rounds = tokio::time::interval(cli.window);
+    rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let deadline = async {
+        match cli.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    info!(window = ?cli.window, expiry = ?cli.node_expiry, "aggregating");
+    loop {
+        tokio::select! {
+            _ = rounds.tick() => {
+                let started = std::time::Instant::now();
+                match aggregator.lock().round(SystemTime::now()) {
+                    Ok(report) => tracing::debug!(?report, took = ?started.elapsed(), "round"),
+                    Err(err) => warn!(%err, "a comparison round failed; the next one tries again"),
+                }
+            }
+            _ = &mut deadline => { info!("--duration reached; stopping"); break; }
+            _ = tokio::signal::ctrl_c() => { info!("SIGINT; stopping"); break; }
+            _ = terminate.recv() => { info!("SIGTERM; stopping"); break; }
+        }
+    }
+    listeners.stop().await;
+    Ok(())
 }

@@ -2,17 +2,14 @@
 //! only), and TCP when asked for. Health (`grpc.health.v1`) and server reflection are served
 //! beside `herd.v1.NodeService`, with limits on message sizes and concurrent streams.
 
-use std::{
-    io,
-    net::SocketAddr,
-    os::unix::fs::{FileTypeExt as _, PermissionsExt as _},
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{io, net::SocketAddr, path::PathBuf, time::Duration};
 
-use herd_proto::herd::v1::{FILE_DESCRIPTOR_SET, node_service_server::NodeServiceServer};
+use herd_proto::{
+    herd::v1::{FILE_DESCRIPTOR_SET, node_service_server::NodeServiceServer},
+    uds::BindError,
+};
 use thiserror::Error;
-use tokio::{net::UnixListener, sync::watch, task::JoinHandle};
+use tokio::{sync::watch, task::JoinHandle};
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::Server;
 use tracing::{info, warn};
@@ -74,7 +71,14 @@ impl ApiServer {
             socket: None,
         };
         if let Some(path) = &config.socket {
-            let listener = bind_socket(path).await?;
+            let listener = herd_proto::uds::bind(path).await.map_err(|err| match err {
+                BindError::InUse(path) => ApiError::SocketInUse(path),
+                BindError::NotASocket(path) => ApiError::NotASocket(path),
+                BindError::Io(source) => ApiError::Socket {
+                    path: path.clone(),
+                    source,
+                },
+            })?;
             server.socket = Some(path.clone());
             info!(socket = %path.display(), "serving herd.v1.NodeService on the unix socket (root only)");
             let router = router(&state)?;
@@ -162,37 +166,4 @@ fn router(state: &SharedState) -> Result<tonic::transport::server::Router, ApiEr
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(node))
-}
-
-/// A fresh socket at `path`, mode 0600 from the start: the umask is narrowed around the bind
-/// so that the socket is never open to others, even for an instant.
-async fn bind_socket(path: &Path) -> Result<UnixListener, ApiError> {
-    let err = |source| ApiError::Socket {
-        path: path.to_owned(),
-        source,
-    };
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            if tokio::net::UnixStream::connect(path).await.is_ok() {
-                return Err(ApiError::SocketInUse(path.to_owned()));
-            }
-            // Left by an agent that did not stop cleanly.
-            std::fs::remove_file(path).map_err(err)?;
-        }
-        Ok(_) => return Err(ApiError::NotASocket(path.to_owned())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(err(e)),
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    // SAFETY: umask only swaps the process's file-creation mask; restored right after.
-    let previous = unsafe { libc::umask(0o177) };
-    let bound = UnixListener::bind(path);
-    // SAFETY: as above.
-    unsafe { libc::umask(previous) };
-    let listener = bound.map_err(err)?;
-    // The mode is the access control: make sure of it whatever the umask gave.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    Ok(listener)
 }

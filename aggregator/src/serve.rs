@@ -1,0 +1,143 @@
+//! Where the aggregator listens: a root-only unix socket and, when asked for, TCP; health
+//! and reflection beside its services.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use herd_proto::herd::v1::{
+    FILE_DESCRIPTOR_SET, aggregator_service_server::AggregatorServiceServer,
+    cluster_service_server::ClusterServiceServer,
+};
+use thiserror::Error;
+use tokio::{sync::watch, task::JoinHandle};
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::transport::{Server, server::Router};
+use tracing::{info, warn};
+
+use crate::service::{ClusterApi, MAX_SUMMARY_BYTES};
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error("cannot serve on the socket {path}: {source}")]
+    Socket {
+        path: PathBuf,
+        #[source]
+        source: herd_proto::uds::BindError,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Tcp {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the reflection service cannot read herd.v1's descriptor set: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// The aggregator's services with health and reflection, as one router.
+pub fn router(api: &ClusterApi) -> Result<Router, ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    tokio::spawn(async move {
+        health
+            .set_serving::<ClusterServiceServer<ClusterApi>>()
+            .await;
+        health
+            .set_serving::<AggregatorServiceServer<ClusterApi>>()
+            .await;
+    });
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    // grpcurl speaks v1; Python's grpcio-reflection and older tools v1alpha.
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    Ok(Server::builder()
+        .max_concurrent_streams(1024)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(
+            AggregatorServiceServer::new(api.clone()).max_decoding_message_size(MAX_SUMMARY_BYTES),
+        )
+        .add_service(ClusterServiceServer::new(api.clone())))
+}
+
+pub struct Listeners {
+    tasks: Vec<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    socket: Option<PathBuf>,
+}
+
+impl Listeners {
+    pub async fn start(
+        api: &ClusterApi,
+        socket: Option<PathBuf>,
+        listen: Option<SocketAddr>,
+    ) -> Result<Self, ServeError> {
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        if let Some(path) = &socket {
+            let listener =
+                herd_proto::uds::bind(path)
+                    .await
+                    .map_err(|source| ServeError::Socket {
+                        path: path.clone(),
+                        source,
+                    })?;
+            info!(socket = %path.display(), "serving herd.v1 ClusterService and AggregatorService (root only)");
+            let router = router(api)?;
+            let stopped = stopped.clone();
+            tasks.push(tokio::spawn(async move {
+                let incoming = UnixListenerStream::new(listener);
+                if let Err(err) = router
+                    .serve_with_incoming_shutdown(incoming, wait(stopped))
+                    .await
+                {
+                    warn!(%err, "the unix socket listener stopped");
+                }
+            }));
+        }
+        if let Some(addr) = listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Tcp { addr, source })?;
+            warn!(
+                bound = %listener.local_addr().unwrap_or(addr),
+                "serving on TCP without TLS, as --insecure asks: anyone who reaches this \
+                 address can push summaries and read the findings"
+            );
+            let router = router(api)?;
+            tasks.push(tokio::spawn(async move {
+                let incoming = TcpListenerStream::new(listener);
+                if let Err(err) = router
+                    .serve_with_incoming_shutdown(incoming, wait(stopped))
+                    .await
+                {
+                    warn!(%err, "the TCP listener stopped");
+                }
+            }));
+        }
+        Ok(Self {
+            tasks,
+            stop,
+            socket,
+        })
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+        if let Some(path) = self.socket {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+async fn wait(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
