@@ -298,6 +298,7 @@ fn serve(
         let config = ApiConfig {
             socket: Some(socket),
             listen: None,
+            cluster: None,
         };
         let api = match ApiServer::start(&config, state.clone()).await {
             Ok(api) => api,

@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod backoff;
 pub mod collect;
 /// The detector lives in its own crate, shared with the aggregator.
 pub use herd_detect as detect;
@@ -15,4 +16,5 @@ pub mod host;
 pub mod metrics;
 pub mod pipeline;
 pub mod replay;
+pub mod summary;
 pub mod telemetry;

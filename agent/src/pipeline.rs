@@ -30,6 +30,13 @@ pub enum PipelineError {
     Frames(#[from] FrameError),
 }
 
+/// What one window gave.
+pub struct Window {
+    pub report: WindowReport,
+    /// Every judged container's features, in the detector's order.
+    pub observations: Vec<Observation>,
+}
+
 /// The per-window state of the node: open counter files, previous readings, baselines.
 pub struct Pipeline {
     node: String,
@@ -83,13 +90,13 @@ impl Pipeline {
     }
 
     /// Reads every container, scores the window, records the frame; returns what the
-    /// detector found. `ebpf` is `None` when eBPF is not available.
+    /// detector found and what it was given. `ebpf` is `None` when eBPF is not available.
     pub fn window(
         &mut self,
         table: &ContainerTable,
         ebpf: Option<&SignalSample>,
         at: SystemTime,
-    ) -> Result<WindowReport, PipelineError> {
+    ) -> Result<Window, PipelineError> {
         let now = Instant::now();
         let elapsed = now.duration_since(self.last);
         self.last = now;
@@ -141,7 +148,11 @@ impl Pipeline {
                 }),
             )?;
         }
-        Ok(self.detector.observe(at, &observations)?)
+        let report = self.detector.observe(at, &observations)?;
+        Ok(Window {
+            report,
+            observations,
+        })
     }
 }
 

@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 use crate::{
     alerts::alert::alert_of,
     api::findings_log::FindingRecord,
+    backoff::Backoff,
     detect::{Finding, WindowReport},
 };
 
@@ -152,7 +153,7 @@ async fn run(
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let lifetime = config.resend * 4;
     let mut failing = false;
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = Backoff::new(Duration::from_secs(1), config.resend);
     loop {
         let (body, resolved) = {
             let outbox = outbox.lock().unwrap_or_else(|e| e.into_inner());
@@ -179,7 +180,7 @@ async fn run(
                     // Only those sent: more may have closed meanwhile.
                     let sent = resolved.min(outbox.resolved.len());
                     outbox.resolved.drain(..sent);
-                    backoff = Duration::from_secs(1);
+                    backoff.reset();
                     config.resend
                 }
                 Err(err) => {
@@ -187,9 +188,7 @@ async fn run(
                         warn!("{err}; retrying with backoff, holding the open findings' alerts");
                         failing = true;
                     }
-                    let wait = jittered(backoff);
-                    backoff = (backoff * 2).min(config.resend);
-                    wait
+                    backoff.next_wait()
                 }
             }
         };
@@ -227,31 +226,4 @@ async fn post(
         status: status.as_u16(),
         body,
     })
-}
-
-/// `base` ± 20 %, so that many agents that lost Alertmanager together do not come back in
-/// step.
-fn jittered(base: Duration) -> Duration {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
-    let factor = 0.8 + 0.4 * f64::from(nanos % 1000) / 1000.0;
-    base.mul_f64(factor)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_stays_within_a_fifth() {
-        for _ in 0..100 {
-            let d = jittered(Duration::from_secs(10));
-            assert!(
-                d >= Duration::from_secs(8) && d <= Duration::from_secs(12),
-                "{d:?}"
-            );
-        }
-    }
 }

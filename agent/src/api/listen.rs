@@ -4,8 +4,12 @@
 
 use std::{io, net::SocketAddr, path::PathBuf, time::Duration};
 
+use herd_aggregator::service::ClusterApi;
 use herd_proto::{
-    herd::v1::{FILE_DESCRIPTOR_SET, node_service_server::NodeServiceServer},
+    herd::v1::{
+        FILE_DESCRIPTOR_SET, cluster_service_server::ClusterServiceServer,
+        node_service_server::NodeServiceServer,
+    },
     uds::BindError,
 };
 use thiserror::Error;
@@ -23,12 +27,14 @@ pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 /// Concurrent streams per connection (each watch is one).
 pub const MAX_STREAMS: u32 = 32;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApiConfig {
     /// The unix socket; `None` serves no socket.
     pub socket: Option<PathBuf>,
     /// A TCP address to serve on as well.
     pub listen: Option<SocketAddr>,
+    /// The cluster view of an aggregator running in this process (standalone mode).
+    pub cluster: Option<ClusterApi>,
 }
 
 #[derive(Debug, Error)]
@@ -81,7 +87,7 @@ impl ApiServer {
             })?;
             server.socket = Some(path.clone());
             info!(socket = %path.display(), "serving herd.v1.NodeService on the unix socket (root only)");
-            let router = router(&state)?;
+            let router = router(&state, config.cluster.as_ref())?;
             let stopped = stopped.clone();
             server.tasks.push(tokio::spawn(async move {
                 let incoming = UnixListenerStream::new(listener);
@@ -103,7 +109,7 @@ impl ApiServer {
                 "serving herd.v1.NodeService on TCP without TLS, as --insecure asks: anyone \
                  who reaches this address can read the findings"
             );
-            let router = router(&state)?;
+            let router = router(&state, config.cluster.as_ref())?;
             server.tasks.push(tokio::spawn(async move {
                 let incoming = TcpListenerStream::new(listener);
                 if let Err(err) = router
@@ -139,7 +145,10 @@ async fn wait(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }
 
-fn router(state: &SharedState) -> Result<tonic::transport::server::Router, ApiError> {
+fn router(
+    state: &SharedState,
+    cluster: Option<&ClusterApi>,
+) -> Result<tonic::transport::server::Router, ApiError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     let node = NodeServiceServer::new(NodeApi::new(state.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES)
@@ -165,5 +174,6 @@ fn router(state: &SharedState) -> Result<tonic::transport::server::Router, ApiEr
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(node))
+        .add_service(node)
+        .add_optional_service(cluster.map(|api| ClusterServiceServer::new(api.clone()))))
 }

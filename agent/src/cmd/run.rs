@@ -29,7 +29,9 @@ use herd_agent::{
     host::{self, Host, HostPaths, Tracefs},
     metrics::{MetricsLimits, MetricsServer, NodeMetrics, WindowTimes},
     pipeline::Pipeline,
+    summary::{Health, SenderConfig, SummaryBuilder, SummarySender},
 };
+use herd_aggregator::{Aggregator, AggregatorConfig, SharedAggregator, service::ClusterApi};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
@@ -87,6 +89,14 @@ pub struct RunArgs {
     /// How often firing alerts are re-sent to Alertmanager; each lapses after four of these.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     alert_resend: Duration,
+    /// Send each window's summary to this aggregator (http://host:port or unix:///path).
+    /// Without it the agent runs the aggregator in its own process (standalone) and serves
+    /// its cluster view too.
+    #[arg(long, env = "HERD_AGGREGATOR")]
+    aggregator: Option<String>,
+    /// Summaries kept while the aggregator is away; the oldest are dropped past this.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    summary_queue: u32,
     /// Finding changes a watcher may fall behind before it is dropped.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     watch_queue: u32,
@@ -182,10 +192,33 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             ..LogLimits::default()
         },
     );
+    let mut summaries = SummaryBuilder::new(node.clone(), args.interval, features::names());
+    let upstream = match &args.aggregator {
+        Some(url) => Upstream::Remote(SummarySender::start(SenderConfig {
+            url: url.clone(),
+            queue: args.summary_queue as usize,
+            max_backoff: Duration::from_secs(60),
+        })),
+        None => {
+            info!("no --aggregator: running the aggregator in this process (standalone)");
+            Upstream::Standalone(SharedAggregator::new(Aggregator::new(
+                AggregatorConfig {
+                    // One node's summaries come every window: it is silent after three.
+                    expiry: args.interval * 3,
+                    ..AggregatorConfig::default()
+                },
+                None,
+            )?))
+        }
+    };
     let api = ApiServer::start(
         &ApiConfig {
             socket: (!args.socket.is_empty()).then(|| PathBuf::from(&args.socket)),
             listen: args.listen,
+            cluster: match &upstream {
+                Upstream::Standalone(aggregator) => Some(ClusterApi::new(aggregator.clone())),
+                Upstream::Remote(_) => None,
+            },
         },
         state.clone(),
     )
@@ -214,6 +247,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .lock()
         .after_poll(discovery.table(), runtime_state(&discovery));
     let mut finding_log = findings::FindingLogger::default();
+    let mut discovery_errors = 0u64;
     let mut windows =
         tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
     windows.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -262,6 +296,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
                 if !discovery.runtime_up() {
                     metrics.discovery_failed();
+                    discovery_errors += 1;
                 }
                 state.lock().after_poll(discovery.table(), runtime_state(&discovery));
             }
@@ -270,12 +305,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 let containers = discovery.table();
                 let at = SystemTime::now();
                 let started = std::time::Instant::now();
-                let report = pipeline.window(containers, sample.as_ref(), at)?;
-                finding_log.log(&report, containers);
+                let window = pipeline.window(containers, sample.as_ref(), at)?;
+                let report = &window.report;
+                finding_log.log(report, containers);
                 let mut shared = state.lock();
-                shared.after_window(at, containers, &report);
+                shared.after_window(at, containers, report);
                 metrics.after_window(
-                    &report,
+                    report,
                     containers,
                     &shared.facts.features,
                     shared.findings.open(),
@@ -284,9 +320,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                         window: started.elapsed(),
                     },
                 );
+                let open = shared.findings.watch().0;
                 drop(shared);
+                let summary = summaries.build(
+                    at,
+                    containers,
+                    &window,
+                    open,
+                    Health {
+                        collection: pipeline.collection_time(),
+                        ebpf_loaded: sampler.is_some(),
+                        runtime_connected: discovery.runtime_up(),
+                        discovery_errors,
+                        summaries_dropped: upstream.dropped(),
+                    },
+                );
+                upstream.send(summary, at);
                 if let Some(alerts) = &alerts {
-                    alerts.after_window(&report, |entity| {
+                    alerts.after_window(report, |entity| {
                         containers
                             .get(entity)
                             .map_or((None, None), |c| (c.name.clone(), c.image.clone()))
@@ -314,6 +365,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     }
+    // The last summary goes out before the API and the programs.
+    upstream.stop().await;
     api.stop(&state).await;
     if let Some(server) = metrics_server {
         server.stop();
@@ -324,6 +377,43 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     drop(programs);
     drop(tracefs);
     Ok(())
+}
+
+/// Where summaries go: an aggregator elsewhere, or the one in this process.
+enum Upstream {
+    Remote(SummarySender),
+    Standalone(SharedAggregator),
+}
+
+impl Upstream {
+    fn send(&self, summary: herd_proto::herd::v1::NodeSummary, at: SystemTime) {
+        match self {
+            Self::Remote(sender) => sender.push(summary),
+            Self::Standalone(aggregator) => {
+                let mut aggregator = aggregator.lock();
+                // Its own summary is whole by construction; a refusal is a bug to see.
+                if let Err(err) = aggregator.ingest(summary, at) {
+                    warn!(%err, "the in-process aggregator refused this node's summary");
+                }
+                if let Err(err) = aggregator.round(at) {
+                    warn!(%err, "the in-process aggregator's round failed");
+                }
+            }
+        }
+    }
+
+    fn dropped(&self) -> u64 {
+        match self {
+            Self::Remote(sender) => sender.dropped(),
+            Self::Standalone(_) => 0,
+        }
+    }
+
+    async fn stop(self) {
+        if let Self::Remote(sender) = self {
+            sender.stop(Duration::from_secs(2)).await;
+        }
+    }
 }
 
 fn runtime_state(discovery: &Discovery) -> RuntimeState {
