@@ -63,6 +63,20 @@ pub struct Aggregator {
     comparisons: Comparisons,
     findings: FindingBook,
     rounds: u64,
+    /// The detectors' finding ids → the id a finding kept from before a restart.
+    continued: HashMap<String, String>,
+    /// Open findings of this aggregator from its store, not yet seen again by a detector
+    /// (which start afresh after a restart): closed if not seen again within a while.
+    restored: HashMap<String, String>,
+}
+
+/// Rounds after a restart within which a detector confirms a restored finding: its warm-up
+/// and a few windows more.
+const CONFIRM_ROUNDS: u64 = 20;
+
+/// What a finding is about, whatever its id: the same key means the same finding.
+fn subject_key(kind: i32, node: &str, domain: &str, container_id: &str) -> String {
+    format!("{kind}|{node}|{domain}|{container_id}")
 }
 
 impl Aggregator {
@@ -70,12 +84,25 @@ impl Aggregator {
         config: AggregatorConfig,
         store: Option<(Store, Vec<pb::Finding>)>,
     ) -> Result<Self, DetectError> {
+        let findings = FindingBook::new(config.limits, store);
+        let restored = findings
+            .open()
+            .filter(|f| f.source == SOURCE && f.kind != pb::FindingKind::NodeSilent as i32)
+            .map(|f| {
+                (
+                    subject_key(f.kind, &f.node, &f.domain, &f.container_id),
+                    f.id.clone(),
+                )
+            })
+            .collect();
         Ok(Self {
             comparisons: Comparisons::new(config.detect.clone())?,
-            findings: FindingBook::new(config.limits, store),
+            findings,
             nodes: NodeBook::default(),
             config,
             rounds: 0,
+            continued: HashMap::new(),
+            restored,
         })
     }
 
@@ -120,6 +147,12 @@ impl Aggregator {
         let identities = self.identities();
         for round in self.comparisons.run(now, &self.nodes, &open_domains)? {
             self.take(round.kind, &round.report, &identities, now);
+        }
+        if self.rounds == CONFIRM_ROUNDS {
+            // Restored findings no detector found again: what they saw is over.
+            for (_, id) in std::mem::take(&mut self.restored) {
+                self.findings.close(&id, now);
+            }
         }
         self.findings.commit(now);
 
@@ -238,11 +271,31 @@ impl Aggregator {
                 message.container_id.clear();
                 message.summary = summary(kind, finding);
             }
+            // The same finding as one open before a restart: it goes on under its old id.
+            let key = subject_key(
+                message.kind,
+                &message.node,
+                &message.domain,
+                &message.container_id,
+            );
+            if let Some(old) = self.restored.remove(&key) {
+                self.continued.insert(finding.id.clone(), old);
+            }
+            if let Some(old) = self.continued.get(&finding.id) {
+                if let Some(known) = self.findings.get_open(old) {
+                    message.opened = known.opened;
+                    message.peak_score = message.peak_score.max(known.peak_score);
+                }
+                message.id.clone_from(old);
+            }
             self.findings.upsert(message);
         }
         for finding in &report.closed {
-            self.findings
-                .close(&finding.id, finding.closed.unwrap_or(now));
+            let id = self
+                .continued
+                .remove(&finding.id)
+                .unwrap_or_else(|| finding.id.clone());
+            self.findings.close(&id, finding.closed.unwrap_or(now));
         }
     }
 
@@ -407,6 +460,7 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     use super::*;
+    use crate::store::Store;
 
     const FEATURES: [&str; 2] = ["cpu_usage_cores", "memory_working_set"];
     const WEB: &str = "shop/Deployment/web/app";
@@ -553,6 +607,55 @@ mod tests {
         assert!(open(&aggregator, pb::FindingKind::NodePeers).is_empty());
         let closed = aggregator.findings().all();
         assert_eq!(closed[0].closed, Some(convert::timestamp(at(2))));
+    }
+
+    #[test]
+    fn a_finding_open_before_a_restart_goes_on_under_its_id_or_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |aggregator: &mut Aggregator, rounds: std::ops::Range<u64>, stray: bool| {
+            for round in rounds {
+                for node in 0..5 {
+                    let cpu = if stray && node == 3 && round >= 5 {
+                        0.9
+                    } else {
+                        0.1
+                    };
+                    aggregator
+                        .ingest(summary(node, round, cpu), at(round))
+                        .unwrap();
+                }
+                aggregator.round(at(round)).unwrap();
+            }
+        };
+        let store = || Some(Store::open(dir.path()).unwrap());
+        let config = AggregatorConfig {
+            detect: DetectConfig {
+                warmup: 3,
+                ..AggregatorConfig::default().detect
+            },
+            ..AggregatorConfig::default()
+        };
+        let first = {
+            let mut aggregator = Aggregator::new(config.clone(), store()).unwrap();
+            run(&mut aggregator, 0..10, true);
+            open(&aggregator, pb::FindingKind::ClusterReplica)
+        };
+        assert_eq!(first.len(), 1);
+        // Restarted: the stray is found again, under the id it had.
+        let mut aggregator = Aggregator::new(config.clone(), store()).unwrap();
+        assert_eq!(open(&aggregator, pb::FindingKind::ClusterReplica), first);
+        run(&mut aggregator, 10..20, true);
+        let again = open(&aggregator, pb::FindingKind::ClusterReplica);
+        assert_eq!(again.len(), 1, "{again:#?}");
+        assert_eq!(
+            (&again[0].id, again[0].opened),
+            (&first[0].id, first[0].opened)
+        );
+        // Restarted once more after the fault is over: the restored finding closes.
+        drop(aggregator);
+        let mut aggregator = Aggregator::new(config, store()).unwrap();
+        run(&mut aggregator, 20..(20 + CONFIRM_ROUNDS + 1), false);
+        assert!(open(&aggregator, pb::FindingKind::ClusterReplica).is_empty());
     }
 
     #[test]
