@@ -51,8 +51,7 @@ fn the_api_shows_a_stray_replica_from_opening_to_close() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let result = runtime.block_on(scenario(&python));
-    // The lab goes down pass or fail.
-    let down = runtime.block_on(lab::down());
+    let down = runtime.block_on(lab::down_unless_taken(&result));
     result?;
     down?;
     Ok(())

@@ -85,7 +85,7 @@ fn a_stray_replica_reaches_the_journal_and_prometheus() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let result = runtime.block_on(scenario());
-    let down = runtime.block_on(lab::down());
+    let down = runtime.block_on(lab::down_unless_taken(&result));
     result?;
     down?;
     Ok(())

@@ -182,6 +182,15 @@ pub async fn down() -> Result<(), LabError> {
     cleanup::teardown(&LabPaths::default()).await
 }
 
+/// After a test: the lab goes down pass or fail, unless the test failed because it found a
+/// lab up already, which is someone else's.
+pub async fn down_unless_taken(result: &anyhow::Result<()>) -> Result<(), LabError> {
+    let taken = result
+        .as_ref()
+        .is_err_and(|err| matches!(err.downcast_ref::<LabError>(), Some(LabError::AlreadyUp(_))));
+    if taken { Ok(()) } else { down().await }
+}
+
 /// What the lab left on this machine; empty when clean.
 pub fn leftovers() -> Leftovers {
     cleanup::leftovers(&LabPaths::default())

@@ -1,0 +1,333 @@
+//! The aggregator with a real agent in the lab, over TCP on loopback: the node's finding of
+//! a stray replica passes through marked by its source, and the aggregator's own
+//! cluster-wide comparison finds the replica too. Then the aggregator is killed with
+//! SIGKILL and restarted on the same store: the open findings are still there, the agent
+//! reconnects, the drop counters say what was lost, and the agent's memory did not grow
+//! while the aggregator was away. Last, the agent stops and its node goes silent. Root only;
+//! it takes the lab.
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail, ensure};
+use herd_proto::herd::v1::{self as pb, cluster_service_client::ClusterServiceClient};
+use herd_tests::{
+    agent::AgentProcess,
+    built_binary,
+    lab::{self, Fault, FaultKind, Lab, LabSpec, Workload},
+    require_root,
+};
+use tonic::transport::Channel;
+
+const FAULTY_REPLICA: u32 = 2;
+const FAULT_AFTER_SECS: u64 = 30;
+const FAULT_SECS: u64 = 150;
+const EXPIRY_SECS: u64 = 8;
+const STEADY_LOAD: [&str; 10] = [
+    "stress-ng",
+    "--cpu",
+    "1",
+    "--cpu-load",
+    "5",
+    "--cpu-load-slice",
+    "5",
+    "--timeout",
+    "0",
+    "--quiet",
+];
+
+#[test]
+fn the_aggregator_finds_the_stray_and_keeps_it_through_a_crash() -> anyhow::Result<()> {
+    require_root();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(scenario());
+    let down = runtime.block_on(lab::down_unless_taken(&result));
+    result?;
+    down?;
+    Ok(())
+}
+
+/// A `herd-aggregator` process on a store directory, killed when dropped.
+struct AggregatorProcess {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl AggregatorProcess {
+    async fn start(dir: &Path, port: u16) -> anyhow::Result<Self> {
+        let socket = dir.join("aggregator.sock");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("aggregator.log"))?;
+        let child = Command::new(built_binary("herd-aggregator")?)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args([
+                "--window",
+                "2s",
+                "--node-expiry",
+                &format!("{EXPIRY_SECS}s"),
+            ])
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--insecure"])
+            .args(["--duration", "10m"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting herd-aggregator")?;
+        let aggregator = Self { child, socket };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while aggregator.client().await.is_err() {
+            ensure!(
+                Instant::now() < deadline,
+                "the aggregator did not come up in 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(aggregator)
+    }
+
+    async fn client(&self) -> anyhow::Result<ClusterServiceClient<Channel>> {
+        Ok(ClusterServiceClient::new(
+            herd_proto::uds::connect(&self.socket).await?,
+        ))
+    }
+
+    fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for AggregatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn open_findings(
+    client: &mut ClusterServiceClient<Channel>,
+) -> anyhow::Result<Vec<pb::Finding>> {
+    Ok(client
+        .list_findings(pb::ListFindingsRequest {
+            state: pb::FindingState::Open as i32,
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .findings)
+}
+
+/// Polls `check` every second until it gives a value or `within` runs out.
+async fn eventually<T>(
+    within: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn scenario() -> anyhow::Result<()> {
+    let spec = LabSpec::new().workload(
+        Workload::deployment("web")
+            .namespace("shop")
+            .replicas(5)
+            .cpu_millis(500)
+            .memory_mib(64)
+            .command(STEADY_LOAD)
+            .fault(
+                Fault::new(FAULTY_REPLICA, FaultKind::CpuHog)
+                    .after_secs(FAULT_AFTER_SECS)
+                    .for_secs(FAULT_SECS),
+            ),
+    );
+    let lab = Lab::up(&spec).await?;
+    let faulty = lab
+        .pods()
+        .await?
+        .into_iter()
+        .find(|p| {
+            p.annotations.get("herd.lab/replica").map(String::as_str)
+                == Some(&FAULTY_REPLICA.to_string())
+        })
+        .context("the faulty replica's pod")?
+        .name;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/herd-aggregator-test");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut aggregator = AggregatorProcess::start(&dir, port).await?;
+    let socket = lab.socket();
+    let agent = AgentProcess::start(
+        &built_binary("herd-agent")?,
+        &dir.join("agent"),
+        &[
+            "--interval",
+            "2s",
+            "--discovery-interval",
+            "1s",
+            "--min-age",
+            "0s",
+            "--aggregator",
+            &format!("http://127.0.0.1:{port}"),
+            "--summary-queue",
+            "3",
+            "--duration",
+            "10m",
+            "--runtime-socket",
+            socket.to_str().context("lab socket")?,
+        ],
+    )
+    .await?;
+    let outcome = checks(&mut aggregator, agent, &dir, port, &faulty).await;
+    if outcome.is_err() {
+        eprintln!(
+            "the aggregator's log:\n{}",
+            std::fs::read_to_string(dir.join("aggregator.log")).unwrap_or_default()
+        );
+    }
+    drop(aggregator);
+    lab.down().await?;
+    outcome
+}
+
+async fn checks(
+    aggregator: &mut AggregatorProcess,
+    agent: AgentProcess,
+    dir: &Path,
+    port: u16,
+    faulty: &str,
+) -> anyhow::Result<()> {
+    let mut client = aggregator.client().await?;
+    // Both the node's finding (passed through) and the aggregator's own.
+    let (node_finding, replica) = eventually(
+        Duration::from_secs(FAULT_AFTER_SECS + 60),
+        "both findings of the stray",
+        async || {
+            let open = open_findings(&mut client).await?;
+            let of_kind = |kind: pb::FindingKind| {
+                open.iter()
+                    .find(|f| f.kind == kind as i32 && f.pod == faulty)
+                    .cloned()
+            };
+            Ok(of_kind(pb::FindingKind::NodePeers).zip(of_kind(pb::FindingKind::ClusterReplica)))
+        },
+    )
+    .await
+    .map_err(|err| anyhow::anyhow!("{err}; agent log:\n{}", agent.log_text()))?;
+    ensure!(node_finding.source.starts_with("node "), "{node_finding:?}");
+    ensure!(replica.source == "aggregator", "{replica:?}");
+    let wrong: Vec<String> = open_findings(&mut client)
+        .await?
+        .into_iter()
+        .filter(|f| !f.pod.is_empty() && f.pod != faulty)
+        .map(|f| f.summary)
+        .collect();
+    ensure!(wrong.is_empty(), "findings on healthy pods: {wrong:?}");
+
+    // The aggregator dies; the agent keeps its last few summaries and no more.
+    let rss_before = agent.rss_kib().context("the agent's RSS")?;
+    aggregator.kill()?;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let rss_away = agent.rss_kib().context("the agent's RSS")?;
+    *aggregator = AggregatorProcess::start(dir, port).await?;
+    let mut client = aggregator.client().await?;
+    let restored = open_findings(&mut client).await?;
+    ensure!(
+        restored.iter().any(|f| f.id == replica.id)
+            && restored.iter().any(|f| f.id == node_finding.id),
+        "after the restart the open findings are gone: {restored:#?}"
+    );
+    let node = eventually(
+        Duration::from_secs(30),
+        "the agent reconnects",
+        async || {
+            let nodes = client
+                .list_nodes(pb::ListNodesRequest {})
+                .await?
+                .into_inner()
+                .nodes;
+            Ok(nodes.into_iter().find(|n| {
+                n.summaries > 1 && n.health.as_ref().is_some_and(|h| h.summaries_dropped > 0)
+            }))
+        },
+    )
+    .await?;
+    // Away 20 s, two windows a summary queue of three: most summaries of that time were
+    // dropped, and the agent says how many. (The restarted aggregator cannot know.)
+    let dropped = node.health.as_ref().map_or(0, |h| h.summaries_dropped);
+    ensure!(
+        dropped >= 5,
+        "the agent reports {dropped} dropped summaries for 20 s away: {node:?}"
+    );
+    let rss_after = agent.rss_kib().context("the agent's RSS")?;
+    // Flat: within a tenth (and 2 MiB of allocator noise) of before the crash.
+    let limit = rss_before + (rss_before / 10).max(2048);
+    ensure!(
+        rss_away <= limit && rss_after <= limit,
+        "the agent grew while the aggregator was away: {rss_before} KiB → {rss_away} KiB → {rss_after} KiB"
+    );
+    // The stray is still found, under the id it had.
+    eventually(
+        Duration::from_secs(60),
+        "the replica finding confirmed after the restart",
+        async || {
+            let open = open_findings(&mut client).await?;
+            Ok(open
+                .iter()
+                .find(|f| {
+                    let at = |f: &pb::Finding| f.updated.as_ref().map(|t| (t.seconds, t.nanos));
+                    f.id == replica.id && at(f) > at(&replica)
+                })
+                .cloned())
+        },
+    )
+    .await?;
+
+    // The agent stops: its node goes silent.
+    let node_name = node.node.clone();
+    let status = agent.stop()?;
+    ensure!(status.success(), "the agent exited with {status}");
+    let silent = eventually(
+        Duration::from_secs(EXPIRY_SECS + 20),
+        "a node-silent finding",
+        async || {
+            let open = open_findings(&mut client).await?;
+            Ok(open
+                .into_iter()
+                .find(|f| f.kind == pb::FindingKind::NodeSilent as i32 && f.node == node_name))
+        },
+    )
+    .await?;
+    ensure!(silent.source == "aggregator");
+    let nodes = client
+        .list_nodes(pb::ListNodesRequest {})
+        .await?
+        .into_inner()
+        .nodes;
+    ensure!(
+        nodes.iter().any(|n| n.node == node_name && n.silent),
+        "ListNodes does not show the node silent: {nodes:?}"
+    );
+    Ok(())
+}
