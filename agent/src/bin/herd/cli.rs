@@ -3,18 +3,18 @@
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use herd_proto::herd::v1::{FindingState, Severity};
+use herd_proto::herd::v1::{FindingKind, FindingState, Severity};
 
 use crate::connect::{DEFAULT_SERVER, Server};
 
 /// Shown apart from each command's own options in every command's help.
 const GLOBAL: &str = "Global options";
 
-/// Ask the Herd agent on a node what it watches and what it has found.
+/// Ask a Herd agent what it watches on its node, or the aggregator what the cluster has found.
 #[derive(Parser, Debug)]
 #[command(name = "herd", version)]
 pub struct Cli {
-    /// The agent's API: unix:///PATH, a socket path, or http://HOST:PORT.
+    /// The agent's or the aggregator's API: unix:///PATH, a socket path, or http://HOST:PORT.
     #[arg(long, global = true, env = "HERD_SERVER", default_value = DEFAULT_SERVER,
           value_name = "ADDRESS", help_heading = GLOBAL)]
     pub server: Server,
@@ -37,20 +37,24 @@ pub enum Command {
     },
 }
 
-/// The commands that ask the agent.
+/// The commands that ask the server. `findings`, `watch` and `domain` take the cluster's
+/// view where the server has one and the node's otherwise; `nodes` needs the cluster's;
+/// `info`, `containers` and `explain` ask an agent.
 #[derive(Subcommand, Debug)]
 pub enum ApiCommand {
     /// Which agent this is, on which node, and what it can see there.
     Info,
     /// The containers the agent watches, with their latest score.
     Containers(Filters),
-    /// Open and recently closed findings, newest first.
+    /// Open and recently closed findings, newest first: the cluster's, or the node's.
     Findings(FindingsArgs),
     /// Findings open now, then every opening, update and close as it happens.
     Watch(WatchArgs),
+    /// The nodes that report to the aggregator, with their health.
+    Nodes,
     /// The evidence behind a container's score, window by window.
     Explain(ExplainArgs),
-    /// The members of a domain and each feature's statistics across them.
+    /// The members of a domain and each feature's statistics, per node on the cluster view.
     Domain {
         /// Domain name, as `herd containers` shows it: namespace/Kind/owner/container.
         name: String,
@@ -70,10 +74,23 @@ pub struct Filters {
     pub pod: Option<String>,
 }
 
+/// What only a finding has: where it is and what it compares.
+#[derive(Args, Debug)]
+pub struct FindingFilters {
+    /// Only findings on or about this node.
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Only findings of this kind.
+    #[arg(long, value_enum)]
+    pub kind: Option<KindArg>,
+}
+
 #[derive(Args, Debug)]
 pub struct FindingsArgs {
     #[command(flatten)]
     pub filters: Filters,
+    #[command(flatten)]
+    pub finding: FindingFilters,
     /// Only findings at least this severe.
     #[arg(long, value_enum)]
     pub severity: Option<SeverityArg>,
@@ -93,6 +110,8 @@ pub struct FindingsArgs {
 pub struct WatchArgs {
     #[command(flatten)]
     pub filters: Filters,
+    #[command(flatten)]
+    pub finding: FindingFilters,
     /// Only findings at least this severe.
     #[arg(long, value_enum)]
     pub severity: Option<SeverityArg>,
@@ -151,6 +170,33 @@ impl From<SeverityArg> for Severity {
         match severity {
             SeverityArg::Warning => Self::Warning,
             SeverityArg::Critical => Self::Critical,
+        }
+    }
+}
+
+/// What a finding compares; the help lists them in the order of `herd.v1.FindingKind`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KindArg {
+    /// A container against the other replicas of its workload on its node.
+    NodePeers,
+    /// A container against every replica of its workload in the cluster.
+    ClusterReplica,
+    /// A workload on one node against the same workload on the other nodes.
+    WorkloadNode,
+    /// A node where an unusual share of workloads stray.
+    SickNode,
+    /// A node whose agent stopped reporting.
+    NodeSilent,
+}
+
+impl From<KindArg> for FindingKind {
+    fn from(kind: KindArg) -> Self {
+        match kind {
+            KindArg::NodePeers => Self::NodePeers,
+            KindArg::ClusterReplica => Self::ClusterReplica,
+            KindArg::WorkloadNode => Self::WorkloadNode,
+            KindArg::SickNode => Self::SickNode,
+            KindArg::NodeSilent => Self::NodeSilent,
         }
     }
 }

@@ -1,9 +1,8 @@
-//! Where the agent listens (`--server`) and the channel to it.
+//! Where the agent or the aggregator listens (`--server`) and the channel to it.
 
 use std::{fmt, io, path::PathBuf, str::FromStr, time::Duration};
 
 use herd_agent::error_chain::caused_by;
-use herd_proto::herd::v1::node_service_client::NodeServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
 /// The agent's own socket, where `herd-agent` serves unless told otherwise.
@@ -85,8 +84,9 @@ pub enum ConnectError {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Dials `server` once, so that a missing agent is reported before any request is made.
-pub async fn connect(server: &Server) -> Result<NodeServiceClient<Channel>, ConnectError> {
-    let channel = match server {
+/// The channel carries either service: the server says which it has by answering.
+pub async fn connect(server: &Server) -> Result<Channel, ConnectError> {
+    Ok(match server {
         Server::Unix(path) => herd_proto::uds::connect(path).await.map_err(|err| {
             if caused_by(&err, io::ErrorKind::NotFound)
                 || caused_by(&err, io::ErrorKind::ConnectionRefused)
@@ -113,8 +113,7 @@ pub async fn connect(server: &Server) -> Result<NodeServiceClient<Channel>, Conn
                 .await
                 .map_err(no_server)?
         }
-    };
-    Ok(NodeServiceClient::new(channel))
+    })
 }
 
 /// The innermost cause: tonic's own text ("transport error") tells a person nothing.

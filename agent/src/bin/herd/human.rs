@@ -2,7 +2,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use herd_proto::herd::v1::{Basis, FeatureScore, FindingEventKind, FindingState, Severity};
+use herd_proto::herd::v1::{
+    Basis, FeatureScore, Finding, FindingEventKind, FindingKind, FindingState, Severity,
+};
 
 /// A duration in its two largest units, as kubectl shows them: `45s`, `5m3s`, `2h`, `3d4h`.
 pub fn duration(d: Duration) -> String {
@@ -144,6 +146,29 @@ pub fn event_kind(kind: i32) -> &'static str {
     }
 }
 
+/// What a finding compares, in one word: `peers`, `replica`, `workload`, `node`, `silent`.
+pub fn kind(kind: i32) -> &'static str {
+    match FindingKind::try_from(kind) {
+        // Before kinds, every finding was a node's comparison of peers.
+        Ok(FindingKind::Unspecified | FindingKind::NodePeers) => "peers",
+        Ok(FindingKind::ClusterReplica) => "replica",
+        Ok(FindingKind::WorkloadNode) => "workload",
+        Ok(FindingKind::SickNode) => "node",
+        Ok(FindingKind::NodeSilent) => "silent",
+        Err(_) => "unknown",
+    }
+}
+
+/// The node a finding is on or about: its `node`, or the one its source names; empty for
+/// a finding of the whole cluster.
+pub fn node(finding: &Finding) -> &str {
+    if finding.node.is_empty() {
+        finding.source.strip_prefix("node ").unwrap_or_default()
+    } else {
+        &finding.node
+    }
+}
+
 /// A protobuf timestamp as a `SystemTime`; `None` when unset or out of range.
 pub fn time(at: Option<&prost_types::Timestamp>) -> Option<SystemTime> {
     at.and_then(|at| SystemTime::try_from(*at).ok())
@@ -215,6 +240,42 @@ mod tests {
             driver(&top),
             "cpu_usage_cores 8.2 vs own history 0 (z 18.2)"
         );
+    }
+
+    #[test]
+    fn kinds_are_short_words_and_the_old_kind_is_peers() {
+        let words: Vec<&str> = [
+            FindingKind::Unspecified,
+            FindingKind::NodePeers,
+            FindingKind::ClusterReplica,
+            FindingKind::WorkloadNode,
+            FindingKind::SickNode,
+            FindingKind::NodeSilent,
+        ]
+        .into_iter()
+        .map(|k| kind(k as i32))
+        .collect();
+        assert_eq!(
+            words,
+            ["peers", "peers", "replica", "workload", "node", "silent"]
+        );
+        assert_eq!(kind(99), "unknown");
+    }
+
+    #[test]
+    fn a_finding_is_on_its_node_or_the_node_that_found_it() {
+        let mut finding = Finding {
+            source: "node node-2".to_owned(),
+            ..Finding::default()
+        };
+        assert_eq!(node(&finding), "node-2");
+        finding.node = "node-1".to_owned();
+        assert_eq!(node(&finding), "node-1");
+        let cluster = Finding {
+            source: "aggregator".to_owned(),
+            ..Finding::default()
+        };
+        assert_eq!(node(&cluster), "");
     }
 
     #[test]

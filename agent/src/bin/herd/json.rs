@@ -4,7 +4,8 @@
 
 use herd_proto::herd::v1::{
     Container, ExplainResponse, ExplainWindow, FeatureScore, FeatureStats, Finding, FindingEvent,
-    GetDomainResponse, GetInfoResponse, SignalStatus,
+    FindingKind, GetClusterDomainResponse, GetDomainResponse, GetInfoResponse, NodeDomainStats,
+    NodeStatus, SignalStatus,
 };
 use serde_json::{Value, json};
 
@@ -23,6 +24,19 @@ fn seconds(d: Option<&prost_types::Duration>) -> Value {
 /// `own history` in a table, `own_history` in a document.
 fn basis(basis: i32) -> String {
     human::basis(basis).replace(' ', "_")
+}
+
+/// The kind as `--kind` takes it, in snake case: `node_peers`, `cluster_replica`, …
+fn kind(kind: i32) -> &'static str {
+    match FindingKind::try_from(kind) {
+        // Before kinds, every finding was a node's comparison of peers.
+        Ok(FindingKind::Unspecified | FindingKind::NodePeers) => "node_peers",
+        Ok(FindingKind::ClusterReplica) => "cluster_replica",
+        Ok(FindingKind::WorkloadNode) => "workload_node",
+        Ok(FindingKind::SickNode) => "sick_node",
+        Ok(FindingKind::NodeSilent) => "node_silent",
+        Err(_) => "unknown",
+    }
 }
 
 pub fn info(info: &GetInfoResponse) -> Value {
@@ -95,7 +109,9 @@ fn feature_score(score: &FeatureScore) -> Value {
 pub fn finding(finding: &Finding) -> Value {
     json!({
         "id": finding.id,
-        "node": finding.node,
+        "kind": kind(finding.kind),
+        "source": finding.source,
+        "node": human::node(finding),
         "namespace": finding.namespace,
         "pod": finding.pod,
         "container": finding.container,
@@ -141,23 +157,66 @@ pub fn explain(explain: &ExplainResponse) -> Value {
     })
 }
 
+fn feature_stats(stats: &FeatureStats) -> Value {
+    json!({
+        "feature": stats.feature,
+        "median": stats.median,
+        "mad": stats.mad,
+        "members": stats.members,
+        "basis": basis(stats.basis),
+    })
+}
+
 pub fn domain(domain: &GetDomainResponse) -> Value {
-    let stats = |stats: &FeatureStats| {
+    json!({
+        "domain": domain.domain,
+        "at": time(domain.at.as_ref()),
+        "members": domain.members.iter().map(container).collect::<Vec<_>>(),
+        "features": domain.features.iter().map(feature_stats).collect::<Vec<_>>(),
+        "findings": domain.findings.iter().map(finding).collect::<Vec<_>>(),
+    })
+}
+
+/// The domain across the cluster: each node's statistics beside the cluster's.
+pub fn cluster_domain(domain: &GetClusterDomainResponse) -> Value {
+    let node = |node: &NodeDomainStats| {
         json!({
-            "feature": stats.feature,
-            "median": stats.median,
-            "mad": stats.mad,
-            "members": stats.members,
-            "basis": basis(stats.basis),
+            "node": node.node,
+            "members": node.members,
+            "features": node.features.iter().map(feature_stats).collect::<Vec<_>>(),
         })
     };
     json!({
         "domain": domain.domain,
         "at": time(domain.at.as_ref()),
         "members": domain.members.iter().map(container).collect::<Vec<_>>(),
-        "features": domain.features.iter().map(stats).collect::<Vec<_>>(),
+        "features": domain.features.iter().map(feature_stats).collect::<Vec<_>>(),
+        "nodes": domain.nodes.iter().map(node).collect::<Vec<_>>(),
         "findings": domain.findings.iter().map(finding).collect::<Vec<_>>(),
     })
+}
+
+pub fn nodes(nodes: &[NodeStatus]) -> Value {
+    let node = |node: &NodeStatus| {
+        json!({
+            "node": node.node,
+            "status": if node.silent { "silent" } else { "reporting" },
+            "last_seen": time(node.last_seen.as_ref()),
+            "agent_version": node.agent_version,
+            "open_findings": node.open_findings,
+            "summaries": node.summaries,
+            "summaries_lost": node.summaries_lost,
+            "health": node.health.as_ref().map(|health| json!({
+                "collection_seconds": seconds(health.collection.as_ref()),
+                "ebpf_loaded": health.ebpf_loaded,
+                "runtime_connected": health.runtime_connected,
+                "discovery_errors": health.discovery_errors,
+                "summaries_dropped": health.summaries_dropped,
+                "containers": health.containers,
+            })),
+        })
+    };
+    json!({ "nodes": nodes.iter().map(node).collect::<Vec<_>>() })
 }
 
 #[cfg(test)]
@@ -223,6 +282,67 @@ mod tests {
                 "basis": "own_history",
             }])
         );
+    }
+
+    #[test]
+    fn a_finding_says_what_it_compares_who_found_it_and_where() {
+        let doc = findings(&[
+            Finding {
+                kind: FindingKind::WorkloadNode as i32,
+                source: "aggregator".to_owned(),
+                node: "node-2".to_owned(),
+                ..Finding::default()
+            },
+            // From an agent before kinds: a node finding, on the node that found it.
+            Finding {
+                source: "node node-1".to_owned(),
+                ..Finding::default()
+            },
+        ]);
+        let found: Vec<(&str, &str, &str)> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["kind"].as_str().unwrap(),
+                    f["source"].as_str().unwrap(),
+                    f["node"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("workload_node", "aggregator", "node-2"),
+                ("node_peers", "node node-1", "node-1"),
+            ]
+        );
+    }
+
+    #[test]
+    fn nodes_say_whether_they_report() {
+        use herd_proto::herd::v1::NodeHealth;
+
+        let doc = nodes(&[NodeStatus {
+            node: "node-1".to_owned(),
+            last_seen: at(1_700_000_000),
+            agent_version: "0.2.0".to_owned(),
+            health: Some(NodeHealth {
+                containers: 12,
+                ..NodeHealth::default()
+            }),
+            open_findings: 2,
+            silent: true,
+            summaries: 90,
+            summaries_lost: 1,
+        }]);
+        let node = &doc["nodes"][0];
+        assert_eq!(node["node"], "node-1");
+        assert_eq!(node["status"], "silent");
+        assert_eq!(node["last_seen"], "2023-11-14T22:13:20Z");
+        assert_eq!(node["health"]["containers"], 12);
+        assert_eq!(node["summaries_lost"], 1);
     }
 
     #[test]

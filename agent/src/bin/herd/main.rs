@@ -1,4 +1,5 @@
-//! `herd`: the command-line client of the agent's node API, `herd.v1.NodeService`.
+//! `herd`: the command-line client of the agent's node API, `herd.v1.NodeService`, and of
+//! the cluster API, `herd.v1.ClusterService`, that the aggregator serves.
 //!
 //! Printing lives here, never in the agent: the server answers with messages, and this
 //! client turns them into tables for people or JSON for programs.

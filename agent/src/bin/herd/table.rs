@@ -3,8 +3,8 @@
 use std::{fmt::Write as _, time::SystemTime};
 
 use herd_proto::herd::v1::{
-    Container, ExplainResponse, FeatureScore, Finding, FindingEvent, FindingEventKind,
-    GetDomainResponse, GetInfoResponse,
+    Container, ExplainResponse, FeatureScore, FeatureStats, Finding, FindingEvent,
+    FindingEventKind, GetClusterDomainResponse, GetDomainResponse, GetInfoResponse, NodeStatus,
 };
 
 use crate::human;
@@ -27,6 +27,15 @@ impl Table {
 
     fn is_empty(&self) -> bool {
         self.rows.len() == 1
+    }
+
+    /// Characters in its widest line, unindented.
+    fn width(&self) -> usize {
+        self.render("")
+            .lines()
+            .map(|line| line.chars().count())
+            .max()
+            .unwrap_or(0)
     }
 
     /// The table's lines, each starting with `indent`.
@@ -78,6 +87,20 @@ fn who(namespace: &str, pod: &str, container: &str, id: &str) -> String {
     format!("{namespace}/{pod}/{container}")
 }
 
+/// What a finding is about: its container; else its workload, for a finding about a
+/// workload's share of a node; else `-`, for a finding about a node.
+fn subject(finding: &Finding) -> String {
+    if finding.pod.is_empty() && finding.container_id.is_empty() {
+        return or_dash(&finding.domain);
+    }
+    who(
+        &finding.namespace,
+        &finding.pod,
+        &finding.container,
+        &finding.container_id,
+    )
+}
+
 pub fn info(info: &GetInfoResponse, now: SystemTime) -> String {
     let span = |d| human::span(d).map_or_else(|| "-".to_owned(), human::duration);
     let ebpf = match &info.ebpf {
@@ -122,8 +145,20 @@ pub fn info(info: &GetInfoResponse, now: SystemTime) -> String {
     out
 }
 
-fn container_table(containers: &[Container], with_domain: bool) -> Table {
-    let mut header = vec![
+/// Which optional columns a table of containers has.
+#[derive(Clone, Copy)]
+struct ContainerColumns {
+    node: bool,
+    domain: bool,
+}
+
+fn container_table(containers: &[Container], columns: ContainerColumns) -> Table {
+    let mut header = if columns.node {
+        vec!["NODE"]
+    } else {
+        Vec::new()
+    };
+    header.extend([
         "NAMESPACE",
         "POD",
         "CONTAINER",
@@ -131,8 +166,8 @@ fn container_table(containers: &[Container], with_domain: bool) -> Table {
         "AGE",
         "SCORE",
         "STATUS",
-    ];
-    if with_domain {
+    ]);
+    if columns.domain {
         header.push("DOMAIN");
     }
     let mut table = Table::new(&header);
@@ -144,7 +179,12 @@ fn container_table(containers: &[Container], with_domain: bool) -> Table {
         } else {
             "ok"
         };
-        let mut row = vec![
+        let mut row = if columns.node {
+            vec![or_dash(&container.node)]
+        } else {
+            Vec::new()
+        };
+        row.extend([
             or_dash(&container.namespace),
             or_dash(&container.pod),
             or_dash(&container.name),
@@ -156,8 +196,8 @@ fn container_table(containers: &[Container], with_domain: bool) -> Table {
                 "-".to_owned()
             },
             status.to_owned(),
-        ];
-        if with_domain {
+        ]);
+        if columns.domain {
             row.push(or_dash(&container.domain));
         }
         table.push(row);
@@ -166,30 +206,63 @@ fn container_table(containers: &[Container], with_domain: bool) -> Table {
 }
 
 pub fn containers(containers: &[Container]) -> String {
-    let table = container_table(containers, true);
+    let table = container_table(
+        containers,
+        ContainerColumns {
+            node: false,
+            domain: true,
+        },
+    );
     if table.is_empty() {
         return "No containers.\n".to_owned();
     }
     table.render("")
 }
 
-fn finding_table(findings: &[Finding], now: SystemTime) -> Table {
-    let mut table = Table::new(&[
-        "ID",
-        "SEVERITY",
-        "STATE",
-        "NAMESPACE",
-        "POD",
-        "CONTAINER",
-        "OPENED",
-        "SCORE",
-        "TOP",
-    ]);
+/// `origin`: with KIND and NODE, for findings that may come from any node and comparison;
+/// without them for one container's findings on its own node.
+fn finding_table(findings: &[Finding], now: SystemTime, origin: bool) -> Table {
+    let header: &[&str] = if origin {
+        &[
+            "ID",
+            "KIND",
+            "SEVERITY",
+            "STATE",
+            "NODE",
+            "NAMESPACE",
+            "POD",
+            "CONTAINER",
+            "OPENED",
+            "SCORE",
+            "TOP",
+        ]
+    } else {
+        &[
+            "ID",
+            "SEVERITY",
+            "STATE",
+            "NAMESPACE",
+            "POD",
+            "CONTAINER",
+            "OPENED",
+            "SCORE",
+            "TOP",
+        ]
+    };
+    let mut table = Table::new(header);
     for finding in findings {
-        table.push(vec![
-            human::short_id(&finding.id, 8).to_owned(),
+        let mut row = vec![human::short_id(&finding.id, 8).to_owned()];
+        if origin {
+            row.push(human::kind(finding.kind).to_owned());
+        }
+        row.extend([
             human::severity(finding.severity).to_owned(),
             human::state(finding.state).to_owned(),
+        ]);
+        if origin {
+            row.push(or_dash(human::node(finding)));
+        }
+        row.extend([
             or_dash(&finding.namespace),
             or_dash(&finding.pod),
             or_dash(&finding.container),
@@ -200,12 +273,13 @@ fn finding_table(findings: &[Finding], now: SystemTime) -> Table {
                 .first()
                 .map_or_else(|| "-".to_owned(), human::driver),
         ]);
+        table.push(row);
     }
     table
 }
 
 pub fn findings(findings: &[Finding], now: SystemTime) -> String {
-    let table = finding_table(findings, now);
+    let table = finding_table(findings, now, true);
     if table.is_empty() {
         return "No findings.\n".to_owned();
     }
@@ -229,18 +303,46 @@ pub fn event(event: &FindingEvent) -> String {
         .first()
         .map_or_else(|| "-".to_owned(), human::driver);
     format!(
-        "{at}  {:<8}  {:<8}  {}  score {}  {top}  id {}",
+        "{at}  {:<8}  {:<8}  {:<8}  {}  {}  score {}  {top}  id {}",
         human::event_kind(event.kind),
         human::severity(finding.severity),
-        who(
-            &finding.namespace,
-            &finding.pod,
-            &finding.container,
-            &finding.container_id
-        ),
+        human::kind(finding.kind),
+        or_dash(human::node(&finding)),
+        subject(&finding),
         human::score(finding.peak_score),
         human::short_id(&finding.id, 8),
     )
+}
+
+pub fn nodes(nodes: &[NodeStatus], now: SystemTime) -> String {
+    let mut table = Table::new(&[
+        "NODE",
+        "STATUS",
+        "LAST SEEN",
+        "VERSION",
+        "CONTAINERS",
+        "FINDINGS",
+        "SUMMARIES",
+        "LOST",
+    ]);
+    for node in nodes {
+        table.push(vec![
+            node.node.clone(),
+            if node.silent { "silent" } else { "reporting" }.to_owned(),
+            human::ago(human::time(node.last_seen.as_ref()), now),
+            or_dash(&node.agent_version),
+            node.health
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |health| health.containers.to_string()),
+            node.open_findings.to_string(),
+            node.summaries.to_string(),
+            node.summaries_lost.to_string(),
+        ]);
+    }
+    if table.is_empty() {
+        return "No node has reported yet.\n".to_owned();
+    }
+    table.render("")
 }
 
 pub fn explain(explain: &ExplainResponse, now: SystemTime) -> String {
@@ -281,7 +383,7 @@ pub fn explain(explain: &ExplainResponse, now: SystemTime) -> String {
     if explain.findings.is_empty() {
         out.push_str("  none\n");
     } else {
-        out.push_str(&finding_table(&explain.findings, now).render("  "));
+        out.push_str(&finding_table(&explain.findings, now, false).render("  "));
     }
     if explain.windows.is_empty() {
         return out;
@@ -380,7 +482,16 @@ pub fn domain(domain: &GetDomainResponse, now: SystemTime) -> String {
         ("Scored", scored),
         ("Members", domain.members.len().to_string()),
     ]);
-    out.push_str(&container_table(&domain.members, false).render("  "));
+    out.push_str(
+        &container_table(
+            &domain.members,
+            ContainerColumns {
+                node: false,
+                domain: false,
+            },
+        )
+        .render("  "),
+    );
     out.push_str("Features:\n");
     if domain.features.is_empty() {
         out.push_str("  none yet\n");
@@ -401,7 +512,119 @@ pub fn domain(domain: &GetDomainResponse, now: SystemTime) -> String {
     if domain.findings.is_empty() {
         out.push_str("  none\n");
     } else {
-        out.push_str(&finding_table(&domain.findings, now).render("  "));
+        out.push_str(&finding_table(&domain.findings, now, false).render("  "));
+    }
+    out
+}
+
+fn named<'a>(features: &'a [FeatureStats], name: &str) -> Option<&'a FeatureStats> {
+    features.iter().find(|stats| stats.feature == name)
+}
+
+/// One statistic of a feature, `-` where there is none.
+fn stat(stats: Option<&FeatureStats>, value: fn(&FeatureStats) -> f64) -> String {
+    stats.map_or_else(|| "-".to_owned(), |stats| human::float(value(stats)))
+}
+
+/// A domain across the cluster: its members on every node, then each feature cluster-wide
+/// with each node's median beside it when that fits in `width` columns, else one table per
+/// node below the cluster's.
+pub fn cluster_domain(domain: &GetClusterDomainResponse, now: SystemTime, width: usize) -> String {
+    let scored = human::time(domain.at.as_ref())
+        .map_or_else(|| "not yet".to_owned(), |at| human::ago(Some(at), now));
+    let nodes = domain.nodes.len();
+    let mut out = fields(&[
+        ("Domain", domain.domain.clone()),
+        ("Scored", scored),
+        (
+            "Members",
+            format!(
+                "{} on {nodes} node{}",
+                domain.members.len(),
+                if nodes == 1 { "" } else { "s" }
+            ),
+        ),
+    ]);
+    out.push_str(
+        &container_table(
+            &domain.members,
+            ContainerColumns {
+                node: true,
+                domain: false,
+            },
+        )
+        .render("  "),
+    );
+
+    // Cluster-wide features first, then any that only some node has.
+    let mut names: Vec<&str> = Vec::new();
+    let stats = domain
+        .features
+        .iter()
+        .chain(domain.nodes.iter().flat_map(|node| node.features.iter()));
+    for stats in stats {
+        if !names.contains(&stats.feature.as_str()) {
+            names.push(&stats.feature);
+        }
+    }
+    if names.is_empty() {
+        out.push_str("Features:\n  none yet\n");
+    } else {
+        let mut header = vec!["FEATURE", "MEDIAN", "MAD", "MEMBERS"];
+        header.extend(domain.nodes.iter().map(|node| node.node.as_str()));
+        let mut side_by_side = Table::new(&header);
+        let mut cluster = Table::new(&["FEATURE", "MEDIAN", "MAD", "MEMBERS"]);
+        for name in &names {
+            let stats = named(&domain.features, name);
+            let row = vec![
+                (*name).to_owned(),
+                stat(stats, |s| s.median),
+                stat(stats, |s| s.mad),
+                stats.map_or_else(|| "-".to_owned(), |stats| stats.members.to_string()),
+            ];
+            cluster.push(row.clone());
+            let mut row = row;
+            row.extend(
+                domain
+                    .nodes
+                    .iter()
+                    .map(|node| stat(named(&node.features, name), |s| s.median)),
+            );
+            side_by_side.push(row);
+        }
+        const INDENT: &str = "  ";
+        if side_by_side.width() + INDENT.len() <= width {
+            out.push_str("Features (cluster-wide, then each node's median):\n");
+            out.push_str(&side_by_side.render(INDENT));
+        } else {
+            out.push_str("Features, cluster-wide:\n");
+            out.push_str(&cluster.render(INDENT));
+            for node in &domain.nodes {
+                let _ = writeln!(
+                    out,
+                    "On {} ({} member{}):",
+                    node.node,
+                    node.members,
+                    if node.members == 1 { "" } else { "s" }
+                );
+                let mut table = Table::new(&["FEATURE", "MEDIAN", "MAD"]);
+                for name in &names {
+                    let stats = named(&node.features, name);
+                    table.push(vec![
+                        (*name).to_owned(),
+                        stat(stats, |s| s.median),
+                        stat(stats, |s| s.mad),
+                    ]);
+                }
+                out.push_str(&table.render(INDENT));
+            }
+        }
+    }
+    out.push_str("Open findings:\n");
+    if domain.findings.is_empty() {
+        out.push_str("  none\n");
+    } else {
+        out.push_str(&finding_table(&domain.findings, now, true).render("  "));
     }
     out
 }
@@ -410,7 +633,9 @@ pub fn domain(domain: &GetDomainResponse, now: SystemTime) -> String {
 mod tests {
     use std::time::Duration;
 
-    use herd_proto::herd::v1::{Basis, ExplainWindow, FindingState, Severity};
+    use herd_proto::herd::v1::{
+        Basis, ExplainWindow, FindingKind, FindingState, NodeDomainStats, NodeHealth, Severity,
+    };
 
     use super::*;
 
@@ -436,6 +661,9 @@ mod tests {
     fn finding() -> Finding {
         Finding {
             id: "9b1c2d3e-4f50-4a6b-8c7d-0e1f2a3b4c5d".to_owned(),
+            node: "node-1".to_owned(),
+            source: "node node-1".to_owned(),
+            kind: FindingKind::NodePeers as i32,
             namespace: "shop".to_owned(),
             pod: "web-7d9f8-x2x7q".to_owned(),
             container: "app".to_owned(),
@@ -462,12 +690,46 @@ mod tests {
             drivers: Vec::new(),
             ..finding()
         };
+        // The aggregator's: a workload's share of node-2, and node-3 itself.
+        let workload = Finding {
+            id: "7e7e".to_owned(),
+            kind: FindingKind::WorkloadNode as i32,
+            source: "aggregator".to_owned(),
+            node: "node-2".to_owned(),
+            pod: String::new(),
+            container_id: String::new(),
+            ..finding()
+        };
+        let silent = Finding {
+            id: "5115".to_owned(),
+            kind: FindingKind::NodeSilent as i32,
+            source: "aggregator".to_owned(),
+            node: "node-3".to_owned(),
+            namespace: String::new(),
+            pod: String::new(),
+            container: String::new(),
+            container_id: String::new(),
+            severity: Severity::Warning as i32,
+            peak_score: 0.0,
+            drivers: Vec::new(),
+            ..finding()
+        };
+        // From an agent before kinds and before `node`: its source names the node.
+        let old = Finding {
+            id: "01d0".to_owned(),
+            kind: FindingKind::Unspecified as i32,
+            node: String::new(),
+            ..quiet.clone()
+        };
         assert_eq!(
-            findings(&[finding(), quiet], now()),
+            findings(&[finding(), quiet, workload, silent, old], now()),
             "\
-ID        SEVERITY  STATE   NAMESPACE  POD              CONTAINER  OPENED  SCORE  TOP
-9b1c2d3e  critical  open    shop       web-7d9f8-x2x7q  app        3m ago  18.2   cpu_usage_cores 8.2× peers (z 18.2)
-00aa      warning   closed  shop       db-0             app        2h ago  4.5    -
+ID        KIND      SEVERITY  STATE   NODE    NAMESPACE  POD              CONTAINER  OPENED  SCORE  TOP
+9b1c2d3e  peers     critical  open    node-1  shop       web-7d9f8-x2x7q  app        3m ago  18.2   cpu_usage_cores 8.2× peers (z 18.2)
+00aa      peers     warning   closed  node-1  shop       db-0             app        2h ago  4.5    -
+7e7e      workload  critical  open    node-2  shop       -                app        3m ago  18.2   cpu_usage_cores 8.2× peers (z 18.2)
+5115      silent    warning   open    node-3  -          -                -          3m ago  0.0    -
+01d0      peers     warning   closed  node-1  shop       db-0             app        2h ago  4.5    -
 "
         );
         assert_eq!(findings(&[], now()), "No findings.\n");
@@ -518,8 +780,166 @@ shop       -      app        aa            5m3s  -      young    unnamed:/herd-d
         });
         assert_eq!(
             line,
-            "2023-11-14T22:10:20Z  opened    critical  shop/web-7d9f8-x2x7q/app  score 18.2  \
-             cpu_usage_cores 8.2× peers (z 18.2)  id 9b1c2d3e"
+            "2023-11-14T22:10:20Z  opened    critical  peers     node-1  shop/web-7d9f8-x2x7q/app  \
+             score 18.2  cpu_usage_cores 8.2× peers (z 18.2)  id 9b1c2d3e"
+        );
+        // About a workload's share of a node, not one container: the workload.
+        let line = event(&FindingEvent {
+            kind: FindingEventKind::Updated as i32,
+            finding: Some(Finding {
+                kind: FindingKind::WorkloadNode as i32,
+                node: "node-2".to_owned(),
+                domain: "shop/Deployment/web/app".to_owned(),
+                pod: String::new(),
+                container_id: String::new(),
+                ..finding()
+            }),
+        });
+        assert!(
+            line.contains("  updated   critical  workload  node-2  shop/Deployment/web/app  "),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn nodes_say_which_report_and_how_much_was_lost() {
+        let node = |name: &str, silent, seen, health| NodeStatus {
+            node: name.to_owned(),
+            last_seen: at(seen),
+            agent_version: "0.2.0".to_owned(),
+            health,
+            open_findings: 3,
+            silent,
+            summaries: 1440,
+            summaries_lost: 2,
+        };
+        let health = Some(NodeHealth {
+            containers: 31,
+            ..NodeHealth::default()
+        });
+        assert_eq!(
+            nodes(
+                &[
+                    node("node-1", false, 4, health),
+                    node("ip-10-0-3-17.ec2.internal", true, 1800, None),
+                ],
+                now()
+            ),
+            "\
+NODE                       STATUS     LAST SEEN  VERSION  CONTAINERS  FINDINGS  SUMMARIES  LOST
+node-1                     reporting  4s ago     0.2.0    31          3         1440       2
+ip-10-0-3-17.ec2.internal  silent     30m ago    0.2.0    -           3         1440       2
+"
+        );
+        assert_eq!(nodes(&[], now()), "No node has reported yet.\n");
+    }
+
+    fn cluster_domain_of_two_nodes() -> GetClusterDomainResponse {
+        let stats = |feature: &str, median, members| FeatureStats {
+            feature: feature.to_owned(),
+            median,
+            mad: median / 10.0,
+            members,
+            basis: Basis::Peers as i32,
+        };
+        let member = |node: &str, pod: &str| Container {
+            id: format!("{pod}-0123456789"),
+            node: node.to_owned(),
+            namespace: "shop".to_owned(),
+            pod: pod.to_owned(),
+            name: "app".to_owned(),
+            judged: true,
+            scored: true,
+            score: 1.2,
+            ..Container::default()
+        };
+        GetClusterDomainResponse {
+            domain: "shop/Deployment/web/app".to_owned(),
+            members: vec![
+                member("node-1", "web-a"),
+                member("node-1", "web-b"),
+                member("node-2", "web-c"),
+            ],
+            features: vec![
+                stats("cpu_usage_cores", 1.0, 3),
+                stats("memory_rss_bytes", 2e8, 3),
+            ],
+            nodes: vec![
+                NodeDomainStats {
+                    node: "node-1".to_owned(),
+                    members: 2,
+                    features: vec![
+                        stats("cpu_usage_cores", 0.9, 2),
+                        stats("memory_rss_bytes", 2e8, 2),
+                    ],
+                },
+                // Its memory is not read on that node.
+                NodeDomainStats {
+                    node: "node-2".to_owned(),
+                    members: 1,
+                    features: vec![stats("cpu_usage_cores", 4.1, 1)],
+                },
+            ],
+            findings: vec![Finding {
+                kind: FindingKind::WorkloadNode as i32,
+                node: "node-2".to_owned(),
+                pod: String::new(),
+                container_id: String::new(),
+                ..finding()
+            }],
+            at: at(5),
+        }
+    }
+
+    #[test]
+    fn a_cluster_domain_puts_each_nodes_median_beside_the_clusters_when_it_fits() {
+        assert_eq!(
+            cluster_domain(&cluster_domain_of_two_nodes(), now(), 100),
+            "\
+Domain:   shop/Deployment/web/app
+Scored:   5s ago
+Members:  3 on 2 nodes
+  NODE    NAMESPACE  POD    CONTAINER  ID            AGE  SCORE  STATUS
+  node-1  shop       web-a  app        web-a-012345  -    1.2    ok
+  node-1  shop       web-b  app        web-b-012345  -    1.2    ok
+  node-2  shop       web-c  app        web-c-012345  -    1.2    ok
+Features (cluster-wide, then each node's median):
+  FEATURE           MEDIAN  MAD  MEMBERS  node-1  node-2
+  cpu_usage_cores   1       0.1  3        0.9     4.1
+  memory_rss_bytes  200M    20M  3        200M    -
+Open findings:
+  ID        KIND      SEVERITY  STATE  NODE    NAMESPACE  POD  CONTAINER  OPENED  SCORE  TOP
+  9b1c2d3e  workload  critical  open   node-2  shop       -    app        3m ago  18.2   cpu_usage_cores 8.2× peers (z 18.2)
+"
+        );
+    }
+
+    #[test]
+    fn a_cluster_domain_too_wide_for_the_terminal_gets_a_table_per_node() {
+        let text = cluster_domain(&cluster_domain_of_two_nodes(), now(), 50);
+        let features = text
+            .split_once("Open findings:")
+            .unwrap()
+            .0
+            .split_once("Features")
+            .unwrap()
+            .1;
+        assert_eq!(
+            features,
+            "\
+, cluster-wide:
+  FEATURE           MEDIAN  MAD  MEMBERS
+  cpu_usage_cores   1       0.1  3
+  memory_rss_bytes  200M    20M  3
+On node-1 (2 members):
+  FEATURE           MEDIAN  MAD
+  cpu_usage_cores   0.9     0.09
+  memory_rss_bytes  200M    20M
+On node-2 (1 member):
+  FEATURE           MEDIAN  MAD
+  cpu_usage_cores   4.1     0.41
+  memory_rss_bytes  -       -
+"
         );
     }
 
