@@ -460,10 +460,16 @@ impl Alertmanager {
             .args([
                 "alert",
                 "query",
-                "--extended",
+                "-o",
+                "extended",
                 "alertname=HerdStrayContainer",
             ])
             .output()?;
+        ensure!(
+            shown.status.success(),
+            "amtool: {}",
+            String::from_utf8_lossy(&shown.stderr)
+        );
         std::fs::write(dir.join("amtool.txt"), &shown.stdout)?;
         let out = Command::new("amtool")
             .arg(format!("--alertmanager.url={}", self.url()))
