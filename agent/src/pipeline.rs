@@ -8,6 +8,7 @@ use std::{
 };
 
 use thiserror::Error;
+use tracing::{info, warn};
 
 use crate::{
     collect::{
@@ -26,6 +27,7 @@ use crate::{
 pub enum PipelineError {
     #[error(transparent)]
     Detect(#[from] DetectError),
+    /// Only at start: once running, a failed write is warned about and counted.
     #[error(transparent)]
     Frames(#[from] FrameError),
 }
@@ -50,6 +52,8 @@ pub struct Pipeline {
     last: Instant,
     /// How long the last window's collection took.
     collection: std::time::Duration,
+    /// Windows in a row whose frames could not be written.
+    frames_lost: u64,
 }
 
 impl Pipeline {
@@ -81,6 +85,7 @@ impl Pipeline {
             loaded,
             last: Instant::now(),
             collection: std::time::Duration::ZERO,
+            frames_lost: 0,
         })
     }
 
@@ -138,7 +143,7 @@ impl Pipeline {
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_secs_f64();
-            frames.window(
+            let written = frames.window(
                 ts,
                 observations.iter().map(|o| FrameRow {
                     node: &o.subject.node,
@@ -146,7 +151,24 @@ impl Pipeline {
                     entity: &o.subject.entity,
                     values: &o.values,
                 }),
-            )?;
+            );
+            // A full disk must not stop the agent: the window is scored all the same.
+            match written {
+                Err(err) => {
+                    if self.frames_lost == 0 {
+                        warn!("{err}; scoring goes on, recording resumes when writes succeed");
+                    }
+                    self.frames_lost += 1;
+                }
+                Ok(()) if self.frames_lost > 0 => {
+                    info!(
+                        lost = self.frames_lost,
+                        "recording frames again after {} lost windows", self.frames_lost
+                    );
+                    self.frames_lost = 0;
+                }
+                Ok(()) => {}
+            }
         }
         let report = self.detector.observe(at, &observations)?;
         Ok(Window {
@@ -181,6 +203,62 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    /// A frame file whose disk fills up after the header.
+    struct FillsUp {
+        writes_left: usize,
+    }
+
+    impl Write for FillsUp {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.writes_left == 0 {
+                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            self.writes_left -= 1;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_disk_under_the_frames_does_not_stop_the_windows() {
+        let root = tempfile::tempdir().unwrap();
+        let cgroup2 = root.path().join("cgroup");
+        let id = "e".repeat(64);
+        let dir = cgroup2.join("docker").join(&id);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("cgroup.procs"), "").unwrap();
+        let mut table = ContainerTable::new(root.path(), &cgroup2, Duration::ZERO);
+        let path = format!("/docker/{id}");
+        table.update(
+            [(7, Path::new(path.as_str()))],
+            None,
+            &LabelOwners,
+            SystemTime::UNIX_EPOCH,
+        );
+        let mut pipeline = Pipeline::new(
+            "node-1".into(),
+            CgroupMounts {
+                cgroup2,
+                v1: HashMap::new(),
+            },
+            root.path().to_owned(),
+            NodeCapacity {
+                cores: 2.0,
+                memory_bytes: 1e9,
+            },
+            Vec::new(),
+            Some(Box::new(FillsUp { writes_left: 1 })),
+        )
+        .unwrap();
+        for s in 0..3 {
+            let at = SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+            assert!(pipeline.window(&table, None, at).is_ok());
+        }
+        assert_eq!(pipeline.frames_lost, 3);
     }
 
     #[test]

@@ -248,6 +248,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .after_poll(discovery.table(), runtime_state(&discovery));
     let mut finding_log = findings::FindingLogger::default();
     let mut discovery_errors = 0u64;
+    let mut sample_failures = 0u64;
     let mut windows =
         tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
     windows.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -301,7 +302,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 state.lock().after_poll(discovery.table(), runtime_state(&discovery));
             }
             _ = windows.tick() => {
-                let sample = sampler.as_mut().map(SignalSampler::sample).transpose()?;
+                // A map that cannot be read this window costs this window's eBPF signals,
+                // not the agent.
+                let sample = match sampler.as_mut().map(SignalSampler::sample).transpose() {
+                    Ok(sample) => {
+                        if sample_failures > 0 {
+                            info!(windows = sample_failures, "eBPF counters readable again");
+                            sample_failures = 0;
+                        }
+                        sample
+                    }
+                    Err(err) => {
+                        if sample_failures == 0 {
+                            warn!("{err}; this window goes on without eBPF counters");
+                        }
+                        sample_failures += 1;
+                        None
+                    }
+                };
                 let containers = discovery.table();
                 let at = SystemTime::now();
                 let started = std::time::Instant::now();
