@@ -39,6 +39,8 @@ enum Command {
     /// Score recorded feature frames offline: `ts,node,domain,entity,<feature…>` in,
     /// `ts,entity,score,flag` out.
     Replay(herd_agent::replay::ReplayArgs),
+    /// Print the detector's settings (warm-up, thresholds, …) as one line of JSON.
+    Detector,
 }
 
 fn main() -> ExitCode {
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         None => cmd::block_on(cmd::run::run(cli.run)),
         Some(Command::Containers(args)) => cmd::block_on(cmd::containers::run(args)),
         Some(Command::Probe(args)) => cmd::block_on(cmd::probe::run(args)),
+        Some(Command::Detector) => cmd::detector::run(),
         Some(Command::Replay(args)) => herd_agent::replay::run(&args)
             .map(drop)
             .map_err(anyhow::Error::from),

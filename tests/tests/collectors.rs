@@ -42,7 +42,14 @@ fn spec() -> LabSpec {
     LabSpec::new()
         .workload(faulty("cpu", FaultKind::CpuHog).cpu_millis(100))
         .workload(faulty("mem", FaultKind::MemoryLeak).memory_mib(48))
-        .workload(faulty("fork", FaultKind::ForkStorm))
+        .workload(
+            faulty("memswap", FaultKind::MemoryLeak)
+                .memory_mib(48)
+                .swap_unlimited(),
+        )
+        // Every replica under the same pids limit, so that the healthy ones have a
+        // utilization to compare.
+        .workload(faulty("fork", FaultKind::ForkStorm).pids_max(lab::FORK_STORM_PIDS_MAX))
         .workload(faulty("sock", FaultKind::SocketFlood))
         .workload(faulty("sys", FaultKind::SyscallErrors))
 }
@@ -134,11 +141,12 @@ fn each_fault_shows_in_its_replicas_features_and_not_in_its_siblings() -> anyhow
                 healthy,
             ))
         };
-        let value = |id: &str, feature: Feature| {
+        // A feature never seen is missing, not zero: a check must not pass on no data.
+        let value = |name: &str, id: &str, feature: Feature| {
             peak.get(id)
                 .map(|values| values[feature as usize])
                 .filter(|v| !v.is_nan())
-                .unwrap_or(0.0)
+                .with_context(|| format!("{name}: {feature:?} of {id} is missing"))
         };
         let check = |name: &str,
                      feature: Feature,
@@ -146,13 +154,14 @@ fn each_fault_shows_in_its_replicas_features_and_not_in_its_siblings() -> anyhow
                      healthy_below: f64|
          -> anyhow::Result<()> {
             let (faulty, healthy) = by_name(name)?;
-            let got = value(&faulty, feature);
+            anyhow::ensure!(!healthy.is_empty(), "{name}: no healthy replica");
+            let got = value(name, &faulty, feature)?;
             anyhow::ensure!(
                 got > faulty_above,
                 "{name}: {feature:?} of the faulty replica is {got}, wanted > {faulty_above}"
             );
             for id in healthy {
-                let got = value(&id, feature);
+                let got = value(name, &id, feature)?;
                 anyhow::ensure!(
                     got < healthy_below,
                     "{name}: {feature:?} of a healthy replica is {got}, wanted < {healthy_below}"
@@ -164,6 +173,16 @@ fn each_fault_shows_in_its_replicas_features_and_not_in_its_siblings() -> anyhow
         check("cpu", Feature::CpuPressure, 0.2, 0.05)?;
         check("mem", Feature::OomKills, 0.5, 0.5)?;
         check("mem", Feature::MemoryUtilization, 0.5, 0.3)?;
+        // v1 counts limit hits only where memory+swap may go past the memory limit; where
+        // both limits are equal (the default) the feature is missing, not a false zero.
+        check("memswap", Feature::MemoryLimitHitsPerS, 1.0, 0.5)?;
+        let (faulty, healthy) = by_name("mem")?;
+        for id in std::iter::once(faulty).chain(healthy) {
+            anyhow::ensure!(
+                value("mem", &id, Feature::MemoryLimitHitsPerS).is_err(),
+                "mem: limit hits of {id} read where memory and swap share one limit"
+            );
+        }
         check("fork", Feature::ForkFailuresPerS, 0.0, 0.01)?;
         check("fork", Feature::PidsUtilization, 0.5, 0.2)?;
         check("sock", Feature::SocketTxBytesPerS, 1_000_000.0, 10_000.0)?;

@@ -21,7 +21,7 @@ fn a_recorded_lab_run_replayed_gives_the_live_findings() -> anyhow::Result<()> {
     require_root();
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/herd-eval/replay");
     let agent = built_binary("herd-agent")?;
-    let settings = Settings::new(agent.clone(), Duration::from_secs(3), out);
+    let settings = Settings::new(agent.clone(), Duration::from_secs(3), out)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

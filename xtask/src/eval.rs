@@ -63,7 +63,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         root.join("target/release/herd-agent"),
         args.window,
         out.clone(),
-    );
+    )?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -135,9 +135,12 @@ fn render(
     let lines = [
         format!(
             "- window {window} s, discovery every {} s; detector at the agent's defaults \
-             (warm-up {} windows, opens on 2 of the last 3 windows over z 3.5)",
+             (warm-up {} windows, opens on {} of the last {} windows over z {})",
             settings.discovery_interval.as_secs(),
-            eval::DETECTOR_WARMUP
+            settings.detector.warmup,
+            settings.detector.open_m,
+            settings.detector.open_n,
+            settings.detector.threshold
         ),
         format!(
             "- faults: a Deployment of {} replicas, each running `{}`; the fault goes into \

@@ -1,6 +1,7 @@
 //! The subcommands: where library errors become `anyhow` reports.
 
 pub mod containers;
+pub mod detector;
 pub mod probe;
 pub mod run;
 

@@ -9,7 +9,7 @@ use std::{
 };
 
 use super::{
-    LabError,
+    LabError, mounts,
     paths::{CGROUP_ROOT, KUBEPODS},
 };
 
@@ -60,24 +60,15 @@ pub struct Hierarchy {
 }
 
 /// Every cgroup hierarchy mounted below /sys/fs/cgroup.
-pub fn hierarchies() -> Vec<Hierarchy> {
-    let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mount = left.split_whitespace().nth(4)?;
-            let mut right = right.split_whitespace();
-            let fstype = right.next()?;
-            let options = right.nth(1)?;
-            if !mount.starts_with(CGROUP_ROOT) {
-                return None;
-            }
-            let controllers = match fstype {
+pub fn hierarchies() -> Result<Vec<Hierarchy>, LabError> {
+    Ok(mounts::table()?
+        .into_iter()
+        .filter(|m| m.point.starts_with(CGROUP_ROOT))
+        .filter_map(|m| {
+            let controllers = match m.fstype.as_str() {
                 "cgroup2" => String::new(),
-                "cgroup" => options
+                "cgroup" => m
+                    .super_options
                     .split(',')
                     .filter(|o| !matches!(*o, "rw" | "ro") && !o.contains("xattr"))
                     .collect::<Vec<_>>()
@@ -86,18 +77,21 @@ pub fn hierarchies() -> Vec<Hierarchy> {
             };
             Some(Hierarchy {
                 controllers,
-                mount: PathBuf::from(mount),
+                mount: m.path(),
             })
         })
-        .collect()
+        .collect())
 }
 
 /// Makes the pod's cgroup in the pids controller with `pids.max`, before the sandbox
-/// starts, as the kubelet's pod PIDs limit does.
+/// starts, as the kubelet's pod PIDs limit does. The lab runs on hybrid hosts, where the
+/// pids controller is a v1 hierarchy; without one the limit cannot be set, and a workload
+/// that asked for it would run unlimited, so that is an error.
 pub fn limit_pod_pids(cgroup_parent: &str, pids_max: u32) -> Result<(), LabError> {
-    let Some(pids) = hierarchies().into_iter().find(|h| h.controllers == "pids") else {
-        return Ok(());
-    };
+    let pids = hierarchies()?
+        .into_iter()
+        .find(|h| h.controllers == "pids")
+        .ok_or(LabError::NoPidsHierarchy(pids_max))?;
     let dir = pids.mount.join(cgroup_parent.trim_start_matches('/'));
     fs::create_dir_all(&dir).map_err(LabError::io(&dir))?;
     let file = dir.join("pids.max");
@@ -108,7 +102,7 @@ pub fn limit_pod_pids(cgroup_parent: &str, pids_max: u32) -> Result<(), LabError
 /// every hierarchy. Empty cgroups can be removed a moment after their last task exits,
 /// so busy ones are retried briefly.
 pub fn remove_everywhere(path: &str) -> Result<(), LabError> {
-    for hierarchy in hierarchies() {
+    for hierarchy in hierarchies()? {
         let dir = hierarchy.mount.join(path.trim_start_matches('/'));
         remove_tree(&dir)?;
     }
@@ -150,9 +144,9 @@ fn remove_tree(dir: &Path) -> Result<(), LabError> {
 }
 
 /// The pids in `path` or below it, in any hierarchy.
-pub fn procs_below(path: &str) -> Vec<u32> {
+pub fn procs_below(path: &str) -> Result<Vec<u32>, LabError> {
     let mut pids = Vec::new();
-    for hierarchy in hierarchies() {
+    for hierarchy in hierarchies()? {
         collect_procs(
             &hierarchy.mount.join(path.trim_start_matches('/')),
             &mut pids,
@@ -160,7 +154,7 @@ pub fn procs_below(path: &str) -> Vec<u32> {
     }
     pids.sort_unstable();
     pids.dedup();
-    pids
+    Ok(pids)
 }
 
 fn collect_procs(dir: &Path, pids: &mut Vec<u32>) {
@@ -177,12 +171,12 @@ fn collect_procs(dir: &Path, pids: &mut Vec<u32>) {
 }
 
 /// `/sys/fs/cgroup/<hierarchy>/kubepods` directories that exist.
-pub fn kubepods_dirs() -> Vec<PathBuf> {
-    hierarchies()
+pub fn kubepods_dirs() -> Result<Vec<PathBuf>, LabError> {
+    Ok(hierarchies()?
         .into_iter()
         .map(|h| h.mount.join(KUBEPODS))
         .filter(|dir| dir.exists())
-        .collect()
+        .collect())
 }
 
 /// A process's cgroup path per hierarchy, from /proc/<pid>/cgroup: (controllers, path),

@@ -37,21 +37,37 @@ impl fmt::Display for Leftovers {
 /// Looks for everything the lab can leave behind.
 pub fn leftovers(paths: &LabPaths) -> Leftovers {
     let mut found = Vec::new();
-    for pid in lab_processes(paths) {
+    // What cannot be looked at cannot be called clean.
+    let mut unknown = |err: LabError| found_unknown(&mut found, err);
+    let processes = lab_processes(paths).unwrap_or_else(|err| {
+        unknown(err);
+        Vec::new()
+    });
+    let mounts = lab_mounts(paths).unwrap_or_else(|err| {
+        unknown(err);
+        Vec::new()
+    });
+    let cgroups = cgroups::kubepods_dirs().unwrap_or_else(|err| {
+        unknown(err);
+        Vec::new()
+    });
+    for pid in processes {
         let cmdline = process::cmdline(pid).unwrap_or_default();
         found.push(format!("process {pid}: {cmdline}"));
     }
-    for mount in lab_mounts(paths) {
+    for mount in mounts {
         found.push(format!("mount {mount}"));
     }
-    for dir in cgroups::kubepods_dirs() {
+    for dir in cgroups {
         found.push(format!("cgroup {}", dir.display()));
     }
     for netns in lab_netns() {
         found.push(format!("network namespace {netns}"));
     }
-    if netns_mount_left(paths) {
-        found.push(format!("mount {NETNS_DIR} (made by the lab)"));
+    match netns_mount_left(paths) {
+        Ok(true) => found.push(format!("mount {NETNS_DIR} (made by the lab)")),
+        Ok(false) => {}
+        Err(err) => found_unknown(&mut found, err),
     }
     if bridge_exists() {
         found.push(format!("bridge {BRIDGE}"));
@@ -73,7 +89,7 @@ pub async fn teardown(paths: &LabPaths) -> Result<(), LabError> {
     remove_pods(paths).await;
     containerd::stop(paths);
 
-    let strays = lab_processes(paths);
+    let strays = lab_processes(paths)?;
     if !strays.is_empty() {
         step(format!(
             "ending {} leftover processes: {strays:?}",
@@ -83,7 +99,7 @@ pub async fn teardown(paths: &LabPaths) -> Result<(), LabError> {
             process::kill(pid);
         }
     }
-    let mut mounts = lab_mounts(paths);
+    let mut mounts = lab_mounts(paths)?;
     // Deepest first, so that no mount hides another.
     mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
     if !mounts.is_empty() {
@@ -92,7 +108,7 @@ pub async fn teardown(paths: &LabPaths) -> Result<(), LabError> {
     for mount in mounts {
         mounts::unmount(&mount);
     }
-    if !cgroups::kubepods_dirs().is_empty() {
+    if !cgroups::kubepods_dirs()?.is_empty() {
         step(format!("removing /{KUBEPODS} cgroups"));
         cgroups::remove_everywhere(KUBEPODS)?;
     }
@@ -102,7 +118,7 @@ pub async fn teardown(paths: &LabPaths) -> Result<(), LabError> {
     }
     // Undone only while no other namespace is named there: `ip netns` makes it again
     // whenever it is needed.
-    if netns_mount_left(paths)
+    if netns_mount_left(paths)?
         && fs::read_dir(NETNS_DIR).is_ok_and(|mut entries| entries.next().is_none())
     {
         step(format!("unmounting {NETNS_DIR}, which the lab mounted"));
@@ -170,7 +186,7 @@ async fn remove_pods(paths: &LabPaths) {
 }
 
 /// containerd, its shims and anything running in the lab's cgroups.
-fn lab_processes(paths: &LabPaths) -> Vec<u32> {
+fn lab_processes(paths: &LabPaths) -> Result<Vec<u32>, LabError> {
     let run = paths.run_dir().to_string_lossy().into_owned();
     let data = paths.data_dir().to_string_lossy().into_owned();
     let me = std::process::id();
@@ -184,13 +200,13 @@ fn lab_processes(paths: &LabPaths) -> Vec<u32> {
         })
         .collect();
     pids.extend(
-        cgroups::procs_below(KUBEPODS)
+        cgroups::procs_below(KUBEPODS)?
             .into_iter()
             .filter(|pid| process::alive(*pid)),
     );
     pids.sort_unstable();
     pids.dedup();
-    pids
+    Ok(pids)
 }
 
 /// containerd, its shims and runc: only these are ended by their command line, so that a
@@ -206,16 +222,20 @@ fn is_runtime_program(cmdline: &str) -> bool {
 
 /// Mount points inside the lab's directories: container root filesystems, sandbox /dev/shm,
 /// pod network namespaces.
-fn lab_mounts(paths: &LabPaths) -> Vec<String> {
-    mounts::points()
+fn lab_mounts(paths: &LabPaths) -> Result<Vec<String>, LabError> {
+    Ok(mounts::points()?
         .into_iter()
         .filter(|mount| paths.owns(mount))
-        .collect()
+        .collect())
+}
+
+fn found_unknown(found: &mut Vec<String>, err: LabError) {
+    found.push(format!("unknown, could not look: {err}"));
 }
 
 /// Whether /run/netns is still the mount point the lab made (and `down` should undo).
-fn netns_mount_left(paths: &LabPaths) -> bool {
-    paths.netns_mount_marker().exists() && mounts::is_mount_point(NETNS_DIR)
+fn netns_mount_left(paths: &LabPaths) -> Result<bool, LabError> {
+    Ok(paths.netns_mount_marker().exists() && mounts::is_mount_point(NETNS_DIR)?)
 }
 
 /// Named network namespaces of the lab: only the probe. Pod network namespaces live in

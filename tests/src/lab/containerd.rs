@@ -116,10 +116,10 @@ pub fn start(paths: &LabPaths) -> Result<u32, LabError> {
     // containerd bind-mounts pod network namespaces; this makes sure the kernel's netns
     // support and the mount propagation that needs are in place first (DESIGN.md).
     step("priming network namespaces");
-    let mounted_before = mounts::is_mount_point(NETNS_DIR);
+    let mounted_before = mounts::is_mount_point(NETNS_DIR)?;
     cmd::run(Command::new("ip").args(["netns", "add", PROBE_NETNS]))?;
     cmd::run(Command::new("ip").args(["netns", "del", PROBE_NETNS]))?;
-    if !mounted_before && mounts::is_mount_point(NETNS_DIR) {
+    if !mounted_before && mounts::is_mount_point(NETNS_DIR)? {
         let marker = paths.netns_mount_marker();
         fs::write(&marker, "").map_err(LabError::io(&marker))?;
     }

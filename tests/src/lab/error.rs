@@ -16,6 +16,11 @@ pub enum LabError {
     },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error(
+        "no v1 pids hierarchy is mounted below /sys/fs/cgroup, so a pod's pids.max ({0}) \
+         cannot be set"
+    )]
+    NoPidsHierarchy(u32),
     #[error("invalid lab spec: {0}")]
     Spec(String),
     #[error("cannot parse lab spec {path}: {source}")]

@@ -235,6 +235,9 @@ fn container_config(
     }
     if let Some(mib) = workload.memory_mib {
         resources.memory_limit_in_bytes = i64::try_from(mib * 1024 * 1024).unwrap_or(i64::MAX);
+        if workload.swap_unlimited {
+            resources.memory_swap_limit_in_bytes = -1;
+        }
     }
     ContainerConfig {
         metadata: Some(ContainerMetadata {

@@ -93,6 +93,10 @@ pub struct Workload {
     /// Memory limit in MiB.
     #[serde(default)]
     pub memory_mib: Option<u64>,
+    /// Memory+swap unlimited, as the kubelet's UnlimitedSwap asks; by default it equals the
+    /// memory limit (containerd's default), and v1 then counts no memory limit hits.
+    #[serde(default)]
+    pub swap_unlimited: bool,
     /// The pod's pids.max, as the kubelet's pod PIDs limit sets it.
     #[serde(default)]
     pub pids_max: Option<u32>,
@@ -111,6 +115,7 @@ impl Workload {
             command: default_command(),
             cpu_millis: None,
             memory_mib: None,
+            swap_unlimited: false,
             pids_max: None,
             faults: Vec::new(),
         }
@@ -151,6 +156,11 @@ impl Workload {
 
     pub fn memory_mib(mut self, mib: u64) -> Self {
         self.memory_mib = Some(mib);
+        self
+    }
+
+    pub fn swap_unlimited(mut self) -> Self {
+        self.swap_unlimited = true;
         self
     }
 

@@ -15,7 +15,11 @@
 //!   quota of its own is never throttled (a parent's quota throttles, and counts in, the
 //!   parent).
 //! - v1 `memory.failcnt` while the cgroup has a memory limit: it counts the charges refused
-//!   at this cgroup's own limit.
+//!   at this cgroup's own limit. Only where memory+swap is limited above that limit (or not
+//!   at all): the kernel charges memory+swap first, so when both limits are equal (what
+//!   containerd sets unless swap is asked for) memory+swap refuses every charge first and
+//!   `failcnt` stays 0 at the limit; `memory.memsw.failcnt` is not kept either (measured on
+//!   6.18). There the limit hits are missing, never a false zero.
 //! - v1 `pids.events` while the cgroup or one of its ancestors has a pids limit: a fork fails
 //!   for pids only at a limit.
 //! - `memory.stat` (the costliest file by far) when the CPU time or the memory charged moved
@@ -68,6 +72,8 @@ pub struct CgroupCounters {
     /// Inactive page cache, bytes (gauge): usage minus this is the working set.
     pub memory_inactive_file_bytes: Option<u64>,
     pub memory_limit_bytes: Option<u64>,
+    /// v1 memory+swap limit, bytes: where it equals the memory limit, v1 counts no hits.
+    pub memory_swap_limit_bytes: Option<u64>,
     /// Times the memory limit was hit (v1 failcnt, v2 `max` events), total.
     pub memory_limit_hits: Option<u64>,
     /// Major page faults, total.
@@ -137,6 +143,9 @@ const V1_LIMITS: &[(&str, &str, Fill)] = &[
     }),
     ("memory", "memory.limit_in_bytes", |t, c| {
         c.memory_limit_bytes = t.and_then(parse::single);
+    }),
+    ("memory", "memory.memsw.limit_in_bytes", |t, c| {
+        c.memory_swap_limit_bytes = t.and_then(parse::single);
     }),
     ("pids", "pids.max", |t, c| {
         c.pids_max = t.and_then(parse::single)
@@ -242,7 +251,13 @@ const V1_FILES: &[(&str, &str, Cadence, Fill)] = &[
         "memory.failcnt",
         Cadence::WhileMemoryLimit,
         |t, c| {
-            c.memory_limit_hits = t.and_then(parse::single);
+            // After the limits: see the module docs for why an equal memory+swap limit
+            // leaves nothing to count.
+            let counted = match (c.memory_limit_bytes, c.memory_swap_limit_bytes) {
+                (Some(memory), Some(swap)) => swap > memory,
+                _ => true,
+            };
+            c.memory_limit_hits = t.and_then(parse::single).filter(|_| counted);
         },
     ),
     (
@@ -984,6 +999,33 @@ mod tests {
         assert_eq!(
             reader.read(&mut buf, NodeMoved::ALL).memory_limit_hits,
             Some(6)
+        );
+    }
+
+    #[test]
+    fn limit_hits_are_missing_where_memory_and_swap_share_one_limit() {
+        let host = TestHost::new();
+        let memory = host.dir("memory");
+        write(&memory, "memory.memsw.limit_in_bytes", "268435456\n");
+        let mut reader = host.reader();
+        let mut buf = Vec::new();
+        let c = reader.read(&mut buf, NodeMoved::ALL);
+        assert_eq!(
+            (c.memory_limit_bytes, c.memory_limit_hits),
+            (Some(268_435_456), None),
+            "failcnt reads 0 whatever happens there"
+        );
+
+        write(
+            &memory,
+            "memory.memsw.limit_in_bytes",
+            "9223372036854771712\n",
+        );
+        let c = past_a_slow_read(&mut reader, &mut buf);
+        assert_eq!(
+            c.memory_limit_hits,
+            Some(3),
+            "swap unlimited: failcnt counts"
         );
     }
 
