@@ -62,17 +62,11 @@ impl ClusterService for ClusterApi {
         request: Request<pb::ListFindingsRequest>,
     ) -> Result<Response<pb::ListFindingsResponse>, Status> {
         let r = request.into_inner();
-        FindingFilter::list(&r)?;
-        let mut findings: Vec<pb::Finding> = self
-            .aggregator
-            .lock()
-            .findings()
-            .all()
+        let findings: Vec<pb::Finding> = (self.aggregator.lock().findings().all())
             .into_iter()
             .cloned()
             .collect();
-        query::newest_first(&mut findings);
-        Ok(Response::new(query::page(&findings, &r)?))
+        Ok(Response::new(query::list(findings, &r)?))
     }
 
     type WatchFindingsStream = query::WatchStream;

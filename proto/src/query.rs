@@ -138,6 +138,15 @@ pub fn newest_first(findings: &mut [pb::Finding]) {
     findings.sort_by_key(|f| std::cmp::Reverse(cursor(f)));
 }
 
+/// `ListFindings` over every finding a server holds, in any order.
+pub fn list(
+    mut findings: Vec<pb::Finding>,
+    r: &pb::ListFindingsRequest,
+) -> Result<pb::ListFindingsResponse, Status> {
+    newest_first(&mut findings);
+    page(&findings, r)
+}
+
 /// One page of `findings` (newest first) for `r`.
 pub fn page(
     findings: &[pb::Finding],

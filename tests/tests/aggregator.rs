@@ -17,7 +17,7 @@ use anyhow::{Context as _, bail, ensure};
 use herd_proto::herd::v1::{self as pb, cluster_service_client::ClusterServiceClient};
 use herd_tests::{
     agent::AgentProcess,
-    built_binary,
+    built_binary, eval,
     lab::{self, Fault, FaultKind, Lab, LabSpec, Workload},
     require_root,
 };
@@ -27,30 +27,11 @@ const FAULTY_REPLICA: u32 = 2;
 const FAULT_AFTER_SECS: u64 = 30;
 const FAULT_SECS: u64 = 150;
 const EXPIRY_SECS: u64 = 8;
-const STEADY_LOAD: [&str; 10] = [
-    "stress-ng",
-    "--cpu",
-    "1",
-    "--cpu-load",
-    "5",
-    "--cpu-load-slice",
-    "5",
-    "--timeout",
-    "0",
-    "--quiet",
-];
 
 #[test]
 fn the_aggregator_finds_the_stray_and_keeps_it_through_a_crash() -> anyhow::Result<()> {
     require_root();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let result = runtime.block_on(scenario());
-    let down = runtime.block_on(lab::down_unless_taken(&result));
-    result?;
-    down?;
-    Ok(())
+    lab::run_test(scenario())
 }
 
 /// A `herd-aggregator` process on a store directory, killed when dropped.
@@ -154,7 +135,7 @@ async fn scenario() -> anyhow::Result<()> {
             .replicas(5)
             .cpu_millis(500)
             .memory_mib(64)
-            .command(STEADY_LOAD)
+            .command(eval::STEADY_LOAD.iter().copied())
             .fault(
                 Fault::new(FAULTY_REPLICA, FaultKind::CpuHog)
                     .after_secs(FAULT_AFTER_SECS)

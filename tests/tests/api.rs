@@ -17,7 +17,7 @@ use herd_proto::herd::v1::{
 };
 use herd_tests::{
     agent::AgentProcess,
-    built_binary,
+    built_binary, eval,
     lab::{self, Fault, FaultKind, Lab, LabSpec, Workload},
     require_root,
 };
@@ -30,31 +30,12 @@ const FAULT_AFTER_SECS: u64 = 30;
 const FAULT_SECS: u64 = 30;
 /// The slow watcher's queue: it falls behind after this many changes.
 const WATCH_QUEUE: &str = "4";
-const STEADY_LOAD: [&str; 10] = [
-    "stress-ng",
-    "--cpu",
-    "1",
-    "--cpu-load",
-    "5",
-    "--cpu-load-slice",
-    "5",
-    "--timeout",
-    "0",
-    "--quiet",
-];
 
 #[test]
 fn the_api_shows_a_stray_replica_from_opening_to_close() -> anyhow::Result<()> {
     require_root();
     let python = python_client().context("making the Python gRPC client's venv")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let result = runtime.block_on(scenario(&python));
-    let down = runtime.block_on(lab::down_unless_taken(&result));
-    result?;
-    down?;
-    Ok(())
+    lab::run_test(scenario(&python))
 }
 
 fn spec() -> LabSpec {
@@ -65,7 +46,7 @@ fn spec() -> LabSpec {
                 .replicas(5)
                 .cpu_millis(500)
                 .memory_mib(64)
-                .command(STEADY_LOAD)
+                .command(eval::STEADY_LOAD.iter().copied())
                 .fault(
                     Fault::new(FAULTY_REPLICA, FaultKind::CpuHog)
                         .after_secs(FAULT_AFTER_SECS)
@@ -77,7 +58,7 @@ fn spec() -> LabSpec {
                 .namespace("data")
                 .replicas(3)
                 .memory_mib(64)
-                .command(STEADY_LOAD),
+                .command(eval::STEADY_LOAD.iter().copied()),
         )
 }
 

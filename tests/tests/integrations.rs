@@ -24,7 +24,7 @@ use std::{
 
 use anyhow::{Context as _, ensure};
 use herd_tests::{
-    built_binary,
+    built_binary, eval,
     lab::{self, Fault, FaultKind, Lab, LabSpec, Workload},
     require_root,
 };
@@ -36,18 +36,6 @@ const FAULT_AFTER_SECS: u64 = 30;
 const FAULT_SECS: u64 = 120;
 /// Until the fault has ended and the finding had time to close.
 const AGENT_SECS: u64 = FAULT_AFTER_SECS + FAULT_SECS + 35;
-const STEADY_LOAD: [&str; 10] = [
-    "stress-ng",
-    "--cpu",
-    "1",
-    "--cpu-load",
-    "5",
-    "--cpu-load-slice",
-    "5",
-    "--timeout",
-    "0",
-    "--quiet",
-];
 
 /// Runs journald and the agent in a mount namespace of their own: tmpfs over journald's
 /// socket and journal directories, so that the host's journal sees nothing of this.
@@ -81,14 +69,7 @@ fn a_stray_replica_reaches_the_journal_and_prometheus() -> anyhow::Result<()> {
         "prometheus-alertmanager",
         "curl",
     ])?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let result = runtime.block_on(scenario());
-    let down = runtime.block_on(lab::down_unless_taken(&result));
-    result?;
-    down?;
-    Ok(())
+    lab::run_test(scenario())
 }
 
 async fn scenario() -> anyhow::Result<()> {
@@ -98,7 +79,7 @@ async fn scenario() -> anyhow::Result<()> {
             .replicas(5)
             .cpu_millis(500)
             .memory_mib(64)
-            .command(STEADY_LOAD)
+            .command(eval::STEADY_LOAD.iter().copied())
             .fault(
                 Fault::new(FAULTY_REPLICA, FaultKind::CpuHog)
                     .after_secs(FAULT_AFTER_SECS)

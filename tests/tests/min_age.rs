@@ -25,14 +25,7 @@ const REPLACED: u32 = 3;
 #[test]
 fn a_young_replica_is_judged_once_old_enough_without_a_finding() -> anyhow::Result<()> {
     require_root();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let result = runtime.block_on(scenario());
-    let down = runtime.block_on(lab::down_unless_taken(&result));
-    result?;
-    down?;
-    Ok(())
+    lab::run_test(scenario())
 }
 
 fn workload() -> Workload {

@@ -71,18 +71,11 @@ impl NodeService for NodeApi {
         request: Request<pb::ListFindingsRequest>,
     ) -> Result<Response<pb::ListFindingsResponse>, Status> {
         let r = request.into_inner();
-        // Checked before the lock is taken.
-        FindingFilter::list(&r)?;
-        let mut findings: Vec<pb::Finding> = self
-            .state
-            .lock()
-            .findings
-            .all()
+        let findings: Vec<pb::Finding> = (self.state.lock().findings.all())
             .into_iter()
             .map(convert::finding)
             .collect();
-        query::newest_first(&mut findings);
-        Ok(Response::new(query::page(&findings, &r)?))
+        Ok(Response::new(query::list(findings, &r)?))
     }
 
     type WatchFindingsStream = query::WatchStream;

@@ -182,13 +182,23 @@ pub async fn down() -> Result<(), LabError> {
     cleanup::teardown(&LabPaths::default()).await
 }
 
-/// After a test: the lab goes down pass or fail, unless the test failed because it found a
-/// lab up already, which is someone else's.
-pub async fn down_unless_taken(result: &anyhow::Result<()>) -> Result<(), LabError> {
+/// Runs a lab test's body on a runtime of its own; the lab goes down afterwards pass or fail,
+/// unless the body failed because it found a lab up already, which is someone else's.
+pub fn run_test(body: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(body);
     let taken = result
         .as_ref()
         .is_err_and(|err| matches!(err.downcast_ref::<LabError>(), Some(LabError::AlreadyUp(_))));
-    if taken { Ok(()) } else { down().await }
+    let down = if taken {
+        Ok(())
+    } else {
+        runtime.block_on(down())
+    };
+    result?;
+    Ok(down?)
 }
 
 /// What the lab left on this machine; empty when clean.
