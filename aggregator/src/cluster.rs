@@ -15,7 +15,7 @@ use herd_detect::{
 use herd_proto::herd::v1 as pb;
 
 use crate::{
-    compare::{Comparisons, comparable},
+    compare::{Comparisons, NODE_FEATURES, comparable, workload_entity},
     findings::{BookLimits, FindingBook},
     matrix,
     nodes::{IngestError, NodeBook},
@@ -65,14 +65,22 @@ pub struct Aggregator {
     rounds: u64,
     /// The detectors' finding ids → the id a finding kept from before a restart.
     continued: HashMap<String, String>,
-    /// Open findings of this aggregator from its store, not yet seen again by a detector
-    /// (which start afresh after a restart): closed if not seen again within a while.
-    restored: HashMap<String, String>,
+    /// Open findings of this aggregator from its store, by subject, not yet found again by
+    /// a detector. The detectors start afresh after a restart, and a stray that was already
+    /// there has no move from a baseline to show; so a restored finding is kept while its
+    /// subject still strays from its peers on its drivers, and closes as a finding does.
+    restored: HashMap<String, Restored>,
 }
 
-/// Rounds after a restart within which a detector confirms a restored finding: its warm-up
-/// and a few windows more.
-const CONFIRM_ROUNDS: u64 = 20;
+struct Restored {
+    id: String,
+    kind: i32,
+    /// The detector's entity for its subject.
+    entity: String,
+    drivers: Vec<String>,
+    calm: usize,
+    absent: usize,
+}
 
 /// What a finding is about, whatever its id: the same key means the same finding.
 fn subject_key(kind: i32, node: &str, domain: &str, container_id: &str) -> String {
@@ -87,12 +95,25 @@ impl Aggregator {
         let findings = FindingBook::new(config.limits, store);
         let restored = findings
             .open()
-            .filter(|f| f.source == SOURCE && f.kind != pb::FindingKind::NodeSilent as i32)
-            .map(|f| {
-                (
+            .filter(|f| f.source == SOURCE)
+            .filter_map(|f| {
+                let entity = match pb::FindingKind::try_from(f.kind).ok()? {
+                    pb::FindingKind::ClusterReplica => f.container_id.clone(),
+                    pb::FindingKind::WorkloadNode => workload_entity(&f.node, &f.domain),
+                    pb::FindingKind::SickNode => f.node.clone(),
+                    _ => return None,
+                };
+                Some((
                     subject_key(f.kind, &f.node, &f.domain, &f.container_id),
-                    f.id.clone(),
-                )
+                    Restored {
+                        id: f.id.clone(),
+                        kind: f.kind,
+                        entity,
+                        drivers: f.drivers.iter().map(|d| d.feature.clone()).collect(),
+                        calm: 0,
+                        absent: 0,
+                    },
+                ))
             })
             .collect();
         Ok(Self {
@@ -147,12 +168,6 @@ impl Aggregator {
         let identities = self.identities();
         for round in self.comparisons.run(now, &self.nodes, &open_domains)? {
             self.take(round.kind, &round.report, &identities, now);
-        }
-        if self.rounds == CONFIRM_ROUNDS {
-            // Restored findings no detector found again: what they saw is over.
-            for (_, id) in std::mem::take(&mut self.restored) {
-                self.findings.close(&id, now);
-            }
         }
         self.findings.commit(now);
 
@@ -279,7 +294,7 @@ impl Aggregator {
                 &message.container_id,
             );
             if let Some(old) = self.restored.remove(&key) {
-                self.continued.insert(finding.id.clone(), old);
+                self.continued.insert(finding.id.clone(), old.id);
             }
             if let Some(old) = self.continued.get(&finding.id) {
                 if let Some(known) = self.findings.get_open(old) {
@@ -296,6 +311,62 @@ impl Aggregator {
                 .remove(&finding.id)
                 .unwrap_or_else(|| finding.id.clone());
             self.findings.close(&id, finding.closed.unwrap_or(now));
+        }
+        self.follow_restored(kind, report, now);
+    }
+
+    /// Keeps a restored finding of `kind` while its subject's level still strays from its
+    /// peers on its drivers (robust z at or over the close threshold), and closes it after
+    /// the calm windows a finding closes after, or when its subject is gone.
+    fn follow_restored(&mut self, kind: pb::FindingKind, report: &WindowReport, now: SystemTime) {
+        let names: Vec<String> = match kind {
+            pb::FindingKind::SickNode => NODE_FEATURES.iter().map(|f| (*f).to_owned()).collect(),
+            _ => self.comparisons.features().to_vec(),
+        };
+        let detect = &self.config.detect;
+        let mut closed = Vec::new();
+        let mut straying = Vec::new();
+        for (key, restored) in self
+            .restored
+            .iter_mut()
+            .filter(|(_, r)| r.kind == kind as i32)
+        {
+            let Some(score) = report.scores.iter().find(|s| s.entity == restored.entity) else {
+                restored.absent += 1;
+                if restored.absent >= detect.forget_after {
+                    closed.push(key.clone());
+                }
+                continue;
+            };
+            restored.absent = 0;
+            let level = score
+                .features
+                .iter()
+                .zip(&names)
+                .filter(|(_, name)| restored.drivers.is_empty() || restored.drivers.contains(name))
+                .filter_map(|(c, _)| c.filter(|c| c.basis == herd_detect::Basis::Peers))
+                .map(|c| (0.6745 * (c.value - c.reference) / c.scale).abs())
+                .fold(0.0, f64::max);
+            if level >= detect.close_threshold {
+                restored.calm = 0;
+                straying.push(restored.id.clone());
+            } else {
+                restored.calm += 1;
+                if restored.calm >= detect.close_after {
+                    closed.push(key.clone());
+                }
+            }
+        }
+        for id in straying {
+            if let Some(mut finding) = self.findings.get_open(&id).cloned() {
+                finding.updated = Some(convert::timestamp(now));
+                self.findings.upsert(finding);
+            }
+        }
+        for key in closed {
+            if let Some(restored) = self.restored.remove(&key) {
+                self.findings.close(&restored.id, now);
+            }
         }
     }
 
@@ -651,10 +722,16 @@ mod tests {
             (&again[0].id, again[0].opened),
             (&first[0].id, first[0].opened)
         );
-        // Restarted once more after the fault is over: the restored finding closes.
+        // Restarted while the stray is still there: a fresh detector sees no move from a
+        // baseline, but the restored finding stays open while the stray lasts.
         drop(aggregator);
-        let mut aggregator = Aggregator::new(config, store()).unwrap();
-        run(&mut aggregator, 20..(20 + CONFIRM_ROUNDS + 1), false);
+        let mut aggregator = Aggregator::new(config.clone(), store()).unwrap();
+        run(&mut aggregator, 20..30, true);
+        let kept = open(&aggregator, pb::FindingKind::ClusterReplica);
+        assert_eq!(kept.len(), 1, "{kept:#?}");
+        assert_eq!(kept[0].id, first[0].id);
+        // The stray ends: it closes after the calm windows a finding closes after.
+        run(&mut aggregator, 30..40, false);
         assert!(open(&aggregator, pb::FindingKind::ClusterReplica).is_empty());
     }
 

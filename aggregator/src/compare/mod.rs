@@ -17,6 +17,7 @@ use herd_proto::herd::v1 as pb;
 use crate::nodes::NodeBook;
 
 pub use nodes::NODE_FEATURES;
+pub use workloads::entity as workload_entity;
 
 /// Domains without the runtime's names are one container each: nothing to compare across
 /// nodes.
