@@ -6,7 +6,10 @@
 //! Per container, window and feature: the value as `f32` and z as `f16` (6 bytes; z keeps
 //! three significant digits). A domain compared as peers keeps its median and spread once
 //! for all its members (8 bytes per feature); a container compared with its own past keeps
-//! its own reference (`f32`) and spread (`f16`), 6 bytes more.
+//! which features were (a bit each), and its own reference (`f32`) and spread (`f16`) for
+//! the last [`OWN_WINDOWS`] windows: older windows show its value and z against its own
+//! past, with the reference and spread unknown (NaN). That keeps a node whose containers all
+//! lack peers (no runtime: each container is its own domain) near the named case's memory.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::SystemTime;
@@ -89,9 +92,15 @@ struct EntityHistory {
     /// `NaN` where the feature was not compared.
     values: Rows<f32>,
     z: Rows<f16>,
-    /// Only for containers compared with their own past; `NaN` where compared with peers.
+    /// Per window, a bit per feature (the first 64) compared with the container's own past.
+    own_mask: Rows<u64>,
+    /// The last windows' own references and spreads, once any feature was compared with the
+    /// container's own past; `NaN` where compared with peers.
     own: Option<OwnHistory>,
 }
+
+/// Windows for which a container's own reference and spread are kept.
+pub const OWN_WINDOWS: usize = 60;
 
 #[derive(Debug)]
 struct OwnHistory {
@@ -206,20 +215,20 @@ impl History {
                     .iter()
                     .map(|c| c.map_or(f16::NAN, |c| f16::from_f64(c.z))),
             );
-            let own_basis = scored
+            let own_mask = scored
                 .features
                 .iter()
-                .any(|c| c.is_some_and(|c| c.basis == Basis::OwnHistory));
-            if own_basis && entity.own.is_none() {
-                let mut own = OwnHistory {
-                    reference: Rows::new(features, capacity),
-                    scale: Rows::new(features, capacity),
-                };
-                for _ in 1..entity.values.len() {
-                    own.reference.push(std::iter::repeat_n(f32::NAN, features));
-                    own.scale.push(std::iter::repeat_n(f16::NAN, features));
-                }
-                entity.own = Some(own);
+                .take(64)
+                .enumerate()
+                .filter(|(_, c)| c.is_some_and(|c| c.basis == Basis::OwnHistory))
+                .fold(0u64, |mask, (f, _)| mask | 1 << f);
+            entity.own_mask.push([own_mask]);
+            if own_mask != 0 && entity.own.is_none() {
+                let windows = OWN_WINDOWS.min(capacity);
+                entity.own = Some(OwnHistory {
+                    reference: Rows::new(features, windows),
+                    scale: Rows::new(features, windows),
+                });
             }
             if let Some(own) = &mut entity.own {
                 let own_of = |c: &Option<Comparison>| c.filter(|c| c.basis == Basis::OwnHistory);
@@ -287,10 +296,12 @@ impl History {
                 let meta = history.meta.row(i)[0];
                 let at = self.time_of(meta.seq)?;
                 let peer_stats = domain.and_then(|d| d.row_of(meta.seq));
-                let own = history
-                    .own
-                    .as_ref()
-                    .map(|o| (o.reference.row(i), o.scale.row(i)));
+                let own_mask = history.own_mask.row(i)[0];
+                // The own rows are the most recent ones.
+                let own = history.own.as_ref().and_then(|o| {
+                    let j = i.checked_sub(rows - o.reference.len())?;
+                    Some((o.reference.row(j), o.scale.row(j)))
+                });
                 let z = history.z.row(i);
                 let features = history
                     .values
@@ -299,14 +310,16 @@ impl History {
                     .enumerate()
                     .filter(|(_, value)| !value.is_nan())
                     .filter_map(|(f, value)| {
-                        let own = own
-                            .map(|(reference, scale)| (reference[f], scale[f]))
-                            .filter(|(reference, _)| !reference.is_nan());
-                        let (reference, scale, basis) = match own {
-                            Some((reference, scale)) => {
+                        let against_own = f < 64 && own_mask & (1 << f) != 0;
+                        let (reference, scale, basis) = match against_own {
+                            true => {
+                                let (reference, scale) = own
+                                    .map_or((f32::NAN, f16::NAN), |(reference, scale)| {
+                                        (reference[f], scale[f])
+                                    });
                                 (f64::from(reference), scale.to_f64(), Basis::OwnHistory)
                             }
-                            None => {
+                            false => {
                                 let peers = peer_stats?[f];
                                 if peers.median.is_nan() {
                                     return None;
@@ -356,6 +369,7 @@ impl EntityHistory {
             meta: Rows::new(1, capacity),
             values: Rows::new(features, capacity),
             z: Rows::new(features, capacity),
+            own_mask: Rows::new(1, capacity),
             own: None,
         }
     }
@@ -464,6 +478,26 @@ mod tests {
             (c.reference, c.scale, c.basis),
             (3.0, 0.5, Basis::OwnHistory)
         );
+    }
+
+    #[test]
+    fn own_references_are_kept_for_the_last_windows_only() {
+        let mut history = History::new(2, OWN_WINDOWS + 5);
+        for s in 0..(OWN_WINDOWS as u64 + 5) {
+            history.record(at(s), &window(12.0, Basis::OwnHistory), |_| Some("d"));
+        }
+        let shown = history.explain("a", OWN_WINDOWS + 5);
+        assert_eq!(shown.len(), OWN_WINDOWS + 5);
+        let (_, oldest) = shown[0].features[0];
+        assert_eq!(
+            oldest.basis,
+            Basis::OwnHistory,
+            "the basis is kept for every window"
+        );
+        assert_eq!((oldest.value, oldest.z), (12.0, 1.0));
+        assert!(oldest.reference.is_nan() && oldest.scale.is_nan());
+        let (_, kept) = shown[5].features[0];
+        assert_eq!((kept.reference, kept.scale), (10.0, 2.0));
     }
 
     #[test]

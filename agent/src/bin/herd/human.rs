@@ -46,6 +46,10 @@ pub fn ago(at: Option<SystemTime>, now: SystemTime) -> String {
 /// A float in at most three or four significant digits, `k`/`M`/`G`/`T` from ten thousand:
 /// `8.2`, `18.2`, `512`, `0.0123`, `12.3k`, `1.5G`.
 pub fn float(x: f64) -> String {
+    // Unknown, such as an own reference older than the agent keeps.
+    if x.is_nan() {
+        return "-".to_owned();
+    }
     if !x.is_finite() {
         return x.to_string();
     }
