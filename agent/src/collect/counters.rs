@@ -97,6 +97,8 @@ impl<M: CounterMap + ?Sized> CounterMap for Box<M> {
 pub struct DeltaSampler<M: CounterMap> {
     map: M,
     last: HashMap<u64, M::Value>,
+    /// Whether a failed removal was warned about: a mass removal says so once, not per cgroup.
+    forget_warned: bool,
 }
 
 impl<M: CounterMap> DeltaSampler<M> {
@@ -104,6 +106,7 @@ impl<M: CounterMap> DeltaSampler<M> {
         Self {
             map,
             last: HashMap::new(),
+            forget_warned: false,
         }
     }
 
@@ -131,7 +134,17 @@ impl<M: CounterMap> DeltaSampler<M> {
             if index.get(cgroup_id).is_none() {
                 debug!(cgroup_id, "cgroup is gone; dropping its counters");
                 if let Err(err) = self.map.forget(cgroup_id) {
-                    warn!(cgroup_id, %err, "cannot drop the counters of a removed cgroup");
+                    if self.forget_warned {
+                        debug!(cgroup_id, %err, "cannot drop the counters of a removed cgroup");
+                    } else {
+                        warn!(
+                            cgroup_id,
+                            %err,
+                            "cannot drop the counters of a removed cgroup; further failures \
+                             are logged at debug"
+                        );
+                        self.forget_warned = true;
+                    }
                 }
                 continue;
             }
