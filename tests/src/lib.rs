@@ -10,6 +10,7 @@ pub mod cgroup;
 pub mod eval;
 pub mod lab;
 pub mod load;
+pub mod stray;
 pub mod workloads;
 
 /// A binary of the workspace built in the same profile as the running test: test binaries

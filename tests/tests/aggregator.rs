@@ -17,9 +17,9 @@ use anyhow::{Context as _, bail, ensure};
 use herd_proto::herd::v1::{self as pb, cluster_service_client::ClusterServiceClient};
 use herd_tests::{
     agent::AgentProcess,
-    built_binary, eval,
-    lab::{self, Fault, FaultKind, Lab, LabSpec, Workload},
-    require_root,
+    built_binary,
+    lab::{self, Lab, LabSpec},
+    require_root, stray,
 };
 use tonic::transport::Channel;
 
@@ -129,30 +129,13 @@ async fn eventually<T>(
 }
 
 async fn scenario() -> anyhow::Result<()> {
-    let spec = LabSpec::new().workload(
-        Workload::deployment("web")
-            .namespace("shop")
-            .replicas(5)
-            .cpu_millis(500)
-            .memory_mib(64)
-            .command(eval::STEADY_LOAD.iter().copied())
-            .fault(
-                Fault::new(FAULTY_REPLICA, FaultKind::CpuHog)
-                    .after_secs(FAULT_AFTER_SECS)
-                    .for_secs(FAULT_SECS),
-            ),
-    );
+    let spec = LabSpec::new().workload(stray::web_with_cpu_hog(
+        FAULTY_REPLICA,
+        FAULT_AFTER_SECS,
+        FAULT_SECS,
+    ));
     let lab = Lab::up(&spec).await?;
-    let faulty = lab
-        .pods()
-        .await?
-        .into_iter()
-        .find(|p| {
-            p.annotations.get("herd.lab/replica").map(String::as_str)
-                == Some(&FAULTY_REPLICA.to_string())
-        })
-        .context("the faulty replica's pod")?
-        .name;
+    let faulty = stray::pod_of_replica(&lab, stray::NAMESPACE, FAULTY_REPLICA).await?;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/herd-aggregator-test");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;

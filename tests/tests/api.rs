@@ -18,8 +18,8 @@ use herd_proto::herd::v1::{
 use herd_tests::{
     agent::AgentProcess,
     built_binary, eval,
-    lab::{self, Fault, FaultKind, Lab, LabSpec, Workload},
-    require_root,
+    lab::{self, Lab, LabSpec, Workload},
+    require_root, stray,
 };
 use tokio::sync::mpsc;
 use tonic::{Code, Streaming, transport::Channel};
@@ -40,19 +40,11 @@ fn the_api_shows_a_stray_replica_from_opening_to_close() -> anyhow::Result<()> {
 
 fn spec() -> LabSpec {
     LabSpec::new()
-        .workload(
-            Workload::deployment("web")
-                .namespace("shop")
-                .replicas(5)
-                .cpu_millis(500)
-                .memory_mib(64)
-                .command(eval::STEADY_LOAD.iter().copied())
-                .fault(
-                    Fault::new(FAULTY_REPLICA, FaultKind::CpuHog)
-                        .after_secs(FAULT_AFTER_SECS)
-                        .for_secs(FAULT_SECS),
-                ),
-        )
+        .workload(stray::web_with_cpu_hog(
+            FAULTY_REPLICA,
+            FAULT_AFTER_SECS,
+            FAULT_SECS,
+        ))
         .workload(
             Workload::stateful_set("db")
                 .namespace("data")
@@ -64,17 +56,7 @@ fn spec() -> LabSpec {
 
 async fn scenario(python: &Path) -> anyhow::Result<()> {
     let lab = Lab::up(&spec()).await?;
-    let pods = lab.pods().await?;
-    let faulty = pods
-        .iter()
-        .find(|p| {
-            p.namespace == "shop"
-                && p.annotations.get("herd.lab/replica").map(String::as_str)
-                    == Some(&FAULTY_REPLICA.to_string())
-        })
-        .context("the faulty replica's pod")?
-        .name
-        .clone();
+    let faulty = stray::pod_of_replica(&lab, stray::NAMESPACE, FAULTY_REPLICA).await?;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/herd-api-test");
     let _ = std::fs::remove_dir_all(&dir);
     let socket_arg = lab.socket();
