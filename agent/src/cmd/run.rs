@@ -354,6 +354,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     },
                 );
                 upstream.send(summary, at);
+                metrics.senders(
+                    upstream.sent(),
+                    upstream.dropped(),
+                    alerts.as_ref().map_or(0, AlertSender::dropped),
+                );
                 if let Some(alerts) = &alerts {
                     alerts.after_window(report, |entity| {
                         containers
@@ -424,6 +429,14 @@ impl Upstream {
         match self {
             Self::Remote(sender) => sender.dropped(),
             Self::Standalone(_) => 0,
+        }
+    }
+
+    /// Summaries handed on: to the stream, or to the aggregator in this process.
+    fn sent(&self) -> u64 {
+        match self {
+            Self::Remote(sender) => sender.sent(),
+            Self::Standalone(aggregator) => aggregator.lock().rounds(),
         }
     }
 

@@ -91,6 +91,9 @@ pub struct NodeMetrics {
     window_seconds: Histogram,
     collection_seconds: Histogram,
     discovery_errors: Counter,
+    summaries_sent: Counter,
+    summaries_dropped: Counter,
+    alerts_dropped: Counter,
     program_seconds: Family<ProgramLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     program_runs: Family<ProgramLabels, Counter>,
     rss: Gauge,
@@ -112,6 +115,9 @@ impl NodeMetrics {
             window_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             collection_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             discovery_errors: Counter::default(),
+            summaries_sent: Counter::default(),
+            summaries_dropped: Counter::default(),
+            alerts_dropped: Counter::default(),
             program_seconds: Family::default(),
             program_runs: Family::default(),
             rss: Gauge::default(),
@@ -167,6 +173,21 @@ impl NodeMetrics {
             "Discovery polls whose runtime call failed",
             metrics.discovery_errors.clone(),
         );
+        herd.register(
+            "summaries_sent",
+            "Node summaries handed to the aggregator's stream",
+            metrics.summaries_sent.clone(),
+        );
+        herd.register(
+            "summaries_dropped",
+            "Node summaries dropped from the send queue while the aggregator was away",
+            metrics.summaries_dropped.clone(),
+        );
+        herd.register(
+            "alerts_dropped",
+            "Alert resolutions dropped from the queue while Alertmanager was away",
+            metrics.alerts_dropped.clone(),
+        );
         herd.register_with_unit(
             "ebpf_program_run",
             "Time the kernel ran each eBPF program (counted while kernel.bpf_stats_enabled is 1)",
@@ -202,6 +223,17 @@ impl NodeMetrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
+    }
+
+    /// The senders' running totals: summaries sent and dropped, alert resolutions dropped.
+    pub fn senders(&self, summaries_sent: u64, summaries_dropped: u64, alerts_dropped: u64) {
+        for (counter, total) in [
+            (&self.summaries_sent, summaries_sent),
+            (&self.summaries_dropped, summaries_dropped),
+            (&self.alerts_dropped, alerts_dropped),
+        ] {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
     }
 
     /// After a discovery poll whose runtime call failed.

@@ -28,7 +28,6 @@ pub enum MetricsError {
 
 pub struct MetricsServer {
     task: JoinHandle<()>,
-    addr: SocketAddr,
 }
 
 impl MetricsServer {
@@ -60,11 +59,7 @@ impl MetricsServer {
                 });
             }
         });
-        Ok(Self { task, addr })
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+        Ok(Self { task })
     }
 
     pub fn stop(self) {
