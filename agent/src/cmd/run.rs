@@ -205,6 +205,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 AggregatorConfig {
                     // One node's summaries come every window: it is silent after three.
                     expiry: args.interval * 3,
+                    // The agent's own floors per feature, with the aggregator's history.
+                    detect: herd_agent::detect::DetectConfig {
+                        history: AggregatorConfig::default().detect.history,
+                        ..features::detect_config(&features::names())
+                    },
                     ..AggregatorConfig::default()
                 },
                 None,

@@ -96,12 +96,20 @@ impl Comparisons {
             self.replicas = Some(Detector::new(config.clone(), names.clone())?);
             self.workloads = Some(Detector::new(config, names)?);
         }
-        if let (Some(replicas), Some(workloads)) = (&mut self.replicas, &mut self.workloads) {
+        // Nodes are compared with each other, never with their own past: with fewer nodes
+        // than peers a comparison needs, there is nothing to compare them with.
+        let enough_nodes = book.live().count() >= self.config.min_peers;
+        if let Some(replicas) = &mut self.replicas {
             let observations = replicas::observations(book, &self.features);
             rounds.push(Round {
                 kind: pb::FindingKind::ClusterReplica,
                 report: replicas.observe(at, &observations)?,
             });
+        }
+        if !enough_nodes {
+            return Ok(rounds);
+        }
+        if let Some(workloads) = &mut self.workloads {
             let observations = workloads::observations(book, &self.features);
             rounds.push(Round {
                 kind: pb::FindingKind::WorkloadNode,
