@@ -4,7 +4,6 @@ use std::time::SystemTime;
 
 use clap::Args;
 use herd_agent::{
-    discovery::poller::{Discovery, DiscoveryConfig},
     export::container_list,
     host::{self, HostPaths},
 };
@@ -19,12 +18,9 @@ pub struct ContainersArgs {
 
 pub async fn run(args: ContainersArgs) -> anyhow::Result<()> {
     let paths = HostPaths::default();
-    let mut discovery = Discovery::new(DiscoveryConfig {
-        runtime_socket: args.discovery.runtime_socket,
-        min_age: args.discovery.min_age,
-        cgroup2: host::cgroup2_mount(&paths.proc)?,
-        proc: paths.proc,
-    });
+    let mut discovery = args
+        .discovery
+        .discovery(&host::cgroup2_mount(&paths.proc)?, &paths.proc)?;
     discovery.poll().await;
     print!(
         "{}",

@@ -3,7 +3,12 @@
 //! the API.
 
 use std::{
-    fs::File, io::BufWriter, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration,
+    fs::File,
+    io::BufWriter,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
     time::SystemTime,
 };
 
@@ -20,10 +25,7 @@ use herd_agent::{
         ebpf::{EbpfConfig, EbpfPrograms, Signal},
         signals::SignalSampler,
     },
-    discovery::{
-        cgroup2::CgroupIndex,
-        poller::{Discovery, DiscoveryConfig},
-    },
+    discovery::{cgroup2::CgroupIndex, poller::Discovery},
     export::{findings, table},
     features::{self, NodeCapacity},
     host::{self, Host, HostPaths, Tracefs},
@@ -128,7 +130,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         })
         .map_err(|err| warn!(%err, "cannot mount tracefs; block IO and OOM signals need it"))
         .ok();
-    let (mut programs, ebpf_missing) = match load_ebpf(&paths, &host) {
+    let (mut programs, ebpf_missing) = match load_ebpf(&paths, &host, &args.discovery.cgroup_root) {
         Ok(programs) => (Some(programs), None),
         Err(reason) => (None, Some(reason)),
     };
@@ -140,16 +142,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut sampler = match &mut programs {
         Some(programs) => Some(SignalSampler::new(
             programs.take_signal_maps()?,
-            CgroupIndex::new(&host.cgroup2),
+            CgroupIndex::scoped(&host.cgroup2, &args.discovery.cgroup_root),
         )),
         None => None,
     };
-    let mut discovery = Discovery::new(DiscoveryConfig {
-        runtime_socket: args.discovery.runtime_socket.clone(),
-        min_age: args.discovery.min_age,
-        cgroup2: host.cgroup2.clone(),
-        proc: paths.proc.clone(),
-    });
+    let mut discovery = args.discovery.discovery(&host.cgroup2, &paths.proc)?;
     let record = match &args.record {
         Some(path) => {
             let file = File::create(path)
@@ -504,16 +501,21 @@ fn signal_states(programs: Option<&EbpfPrograms>, ebpf_missing: Option<&str>) ->
 /// The eBPF programs of every signal this kernel supports, or why none loads; each missing
 /// signal, or eBPF as a whole, is said once, plainly. Without eBPF the agent runs on cgroup
 /// and namespace counters alone.
-fn load_ebpf(paths: &HostPaths, host: &Host) -> Result<EbpfPrograms, String> {
+fn load_ebpf(paths: &HostPaths, host: &Host, cgroup_root: &Path) -> Result<EbpfPrograms, String> {
     if let Err(err) = host::check_btf(paths) {
         warn!("{err}; running on cgroup and network-namespace counters only");
         return Err(err.to_string());
     }
-    // The network programs see every socket below the cgroup they attach to.
+    // The network programs see every socket below the cgroup they attach to: this node's
+    // pods.
+    let root = host
+        .cgroup2
+        .join(cgroup_root.strip_prefix("/").unwrap_or(cgroup_root));
     let network_cgroup = ["kubepods", "kubepods.slice"]
         .iter()
-        .map(|name| host.cgroup2.join(name))
-        .find(|dir| dir.is_dir());
+        .map(|name| root.join(name))
+        .find(|dir| dir.is_dir())
+        .or(Some(root));
     let config = EbpfConfig {
         signals: Signal::ALL.to_vec(),
         network_cgroup,

@@ -3,7 +3,8 @@
 //! `bpf_get_current_cgroup_id()` returns the inode number of the task's cgroup2 directory, so
 //! a walk of the cgroup2 mount that records each directory's inode is the whole index. The
 //! walk runs only when an id is unknown; a known id is confirmed with one `stat` of its path,
-//! which also tells when the cgroup is gone.
+//! which also tells when the cgroup is gone. An index scoped to a node's cgroup root walks
+//! only below it: cgroups elsewhere stay unknown, as those of another node.
 
 use std::{
     collections::HashMap,
@@ -19,13 +20,22 @@ use tracing::{debug, warn};
 #[derive(Debug)]
 pub struct CgroupIndex {
     mount: PathBuf,
+    /// Where the walk starts, relative to the mount.
+    root: PathBuf,
     by_id: HashMap<u64, PathBuf>,
 }
 
 impl CgroupIndex {
     pub fn new(mount: impl Into<PathBuf>) -> Self {
+        Self::scoped(mount, "/")
+    }
+
+    /// An index of the cgroups at `root` (relative to the mount, e.g. a node's
+    /// `--cgroup-root`) and below it; paths stay relative to the mount.
+    pub fn scoped(mount: impl Into<PathBuf>, root: impl Into<PathBuf>) -> Self {
         Self {
             mount: mount.into(),
+            root: root.into(),
             by_id: HashMap::new(),
         }
     }
@@ -72,7 +82,7 @@ impl CgroupIndex {
     /// Walks the whole hierarchy and rebuilds the index.
     pub fn rescan(&mut self) {
         let mut by_id = HashMap::with_capacity(self.by_id.len());
-        let mut pending = vec![PathBuf::from("/")];
+        let mut pending = vec![Path::new("/").join(&self.root)];
         while let Some(relative) = pending.pop() {
             let dir = self.absolute(&relative);
             match fs::metadata(&dir) {
@@ -153,6 +163,23 @@ mod tests {
         fs::create_dir(&late).unwrap();
         index.refresh([ino(&late)]);
         assert_eq!(index.get(ino(&late)), Some(Path::new("/late")));
+    }
+
+    #[test]
+    fn a_scoped_index_sees_only_its_root() {
+        let root = tempfile::tempdir().unwrap();
+        let ours = root.path().join("nodes/a/kubepods/pod1");
+        let theirs = root.path().join("nodes/b/kubepods/pod2");
+        fs::create_dir_all(&ours).unwrap();
+        fs::create_dir_all(&theirs).unwrap();
+        let mut index = CgroupIndex::scoped(root.path(), "/nodes/a");
+        index.refresh([ino(&ours), ino(&theirs)]);
+        assert_eq!(
+            index.get(ino(&ours)),
+            Some(Path::new("/nodes/a/kubepods/pod1"))
+        );
+        assert_eq!(index.get(ino(&theirs)), None);
+        assert_eq!(index.get(ino(root.path())), None);
     }
 
     #[test]

@@ -12,6 +12,13 @@
 //! | docker without Kubernetes | `/docker/<id>`, `/system.slice/docker-<id>.scope` |
 //!
 //! The systemd driver writes the pod uid with `_` for `-`.
+//!
+//! A kubelet started with `--cgroup-root /X` puts its pods below `/X/kubepods`; the agent on
+//! that node is given the same root and reads paths relative to it ([`parse_below`]). A
+//! kubepods level deeper than the top belongs to such a node, never to the agent of the
+//! root: nested nodes' pods are not counted twice.
+
+use std::path::Path;
 
 /// The container runtime a cgroup name points to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,17 +49,19 @@ pub struct ContainerPath {
 }
 
 /// Parses a cgroup path (relative to any hierarchy's mount); `None` for cgroups that are not
-/// a container's own: host services, pod-level cgroups, CRI-O's conmon, the root.
+/// a container's own: host services, pod-level cgroups, CRI-O's conmon, the root, and pods
+/// of a node with a cgroup root of its own.
 pub fn parse(path: &str) -> Option<ContainerPath> {
     let parts: Vec<&str> = path.split('/').filter(|part| !part.is_empty()).collect();
     let (leaf, ancestors) = parts.split_last()?;
+    if ancestors.iter().skip(1).any(|part| is_kubepods(part)) {
+        return None;
+    }
     let (id, mut runtime) = container_id(leaf)?;
     if runtime.is_none() && ancestors.last() == Some(&"docker") {
         runtime = Some(Runtime::Docker);
     }
-    let in_kubepods = ancestors
-        .first()
-        .is_some_and(|top| *top == "kubepods" || *top == "kubepods.slice");
+    let in_kubepods = ancestors.first().is_some_and(|top| is_kubepods(top));
     let (pod_uid, qos) = if in_kubepods {
         let pod_uid = ancestors.iter().rev().find_map(|part| pod_uid(part));
         let qos = pod_uid.as_ref().map(|_| qos(ancestors));
@@ -70,6 +79,17 @@ pub fn parse(path: &str) -> Option<ContainerPath> {
         pod_uid,
         qos,
     })
+}
+
+/// Parses `path` (relative to a hierarchy's mount) as seen from `root`, the node's cgroup
+/// root (the kubelet's `--cgroup-root`; `/` by default); `None` outside the root.
+pub fn parse_below(root: &Path, path: &Path) -> Option<ContainerPath> {
+    let relative = path.strip_prefix(root).ok()?;
+    parse(relative.to_str()?)
+}
+
+fn is_kubepods(part: &str) -> bool {
+    part == "kubepods" || part == "kubepods.slice"
 }
 
 fn container_id(leaf: &str) -> Option<(&str, Option<Runtime>)> {
@@ -218,9 +238,31 @@ mod tests {
             // Too short, or not hex.
             format!("/docker/{}", &ID[..12]),
             format!("/docker/{}", ID.replace('a', "g")),
+            // A pod of a node whose kubelet has a cgroup root of its own.
+            format!("/nodes/a/kubepods/burstable/pod{UID}/{ID}"),
         ];
         for path in paths {
             assert_eq!(parse(&path), None, "{path}");
         }
+    }
+
+    #[test]
+    fn paths_below_a_cgroup_root_are_read_relative_to_it() {
+        let path = format!("/nodes/a/kubepods/burstable/pod{UID}/{ID}");
+        assert_eq!(
+            parse_below(Path::new("/nodes/a"), Path::new(&path)),
+            container(None, Some(Qos::Burstable))
+        );
+        assert_eq!(
+            parse_below(
+                Path::new("/"),
+                Path::new(&format!("/kubepods/pod{UID}/{ID}"))
+            ),
+            container(None, Some(Qos::Guaranteed))
+        );
+        // Another node's pods, seen from this node's root or from the host's.
+        let other = format!("/nodes/b/kubepods/burstable/pod{UID}/{ID}");
+        assert_eq!(parse_below(Path::new("/nodes/a"), Path::new(&other)), None);
+        assert_eq!(parse_below(Path::new("/"), Path::new(&other)), None);
     }
 }

@@ -80,6 +80,8 @@ pub struct Changes {
 pub struct ContainerTable {
     proc: PathBuf,
     cgroup2: PathBuf,
+    /// The node's cgroup root, relative to the mounts: container paths are read below it.
+    cgroup_root: PathBuf,
     min_age: Duration,
     by_id: HashMap<String, Container>,
 }
@@ -91,9 +93,17 @@ impl ContainerTable {
         Self {
             proc: proc.into(),
             cgroup2: cgroup2.into(),
+            cgroup_root: PathBuf::from("/"),
             min_age,
             by_id: HashMap::new(),
         }
+    }
+
+    /// The same table for a node whose pods live below `root` (the kubelet's
+    /// `--cgroup-root`, relative to the mounts): paths are read relative to it.
+    pub fn scoped(mut self, root: impl Into<PathBuf>) -> Self {
+        self.cgroup_root = root.into();
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -138,7 +148,7 @@ impl ContainerTable {
         let mut changes = Changes::default();
         let mut seen = HashSet::new();
         for (cgroup_id, path) in cgroups {
-            let Some(parsed) = path.to_str().and_then(cgroup_path::parse) else {
+            let Some(parsed) = cgroup_path::parse_below(&self.cgroup_root, path) else {
                 continue;
             };
             // The pause container holds the pod's namespaces; it is not a workload. The
@@ -382,6 +392,30 @@ mod tests {
         let changes = table.update(cgroups, None, &LabelOwners, now);
         assert_eq!(changes.added, vec![APP.to_owned()]);
         assert_eq!(table.get(APP).unwrap().pid, Some(42));
+    }
+
+    #[test]
+    fn a_scoped_table_reads_paths_below_its_root_and_nothing_else() {
+        let (_dir, table) = table();
+        let mut table = table.scoped("/nodes/a");
+        let now = SystemTime::now();
+        let ours = PathBuf::from("/nodes/a").join(path(APP).strip_prefix("/").unwrap());
+        let theirs = PathBuf::from("/nodes/b").join(path(SANDBOX).strip_prefix("/").unwrap());
+        let host = path(SANDBOX);
+        let cgroups = [
+            (11, ours.as_path()),
+            (12, theirs.as_path()),
+            (13, host.as_path()),
+        ];
+        let changes = table.update(cgroups, None, &LabelOwners, now);
+        assert_eq!(changes.added, vec![APP.to_owned()]);
+        let app = table.get(APP).unwrap();
+        assert_eq!(
+            (app.qos, app.pod_uid.as_deref()),
+            (Some(Qos::Burstable), Some(UID))
+        );
+        // Files are still read at the full path below the mount.
+        assert_eq!(app.cgroup, ours);
     }
 
     #[test]

@@ -60,6 +60,17 @@ impl Discovery {
         }
     }
 
+    /// Discovery of a node whose pods live below `root` (the kubelet's `--cgroup-root`,
+    /// relative to the cgroup mounts): only cgroups there are walked and read.
+    pub fn with_cgroup_root(mut self, root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        self.index = CgroupIndex::scoped(&self.config.cgroup2, &root);
+        self.table =
+            ContainerTable::new(&self.config.proc, &self.config.cgroup2, self.config.min_age)
+                .scoped(root);
+        self
+    }
+
     pub fn table(&self) -> &ContainerTable {
         &self.table
     }
