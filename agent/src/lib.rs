@@ -2,14 +2,13 @@
 //! `collect` reads raw counters, `features` and `detect` judge them, `export` and `api` send
 //! what was learned out of the agent.
 
-pub mod alerts;
 pub mod api;
-pub mod backoff;
+pub use herd_proto::backoff;
 pub mod collect;
 /// The detector lives in its own crate, shared with the aggregator.
 pub use herd_detect as detect;
 pub mod discovery;
-pub mod error_chain;
+pub use herd_proto::error_chain;
 pub mod export;
 pub mod features;
 pub mod host;

@@ -70,6 +70,8 @@ pub struct Aggregator {
     /// there has no move from a baseline to show; so a restored finding is kept while its
     /// subject still strays from its peers on its drivers, and closes as a finding does.
     restored: HashMap<String, Restored>,
+    /// Summaries refused as invalid.
+    refused: u64,
 }
 
 struct Restored {
@@ -124,11 +126,19 @@ impl Aggregator {
             rounds: 0,
             continued: HashMap::new(),
             restored,
+            refused: 0,
         })
     }
 
     pub fn ingest(&mut self, summary: pb::NodeSummary, now: SystemTime) -> Result<(), IngestError> {
-        self.nodes.ingest(summary, now)
+        self.nodes
+            .ingest(summary, now)
+            .inspect_err(|_| self.refused += 1)
+    }
+
+    /// Summaries refused as invalid since the start.
+    pub fn refused(&self) -> u64 {
+        self.refused
     }
 
     pub fn findings(&self) -> &FindingBook {

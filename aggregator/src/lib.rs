@@ -4,8 +4,10 @@
 
 pub mod cluster;
 pub mod compare;
+pub mod export;
 pub mod findings;
 pub mod matrix;
+pub mod metrics;
 pub mod nodes;
 pub mod serve;
 pub mod service;

@@ -14,6 +14,8 @@ pub mod cri {
     }
 }
 
+pub mod backoff;
+pub mod error_chain;
 pub mod query;
 pub mod uds;
 

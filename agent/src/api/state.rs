@@ -112,6 +112,18 @@ impl SharedState {
     }
 }
 
+/// Alerts from the node's own findings, where the agent sends them itself.
+impl herd_aggregator::export::alerts::FindingFeed for SharedState {
+    fn subscribe(
+        &self,
+    ) -> (
+        Vec<herd_proto::herd::v1::Finding>,
+        tokio::sync::broadcast::Receiver<Arc<herd_proto::herd::v1::FindingEvent>>,
+    ) {
+        self.lock().findings.watch()
+    }
+}
+
 impl NodeState {
     /// After a discovery poll: the containers as they are now.
     pub fn after_poll(&mut self, table: &ContainerTable, runtime: RuntimeState) {

@@ -15,7 +15,6 @@ use std::{
 use anyhow::Context as _;
 use clap::Args;
 use herd_agent::{
-    alerts::{AlertConfig, AlertSender},
     api::{
         AgentFacts, ApiConfig, ApiServer, RuntimeState, SharedState, SignalState,
         findings_log::LogLimits,
@@ -33,7 +32,11 @@ use herd_agent::{
     pipeline::Pipeline,
     summary::{Health, SenderConfig, SummaryBuilder, SummarySender},
 };
-use herd_aggregator::{Aggregator, AggregatorConfig, SharedAggregator, service::ClusterApi};
+use herd_aggregator::{
+    Aggregator, AggregatorConfig, SharedAggregator,
+    export::alerts::{AlertConfig, AlertSender},
+    service::ClusterApi,
+};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
@@ -85,7 +88,9 @@ pub struct RunArgs {
     /// Most per-container series in /metrics; the highest scores are kept.
     #[arg(long, default_value_t = 10_000)]
     metrics_max_series: usize,
-    /// Send findings as alerts to this Alertmanager (v2 API), e.g. http://alertmanager:9093.
+    /// Send findings as alerts to this Alertmanager (v2 API), e.g. http://alertmanager:9093:
+    /// the cluster's findings in standalone mode, the node's own with --aggregator (where the
+    /// aggregator is the one that should send them).
     #[arg(long, env = "HERD_ALERTMANAGER")]
     alertmanager: Option<String>,
     /// How often firing alerts are re-sent to Alertmanager; each lapses after four of these.
@@ -230,16 +235,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         max_series: args.metrics_max_series,
     }));
     let metrics_server = match args.metrics_listen {
-        Some(addr) => Some(MetricsServer::start(addr, Arc::clone(&metrics)).await?),
+        Some(addr) => Some(MetricsServer::start(addr, Arc::clone(&metrics) as _).await?),
         None => None,
     };
 
     let alerts = match &args.alertmanager {
-        Some(url) => Some(AlertSender::start(AlertConfig {
-            url: url.clone(),
-            resend: args.alert_resend,
-            max_resolved: 1000,
-        })?),
+        Some(url) => {
+            let config = AlertConfig {
+                url: url.clone(),
+                resend: args.alert_resend,
+                max_resolved: 1000,
+            };
+            Some(match &upstream {
+                Upstream::Standalone(aggregator) => AlertSender::start(config, aggregator.clone())?,
+                Upstream::Remote(_) => AlertSender::start(config, state.clone())?,
+            })
+        }
         None => None,
     };
 
@@ -361,13 +372,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     upstream.dropped(),
                     alerts.as_ref().map_or(0, AlertSender::dropped),
                 );
-                if let Some(alerts) = &alerts {
-                    alerts.after_window(report, |entity| {
-                        containers
-                            .get(entity)
-                            .map_or((None, None), |c| (c.name.clone(), c.image.clone()))
-                    });
-                }
                 if let Some(sample) = &sample {
                     table::log_busiest(&sample.syscall_sample(), args.top, |row| {
                         containers

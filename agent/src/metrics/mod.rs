@@ -3,8 +3,6 @@
 
 pub mod bpf_stats;
 pub mod node;
-pub mod process;
-pub mod serve;
 
+pub use herd_aggregator::export::metrics_http::{MetricsError, MetricsServer};
 pub use node::{MetricsLimits, NodeMetrics, WindowTimes};
-pub use serve::{MetricsError, MetricsServer};

@@ -15,11 +15,13 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
+use herd_aggregator::export::process::ProcessMetrics;
+
 use crate::{
     api::findings_log::FindingRecord,
     detect::{Severity, WindowReport},
     discovery::containers::ContainerTable,
-    metrics::{bpf_stats, process},
+    metrics::bpf_stats,
 };
 
 /// Longest label value kept; names in Kubernetes are at most 253 characters.
@@ -75,7 +77,6 @@ pub struct WindowTimes {
 /// Totals read from the kernel and /proc, kept to turn them into counter increments.
 #[derive(Default)]
 struct Last {
-    cpu_seconds: f64,
     programs: HashMap<String, bpf_stats::ProgramStats>,
 }
 
@@ -96,8 +97,7 @@ pub struct NodeMetrics {
     alerts_dropped: Counter,
     program_seconds: Family<ProgramLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     program_runs: Family<ProgramLabels, Counter>,
-    rss: Gauge,
-    cpu: Counter<f64, std::sync::atomic::AtomicU64>,
+    process: ProcessMetrics,
     last: Mutex<Last>,
 }
 
@@ -120,8 +120,7 @@ impl NodeMetrics {
             alerts_dropped: Counter::default(),
             program_seconds: Family::default(),
             program_runs: Family::default(),
-            rss: Gauge::default(),
-            cpu: Counter::default(),
+            process: ProcessMetrics::default(),
             last: Mutex::new(Last::default()),
             registry: Registry::default(),
         };
@@ -199,21 +198,10 @@ impl NodeMetrics {
             "Runs of each eBPF program (counted while kernel.bpf_stats_enabled is 1)",
             metrics.program_runs.clone(),
         );
-        // The standard process metrics, under their usual names.
-        registry.register_with_unit(
-            "process_resident_memory",
-            "Resident memory of the agent",
-            Unit::Bytes,
-            metrics.rss.clone(),
-        );
-        registry.register_with_unit(
-            "process_cpu",
-            "CPU time of the agent, user and system",
-            Unit::Seconds,
-            metrics.cpu.clone(),
-        );
+        let process = ProcessMetrics::register(&mut registry, "agent");
         Self {
             registry,
+            process,
             ..metrics
         }
     }
@@ -326,12 +314,8 @@ impl NodeMetrics {
     }
 
     fn health(&self) {
+        self.process.refresh();
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((rss, cpu)) = process::usage() {
-            self.rss.set(i64::try_from(rss).unwrap_or(i64::MAX));
-            self.cpu.inc_by((cpu - last.cpu_seconds).max(0.0));
-            last.cpu_seconds = cpu;
-        }
         if bpf_stats::enabled() {
             for (program, stats) in bpf_stats::read() {
                 let labels = ProgramLabels {
@@ -347,6 +331,12 @@ impl NodeMetrics {
                 last.programs.insert(program, stats);
             }
         }
+    }
+}
+
+impl herd_aggregator::export::metrics_http::Scrape for NodeMetrics {
+    fn encode(&self) -> Result<String, std::fmt::Error> {
+        NodeMetrics::encode(self)
     }
 }
 

@@ -1,4 +1,4 @@
-//! `/metrics` over HTTP/1.1, for Prometheus to scrape.
+//! `/metrics` over HTTP/1.1, for Prometheus to scrape: the agent's and the aggregator's.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -9,7 +9,11 @@ use thiserror::Error;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tracing::{debug, info, warn};
 
-use crate::metrics::NodeMetrics;
+/// What `/metrics` shows.
+pub trait Scrape: Send + Sync + 'static {
+    /// Every metric in the OpenMetrics text format, as of now.
+    fn encode(&self) -> Result<String, std::fmt::Error>;
+}
 
 /// OpenMetrics, which Prometheus asks for when it scrapes.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -32,7 +36,7 @@ pub struct MetricsServer {
 
 impl MetricsServer {
     /// Binds now, so that a taken port fails start-up, and serves in the background.
-    pub async fn start(addr: SocketAddr, metrics: Arc<NodeMetrics>) -> Result<Self, MetricsError> {
+    pub async fn start(addr: SocketAddr, metrics: Arc<dyn Scrape>) -> Result<Self, MetricsError> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| MetricsError::Listen { addr, source })?;
@@ -69,7 +73,7 @@ impl MetricsServer {
 
 async fn respond(
     request: Request<hyper::body::Incoming>,
-    metrics: Arc<NodeMetrics>,
+    metrics: Arc<dyn Scrape>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let reply = |status, content_type: &str, body: String| {
         let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -98,7 +102,7 @@ async fn respond(
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "herd-agent serves /metrics only\n".into(),
+            "only /metrics is served here\n".into(),
         ),
     }
 }
