@@ -5,6 +5,7 @@
 pub mod api;
 pub use herd_proto::backoff;
 pub mod collect;
+pub mod config;
 /// The detector lives in its own crate, shared with the aggregator.
 pub use herd_detect as detect;
 pub mod discovery;

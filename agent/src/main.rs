@@ -2,15 +2,21 @@
 
 mod cmd;
 
-use std::process::ExitCode;
+use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 
-use clap::{Parser, Subcommand};
-use herd_agent::telemetry;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use herd_agent::{
+    config::{self, AGENT_FILE},
+    telemetry,
+};
 use tracing::error;
 
 /// Herd's node agent: watches every container on this host through cgroups and eBPF.
+///
+/// Every setting is a flag, a HERD_* environment variable (--min-age is HERD_MIN_AGE) and a key
+/// of the TOML file (min-age = "90s"), in that order of precedence, above the defaults.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -26,6 +32,10 @@ struct Cli {
         default_value = "auto"
     )]
     log_target: telemetry::LogTarget,
+    /// The TOML configuration file; its keys are the long flag names. Without this flag or
+    /// HERD_CONFIG, /etc/herd/agent.toml is read where it exists.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -41,10 +51,41 @@ enum Command {
     Replay(herd_agent::replay::ReplayArgs),
     /// Print the detector's settings (warm-up, thresholds, …) as one line of JSON.
     Detector,
+    /// Print the configuration `run` would use, as TOML, each setting with where its value
+    /// came from (flag, environment, file, default). Takes the same flags as `run`.
+    Config(Box<cmd::run::RunArgs>),
+}
+
+/// The agent's command line as clap sees it: every flag with its HERD_* variable.
+fn command() -> clap::Command {
+    config::with_env_names(Cli::command(), AGENT_FILE.env_prefix)
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let (command, file) =
+        match config::apply_file(command(), &args, &AGENT_FILE, |name| std::env::var_os(name)) {
+            Ok(layered) => layered,
+            Err(err) => {
+                eprintln!("herd-agent: {err}");
+                return ExitCode::from(2);
+            }
+        };
+    let matches = command.clone().get_matches_from(&args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+    if let Some(Command::Config(_)) = &cli.command {
+        // Built, so that the global flags (--log-target) are among the subcommand's.
+        let mut built = command;
+        built.build();
+        let sub = built
+            .find_subcommand("config")
+            .expect("the config subcommand exists");
+        let sub_matches = matches
+            .subcommand_matches("config")
+            .expect("the config subcommand was given");
+        print!("{}", cmd::config::render(sub, sub_matches, &file));
+        return ExitCode::SUCCESS;
+    }
     if let Err(err) = telemetry::init(cli.log_target) {
         eprintln!("herd-agent: {err}");
         return ExitCode::FAILURE;
@@ -58,6 +99,7 @@ fn main() -> ExitCode {
         Some(Command::Replay(args)) => herd_agent::replay::run(&args)
             .map(drop)
             .map_err(anyhow::Error::from),
+        Some(Command::Config(_)) => unreachable!("handled before logging starts"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -65,5 +107,35 @@ fn main() -> ExitCode {
             error!("{err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every flag's variable is HERD_ and its long name, including those named by hand.
+    #[test]
+    fn every_flag_has_its_herd_variable() {
+        fn walk(command: &clap::Command, path: &str) {
+            for arg in command.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+                assert_eq!(
+                    env,
+                    Some(config::env_name("HERD_", long)),
+                    "{path} --{long} has the wrong variable"
+                );
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        walk(&command(), "herd-agent");
+    }
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        command().debug_assert();
     }
 }

@@ -1,11 +1,13 @@
 //! `herd-agent probe`: what this host offers Herd, checked for real (the eBPF programs are
-//! loaded and attached, then removed), and what is missing, in plain words.
+//! loaded and attached, then removed), and what is missing, in plain words. With `--require`
+//! it fails naming each required feature that is missing: the DaemonSet's init container
+//! runs it, so that a node that cannot run the agent says why in `kubectl logs`.
 
 use std::path::Path;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use herd_agent::{
-    collect::ebpf::{EbpfConfig, EbpfPrograms},
+    collect::ebpf::{EbpfConfig, EbpfPrograms, Signal},
     discovery::runtime::CriClient,
     host::{self, HostPaths, Tracefs},
 };
@@ -16,115 +18,223 @@ use crate::cmd::DiscoveryArgs;
 pub struct ProbeArgs {
     #[command(flatten)]
     discovery: DiscoveryArgs,
+    /// Fail unless these are available (root and cgroup2 always are required), e.g.
+    /// --require btf,ebpf,syscalls,runtime.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    require: Vec<Feature>,
 }
 
-/// Prints one line per check; fails when the agent could not run here at all.
+/// What `--require` can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum Feature {
+    /// A cgroup2 mount (always required).
+    Cgroup2,
+    /// Pressure stall information (/proc/pressure).
+    Psi,
+    /// Other processes' /proc/<pid>/net.
+    Netns,
+    /// The kernel's BTF at /sys/kernel/btf/vmlinux.
+    Btf,
+    /// tracefs, mounted or mountable.
+    Tracefs,
+    /// eBPF at all: at least one program loads.
+    Ebpf,
+    /// The syscall programs (raw tracepoint sys_exit).
+    Syscalls,
+    /// The block IO programs (block tracepoints).
+    Block,
+    /// The network programs (cgroup_skb).
+    Network,
+    /// The run-queue latency programs (sched raw tracepoints).
+    Sched,
+    /// The OOM kill programs (oom and sched tracepoints).
+    Oom,
+    /// The container runtime's CRI socket answers.
+    Runtime,
+}
+
+impl Feature {
+    fn name(self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default()
+    }
+
+    fn of(signal: Signal) -> Self {
+        match signal {
+            Signal::Syscalls => Self::Syscalls,
+            Signal::Block => Self::Block,
+            Signal::Network => Self::Network,
+            Signal::Sched => Self::Sched,
+            Signal::Oom => Self::Oom,
+        }
+    }
+}
+
+/// What each check found: the feature, and what is there or why it is missing.
+#[derive(Default)]
+struct Findings(Vec<(Feature, Result<String, String>)>);
+
+impl Findings {
+    fn add(&mut self, feature: Feature, what: &str, result: Result<String, String>) {
+        match &result {
+            Ok(found) => line(what, found),
+            Err(missing) => line(what, &format!("missing: {missing}")),
+        }
+        self.0.push((feature, result));
+    }
+
+    fn missing(&self, feature: Feature) -> Option<&str> {
+        match self.0.iter().find(|(f, _)| *f == feature) {
+            Some((_, Err(why))) => Some(why),
+            Some((_, Ok(_))) => None,
+            None => Some("not checked"),
+        }
+    }
+}
+
+/// Prints one line per check; fails when the agent could not run here at all, or when a
+/// required feature is missing.
 pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
     let paths = HostPaths::default();
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
-    let mut fatal = Vec::new();
+    let mut found = Findings::default();
+    let mut missing = Vec::new();
 
-    let root = euid == 0;
-    line(
-        "root",
-        if root {
-            "yes".into()
-        } else {
-            format!("no (uid {euid}): the agent needs root")
-        },
-    );
-    if !root {
-        fatal.push("root");
+    if euid == 0 {
+        line("root", "yes");
+    } else {
+        line("root", &format!("no (uid {euid}): the agent needs root"));
+        missing.push("root (the agent runs as uid 0)".to_owned());
     }
     match host::cgroup_mounts(&paths.proc) {
         Ok(mounts) => {
-            line("cgroup2", mounts.cgroup2.display().to_string());
+            found.add(
+                Feature::Cgroup2,
+                "cgroup2",
+                Ok(mounts.cgroup2.display().to_string()),
+            );
             let mut v1: Vec<_> = mounts.cgroup_v1.keys().cloned().collect();
             v1.sort();
             line(
                 "cgroup v1 controllers",
-                if v1.is_empty() {
+                &if v1.is_empty() {
                     "none (pure cgroup2 host)".into()
                 } else {
                     v1.join(" ")
                 },
             );
         }
-        Err(err) => {
-            line("cgroup2", format!("missing: {err}"));
-            fatal.push("cgroup2");
-        }
+        Err(err) => found.add(Feature::Cgroup2, "cgroup2", Err(err.to_string())),
     }
-    let psi = Path::new("/proc/pressure/cpu").exists();
-    line(
+    found.add(
+        Feature::Psi,
         "pressure (PSI)",
-        if psi {
-            "yes".into()
+        if Path::new("/proc/pressure/cpu").exists() {
+            Ok("yes".into())
         } else {
-            "no: cpu, memory and io pressure features are missing".into()
+            Err("no /proc/pressure: cpu, memory and io pressure features are missing".into())
         },
     );
-    line(
+    found.add(
+        Feature::Netns,
         "network namespaces",
-        if paths.proc.join("self/net/dev").exists() {
-            "readable".into()
+        if paths.proc.join("1/net/dev").exists() {
+            Ok("readable".into())
         } else {
-            "no /proc/<pid>/net".into()
+            Err(format!(
+                "{} is not readable: network counters are missing (is the host's PID \
+                 namespace shared?)",
+                paths.proc.join("1/net/dev").display()
+            ))
         },
     );
     match host::check_btf(&paths) {
         Ok(()) => {
-            line("BTF", paths.btf.display().to_string());
+            found.add(Feature::Btf, "BTF", Ok(paths.btf.display().to_string()));
             let tracefs = Tracefs::ensure();
-            if let Err(err) = &tracefs {
-                line(
-                    "tracefs",
-                    format!("cannot mount ({err}): block IO and OOM signals need it"),
-                );
-            }
+            found.add(
+                Feature::Tracefs,
+                "tracefs",
+                match &tracefs {
+                    Ok(_) => Ok("yes".into()),
+                    Err(err) => Err(format!(
+                        "cannot mount ({err}): block IO and OOM signals need it"
+                    )),
+                },
+            );
             match EbpfPrograms::load_available(&EbpfConfig::default()) {
                 Ok(programs) => {
+                    found.add(Feature::Ebpf, "eBPF", Ok("loads".into()));
                     for signal in programs.signals() {
-                        line(&format!("eBPF {signal}"), "loaded and attached".into());
+                        found.add(
+                            Feature::of(*signal),
+                            &format!("eBPF {signal}"),
+                            Ok("loaded and attached".into()),
+                        );
                     }
                     for (signal, err) in programs.unavailable() {
-                        line(&format!("eBPF {signal}"), format!("unavailable: {err}"));
+                        found.add(
+                            Feature::of(*signal),
+                            &format!("eBPF {signal}"),
+                            Err(err.to_string()),
+                        );
                     }
                 }
-                Err(err) => line(
+                Err(err) => found.add(
+                    Feature::Ebpf,
                     "eBPF",
-                    format!("unavailable ({err}); the agent would run on cgroup counters only"),
+                    Err(format!(
+                        "{err}; the agent would run on cgroup counters only"
+                    )),
                 ),
             }
+            drop(tracefs);
         }
-        Err(err) => line(
+        Err(err) => found.add(
+            Feature::Btf,
             "BTF",
-            format!("{err}; the agent would run on cgroup counters only"),
+            Err(format!(
+                "{err}; the agent would run on cgroup counters only"
+            )),
         ),
     }
     let runtime = match CriClient::connect(args.discovery.runtime_socket.as_deref()).await {
         Ok(mut client) => match client.snapshot().await {
-            Ok(snapshot) => format!(
+            Ok(snapshot) => Ok(format!(
                 "{}: {} pods, {} containers",
                 client.path().display(),
                 snapshot.pods.len(),
                 snapshot.containers.len()
-            ),
-            Err(err) => format!("{err}; containers would be found from cgroups alone"),
+            )),
+            Err(err) => Err(format!(
+                "{err}; containers would be found from cgroups alone"
+            )),
         },
-        Err(err) => format!("{err}; containers would be found from cgroups alone"),
+        Err(err) => Err(format!(
+            "{err}; containers would be found from cgroups alone"
+        )),
     };
-    line("container runtime (CRI)", runtime);
+    found.add(Feature::Runtime, "container runtime (CRI)", runtime);
 
+    let mut required = args.require.clone();
+    required.push(Feature::Cgroup2);
+    required.sort();
+    required.dedup();
+    for feature in required {
+        if let Some(why) = found.missing(feature) {
+            missing.push(format!("{} ({why})", feature.name()));
+        }
+    }
     anyhow::ensure!(
-        fatal.is_empty(),
-        "herd-agent cannot run on this host: missing {}",
-        fatal.join(", ")
+        missing.is_empty(),
+        "herd-agent cannot run on this host as required: missing {}",
+        missing.join("; ")
     );
     Ok(())
 }
 
-fn line(what: &str, result: String) {
+fn line(what: &str, result: &str) {
     println!("{what:<26}{result}");
 }
