@@ -38,9 +38,11 @@ impl Default for AggregatorConfig {
         Self {
             expiry: Duration::from_secs(60),
             // A shorter own history per entity than the agent's: 150,000 containers × every
-            // feature × the ring must fit in memory.
+            // feature × the ring must fit in memory. The agent's floors per feature, so that
+            // a replica is judged as its node judges it.
             detect: DetectConfig {
                 history: 12,
+                absolute_floors: herd_detect::floors::feature_floors(),
                 ..DetectConfig::default()
             },
             limits: BookLimits::default(),

@@ -12,6 +12,7 @@ mod alarm;
 mod config;
 mod error;
 mod finding;
+pub mod floors;
 pub mod proto;
 mod ring;
 mod score;

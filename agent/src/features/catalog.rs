@@ -1,7 +1,5 @@
-//! The features, in the order of every feature vector, with the absolute floor under each
-//! one's spread: below it, differences between peers are noise, whatever the median.
-
-use std::collections::HashMap;
+//! The features, in the order of every feature vector. The absolute floor under each one's
+//! spread lives in `herd_detect::floors`, by name, so that the aggregator has it too.
 
 /// Every feature the agent computes. The names (snake case) are the CSV column names of
 /// recorded frames and, with spaces, the words of findings.
@@ -45,91 +43,55 @@ pub enum Feature {
     SyscallsPerCpuSecond,
 }
 
-/// (feature, name, absolute floor), in vector order.
-pub const FEATURES: &[(Feature, &str, f64)] = &[
-    (Feature::CpuUsageCores, "cpu_usage_cores", 0.02),
-    (Feature::CpuUtilization, "cpu_utilization", 0.02),
-    (Feature::CpuThrottledShare, "cpu_throttled_share", 0.02),
-    (Feature::CpuPressure, "cpu_pressure", 0.02),
-    (Feature::CpuRunqueueWaitMs, "cpu_runqueue_wait_ms", 0.5),
-    (Feature::CpuLongWaitShare, "cpu_long_wait_share", 0.02),
-    (
-        Feature::MemoryWorkingSet,
-        "memory_working_set",
-        4.0 * 1024.0 * 1024.0,
-    ),
-    (Feature::MemoryUtilization, "memory_utilization", 0.02),
-    (Feature::MemoryPressure, "memory_pressure", 0.02),
-    (Feature::MemoryLimitHitsPerS, "memory_limit_hits_per_s", 0.5),
-    (Feature::MajorFaultsPerS, "major_faults_per_s", 5.0),
-    (Feature::OomKills, "oom_kills", 0.5),
-    (
-        Feature::DiskReadBytesPerS,
-        "disk_read_bytes_per_s",
-        256.0 * 1024.0,
-    ),
-    (
-        Feature::DiskWriteBytesPerS,
-        "disk_write_bytes_per_s",
-        256.0 * 1024.0,
-    ),
-    (Feature::DiskOpsPerS, "disk_ops_per_s", 10.0),
-    (Feature::DiskLatencyMs, "disk_latency_ms", 1.0),
-    (Feature::DiskFailuresPerS, "disk_failures_per_s", 0.5),
-    (Feature::IoPressure, "io_pressure", 0.02),
-    (Feature::NetRxBytesPerS, "net_rx_bytes_per_s", 32.0 * 1024.0),
-    (Feature::NetTxBytesPerS, "net_tx_bytes_per_s", 32.0 * 1024.0),
-    (Feature::NetPacketsPerS, "net_packets_per_s", 20.0),
-    (Feature::NetDropsPerS, "net_drops_per_s", 1.0),
-    (Feature::TcpRetransmitsPerS, "tcp_retransmits_per_s", 1.0),
-    (Feature::TcpResetsPerS, "tcp_resets_per_s", 1.0),
-    (
-        Feature::TcpFailedConnectsPerS,
-        "tcp_failed_connects_per_s",
-        1.0,
-    ),
+/// (feature, name), in vector order. Each one's floor is in
+/// [`herd_detect::floors`], keyed by this name, where the aggregator finds it too.
+pub const FEATURES: &[(Feature, &str)] = &[
+    (Feature::CpuUsageCores, "cpu_usage_cores"),
+    (Feature::CpuUtilization, "cpu_utilization"),
+    (Feature::CpuThrottledShare, "cpu_throttled_share"),
+    (Feature::CpuPressure, "cpu_pressure"),
+    (Feature::CpuRunqueueWaitMs, "cpu_runqueue_wait_ms"),
+    (Feature::CpuLongWaitShare, "cpu_long_wait_share"),
+    (Feature::MemoryWorkingSet, "memory_working_set"),
+    (Feature::MemoryUtilization, "memory_utilization"),
+    (Feature::MemoryPressure, "memory_pressure"),
+    (Feature::MemoryLimitHitsPerS, "memory_limit_hits_per_s"),
+    (Feature::MajorFaultsPerS, "major_faults_per_s"),
+    (Feature::OomKills, "oom_kills"),
+    (Feature::DiskReadBytesPerS, "disk_read_bytes_per_s"),
+    (Feature::DiskWriteBytesPerS, "disk_write_bytes_per_s"),
+    (Feature::DiskOpsPerS, "disk_ops_per_s"),
+    (Feature::DiskLatencyMs, "disk_latency_ms"),
+    (Feature::DiskFailuresPerS, "disk_failures_per_s"),
+    (Feature::IoPressure, "io_pressure"),
+    (Feature::NetRxBytesPerS, "net_rx_bytes_per_s"),
+    (Feature::NetTxBytesPerS, "net_tx_bytes_per_s"),
+    (Feature::NetPacketsPerS, "net_packets_per_s"),
+    (Feature::NetDropsPerS, "net_drops_per_s"),
+    (Feature::TcpRetransmitsPerS, "tcp_retransmits_per_s"),
+    (Feature::TcpResetsPerS, "tcp_resets_per_s"),
+    (Feature::TcpFailedConnectsPerS, "tcp_failed_connects_per_s"),
     (
         Feature::TcpListenOverflowsPerS,
         "tcp_listen_overflows_per_s",
-        1.0,
     ),
-    (
-        Feature::SocketRxBytesPerS,
-        "socket_rx_bytes_per_s",
-        32.0 * 1024.0,
-    ),
-    (
-        Feature::SocketTxBytesPerS,
-        "socket_tx_bytes_per_s",
-        32.0 * 1024.0,
-    ),
-    (Feature::SyscallsPerS, "syscalls_per_s", 200.0),
-    (Feature::SyscallFailureRatio, "syscall_failure_ratio", 0.02),
-    (Feature::SyscallFailuresPerS, "syscall_failures_per_s", 2.0),
-    (Feature::PidsCurrent, "pids_current", 2.0),
-    (Feature::PidsUtilization, "pids_utilization", 0.05),
-    (Feature::ForkFailuresPerS, "fork_failures_per_s", 0.5),
-    (Feature::CpuMsPerKiloPacket, "cpu_ms_per_kilo_packet", 5.0),
-    (
-        Feature::SyscallsPerCpuSecond,
-        "syscalls_per_cpu_second",
-        5000.0,
-    ),
+    (Feature::SocketRxBytesPerS, "socket_rx_bytes_per_s"),
+    (Feature::SocketTxBytesPerS, "socket_tx_bytes_per_s"),
+    (Feature::SyscallsPerS, "syscalls_per_s"),
+    (Feature::SyscallFailureRatio, "syscall_failure_ratio"),
+    (Feature::SyscallFailuresPerS, "syscall_failures_per_s"),
+    (Feature::PidsCurrent, "pids_current"),
+    (Feature::PidsUtilization, "pids_utilization"),
+    (Feature::ForkFailuresPerS, "fork_failures_per_s"),
+    (Feature::CpuMsPerKiloPacket, "cpu_ms_per_kilo_packet"),
+    (Feature::SyscallsPerCpuSecond, "syscalls_per_cpu_second"),
 ];
 
 /// The feature names in vector order.
 pub fn names() -> Vec<String> {
     FEATURES
         .iter()
-        .map(|(_, name, _)| (*name).to_owned())
-        .collect()
-}
-
-/// The absolute floors by name, for the detector's configuration.
-pub fn absolute_floors() -> HashMap<String, f64> {
-    FEATURES
-        .iter()
-        .map(|(_, name, floor)| ((*name).to_owned(), *floor))
+        .map(|(_, name)| (*name).to_owned())
         .collect()
 }
 
@@ -139,9 +101,37 @@ mod tests {
 
     #[test]
     fn the_table_is_in_enum_order() {
-        for (index, (feature, name, floor)) in FEATURES.iter().enumerate() {
+        for (index, (feature, name)) in FEATURES.iter().enumerate() {
             assert_eq!(*feature as usize, index, "{name} is out of place");
-            assert!(*floor > 0.0, "{name} needs a floor");
+        }
+    }
+
+    #[test]
+    fn every_feature_has_its_floor_in_the_detector_in_vector_order() {
+        let floors: Vec<&str> = herd_detect::floors::FEATURE_FLOORS
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
+        let ours: Vec<&str> = FEATURES.iter().map(|(_, name)| *name).collect();
+        assert_eq!(
+            ours, floors,
+            "herd_detect::floors::FEATURE_FLOORS must name every feature of the catalog, \
+             in its order"
+        );
+    }
+
+    #[test]
+    fn the_aggregator_judges_with_the_agents_floors() {
+        let agent = super::super::detect_config(&names()).absolute_floors;
+        let aggregator = herd_aggregator::AggregatorConfig::default()
+            .detect
+            .absolute_floors;
+        for name in names() {
+            assert!(
+                aggregator.contains_key(&name),
+                "the aggregator's configuration has no floor for {name}"
+            );
+            assert_eq!(aggregator[&name], agent[&name], "{name}");
         }
     }
 }

@@ -6,7 +6,7 @@ mod catalog;
 
 use std::{collections::HashMap, time::Duration};
 
-pub use catalog::{FEATURES, Feature, absolute_floors, names};
+pub use catalog::{FEATURES, Feature, names};
 
 use crate::{
     collect::{
@@ -22,12 +22,10 @@ use crate::{
 };
 
 /// The detector's configuration for frames with these features: the defaults, with the
-/// absolute floor of every feature the catalog knows.
+/// absolute floor of every feature `herd_detect::floors` knows, the aggregator's too.
 pub fn detect_config(features: &[String]) -> DetectConfig {
-    let mut floors = absolute_floors();
-    floors.retain(|name, _| features.contains(name));
     DetectConfig {
-        absolute_floors: floors,
+        absolute_floors: crate::detect::floors::floors_for(features),
         ..DetectConfig::default()
     }
 }
