@@ -170,11 +170,11 @@ fn collect_procs(dir: &Path, pids: &mut Vec<u32>) {
     }
 }
 
-/// `/sys/fs/cgroup/<hierarchy>/kubepods` directories that exist.
-pub fn kubepods_dirs() -> Result<Vec<PathBuf>, LabError> {
+/// `/sys/fs/cgroup/<hierarchy>/<path>` directories that exist, e.g. of `/kubepods`.
+pub fn dirs(path: &str) -> Result<Vec<PathBuf>, LabError> {
     Ok(hierarchies()?
         .into_iter()
-        .map(|h| h.mount.join(KUBEPODS))
+        .map(|h| h.mount.join(path.trim_start_matches('/')))
         .filter(|dir| dir.exists())
         .collect())
 }

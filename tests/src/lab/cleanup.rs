@@ -8,7 +8,7 @@ use super::{
     LabError, cgroups,
     cmd::{self, step},
     containerd, cri, mounts,
-    paths::{BRIDGE, KUBEPODS, LabPaths, NETNS_DIR, NETWORK, PROBE_NETNS},
+    paths::{LabPaths, NETNS_DIR},
     pod, process,
 };
 
@@ -47,7 +47,7 @@ pub fn leftovers(paths: &LabPaths) -> Leftovers {
         unknown(err);
         Vec::new()
     });
-    let cgroups = cgroups::kubepods_dirs().unwrap_or_else(|err| {
+    let cgroups = cgroups::dirs(&paths.kubepods()).unwrap_or_else(|err| {
         unknown(err);
         Vec::new()
     });
@@ -61,7 +61,7 @@ pub fn leftovers(paths: &LabPaths) -> Leftovers {
     for dir in cgroups {
         found.push(format!("cgroup {}", dir.display()));
     }
-    for netns in lab_netns() {
+    for netns in lab_netns(paths) {
         found.push(format!("network namespace {netns}"));
     }
     match netns_mount_left(paths) {
@@ -69,10 +69,10 @@ pub fn leftovers(paths: &LabPaths) -> Leftovers {
         Ok(false) => {}
         Err(err) => found_unknown(&mut found, err),
     }
-    if bridge_exists() {
-        found.push(format!("bridge {BRIDGE}"));
+    if bridge_exists(paths) {
+        found.push(format!("bridge {}", paths.bridge()));
     }
-    for (table, rule) in iptables_rules() {
+    for (table, rule) in iptables_rules(paths) {
         found.push(format!("iptables -t {table} {rule}"));
     }
     for dir in [paths.run_dir(), paths.data_dir()] {
@@ -108,11 +108,12 @@ pub async fn teardown(paths: &LabPaths) -> Result<(), LabError> {
     for mount in mounts {
         mounts::unmount(&mount);
     }
-    if !cgroups::kubepods_dirs()?.is_empty() {
-        step(format!("removing /{KUBEPODS} cgroups"));
-        cgroups::remove_everywhere(KUBEPODS)?;
+    let kubepods = paths.kubepods();
+    if !cgroups::dirs(&kubepods)?.is_empty() {
+        step(format!("removing {kubepods} cgroups"));
+        cgroups::remove_everywhere(&kubepods)?;
     }
-    for netns in lab_netns() {
+    for netns in lab_netns(paths) {
         step(format!("removing network namespace {netns}"));
         cmd::run(Command::new("ip").args(["netns", "del", &netns]))?;
     }
@@ -124,11 +125,11 @@ pub async fn teardown(paths: &LabPaths) -> Result<(), LabError> {
         step(format!("unmounting {NETNS_DIR}, which the lab mounted"));
         mounts::unmount(NETNS_DIR);
     }
-    if bridge_exists() {
-        step(format!("removing bridge {BRIDGE}"));
-        cmd::run(Command::new("ip").args(["link", "del", BRIDGE]))?;
+    if bridge_exists(paths) {
+        step(format!("removing bridge {}", paths.bridge()));
+        cmd::run(Command::new("ip").args(["link", "del", paths.bridge()]))?;
     }
-    remove_iptables_rules()?;
+    remove_iptables_rules(paths)?;
     for dir in [paths.run_dir(), paths.data_dir()] {
         if dir.exists() {
             step(format!("removing {}", dir.display()));
@@ -179,7 +180,7 @@ async fn remove_pods(paths: &LabPaths) {
     };
     for pod in pods {
         step(format!("removing pod {}/{}", pod.namespace, pod.name));
-        if let Err(err) = pod::remove(&mut client, &pod.sandbox_id, &pod.uid).await {
+        if let Err(err) = pod::remove(&mut client, paths, &pod.sandbox_id, &pod.uid).await {
             eprintln!("    {err}");
         }
     }
@@ -200,7 +201,7 @@ fn lab_processes(paths: &LabPaths) -> Result<Vec<u32>, LabError> {
         })
         .collect();
     pids.extend(
-        cgroups::procs_below(KUBEPODS)?
+        cgroups::procs_below(&paths.kubepods())?
             .into_iter()
             .filter(|pid| process::alive(*pid)),
     );
@@ -241,26 +242,26 @@ fn netns_mount_left(paths: &LabPaths) -> Result<bool, LabError> {
 /// Named network namespaces of the lab: only the probe. Pod network namespaces live in
 /// containerd's state directory (`netns_mounts_under_state_dir`) and show up as mounts
 /// there, so a node's other `cni-…` namespaces are never touched.
-fn lab_netns() -> Vec<String> {
-    let probe = Path::new(NETNS_DIR).join(PROBE_NETNS);
+fn lab_netns(paths: &LabPaths) -> Vec<String> {
+    let probe = Path::new(NETNS_DIR).join(paths.probe_netns());
     if probe.exists() {
-        vec![PROBE_NETNS.to_owned()]
+        vec![paths.probe_netns().to_owned()]
     } else {
         Vec::new()
     }
 }
 
-fn bridge_exists() -> bool {
-    Path::new("/sys/class/net").join(BRIDGE).exists()
+fn bridge_exists(paths: &LabPaths) -> bool {
+    Path::new("/sys/class/net").join(paths.bridge()).exists()
 }
 
 const IPTABLES_TABLES: &[&str] = &["filter", "nat", "mangle"];
 
 /// iptables rules that name the lab's network (the CNI plugins comment every rule they add
 /// with the network name), as (table, rule in `-S` form).
-fn iptables_rules() -> Vec<(&'static str, String)> {
+fn iptables_rules(paths: &LabPaths) -> Vec<(&'static str, String)> {
     // The plugins comment `name: "<network>" id: "<container>"`; `-S` escapes the quotes.
-    let needle = format!(r#"name: \"{NETWORK}\""#);
+    let needle = format!(r#"name: \"{}\""#, paths.network());
     let mut rules = Vec::new();
     for table in IPTABLES_TABLES {
         let Ok(out) = cmd::output(Command::new("iptables").args(["-t", table, "-S"])) else {
@@ -276,14 +277,15 @@ fn iptables_rules() -> Vec<(&'static str, String)> {
 }
 
 /// Deletes the lab's iptables rules, then the chains they leave empty.
-fn remove_iptables_rules() -> Result<(), LabError> {
-    let rules = iptables_rules();
+fn remove_iptables_rules(paths: &LabPaths) -> Result<(), LabError> {
+    let rules = iptables_rules(paths);
     if rules.is_empty() {
         return Ok(());
     }
     step(format!(
-        "removing {} iptables rules of network {NETWORK}",
-        rules.len()
+        "removing {} iptables rules of network {}",
+        rules.len(),
+        paths.network()
     ));
     let mut chains: Vec<(&str, String)> = Vec::new();
     for (table, rule) in &rules {

@@ -14,7 +14,7 @@ use super::{
     LabError,
     cmd::{self, step},
     mounts,
-    paths::{BRIDGE, LabPaths, NETNS_DIR, NETWORK, PAUSE_IMAGE, PROBE_NETNS, SUBNET},
+    paths::{LabPaths, NETNS_DIR, PAUSE_IMAGE},
     process,
 };
 
@@ -33,21 +33,23 @@ pub fn write_config(paths: &LabPaths) -> Result<(), LabError> {
     step(format!("writing {}", config.display()));
     fs::write(&config, containerd_toml(paths)).map_err(LabError::io(&config))?;
 
-    let cni = paths.cni_conf_dir().join("10-herd-lab.conflist");
+    let cni = paths
+        .cni_conf_dir()
+        .join(format!("10-{}.conflist", paths.network()));
     step(format!("writing {}", cni.display()));
     let network = json!({
         "cniVersion": "0.4.0",
-        "name": NETWORK,
+        "name": paths.network(),
         "plugins": [{
             "type": "bridge",
-            "bridge": BRIDGE,
+            "bridge": paths.bridge(),
             // No gateway, no masquerading, no routes: pods reach only their own loopback
             // and the lab's bridge, and the plugins add no iptables rules.
             "isGateway": false,
             "ipMasq": false,
             "ipam": {
                 "type": "host-local",
-                "ranges": [[{"subnet": SUBNET}]],
+                "ranges": [[{"subnet": paths.subnet()}]],
                 "dataDir": paths.cni_ipam_dir(),
             },
         }],
@@ -117,8 +119,8 @@ pub fn start(paths: &LabPaths) -> Result<u32, LabError> {
     // support and the mount propagation that needs are in place first (DESIGN.md).
     step("priming network namespaces");
     let mounted_before = mounts::is_mount_point(NETNS_DIR)?;
-    cmd::run(Command::new("ip").args(["netns", "add", PROBE_NETNS]))?;
-    cmd::run(Command::new("ip").args(["netns", "del", PROBE_NETNS]))?;
+    cmd::run(Command::new("ip").args(["netns", "add", paths.probe_netns()]))?;
+    cmd::run(Command::new("ip").args(["netns", "del", paths.probe_netns()]))?;
     if !mounted_before && mounts::is_mount_point(NETNS_DIR)? {
         let marker = paths.netns_mount_marker();
         fs::write(&marker, "").map_err(LabError::io(&marker))?;
@@ -131,6 +133,16 @@ pub fn start(paths: &LabPaths) -> Result<u32, LabError> {
         .open(&log_path)
         .map_err(LabError::io(&log_path))?;
     let log_err = log.try_clone().map_err(LabError::io(&log_path))?;
+    // A node of a multi-node lab runs containerd, and so the pods' bridge, in its own
+    // network namespace.
+    let netns = match paths.netns() {
+        Some(name) => {
+            let path = std::path::Path::new(NETNS_DIR).join(name);
+            Some(fs::File::open(&path).map_err(LabError::io(&path))?)
+        }
+        None => None,
+    };
+    let netns_fd = netns.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
     let mut command = Command::new("containerd");
     command
         .arg("--config")
@@ -138,10 +150,16 @@ pub fn start(paths: &LabPaths) -> Result<u32, LabError> {
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    // SAFETY: setsid and setns are async-signal-safe and touch no memory of the parent; the
+    // namespace's file stays open in the parent until the child has started.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if let Some(fd) = netns_fd
+                && libc::setns(fd, libc::CLONE_NEWNET) < 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

@@ -25,6 +25,7 @@
 
 mod cgroups;
 mod cleanup;
+pub mod cluster;
 mod cmd;
 mod containerd;
 mod cri;
@@ -48,7 +49,7 @@ pub use cgroups::Qos;
 pub use cleanup::Leftovers;
 pub use error::LabError;
 pub use install::{PACKAGES, ensure as ensure_packages};
-pub use paths::{BRIDGE, LabPaths, NETWORK, PAUSE_IMAGE, SUBNET, TOOLS_IMAGE};
+pub use paths::{BRIDGE, LabPaths, NETWORK, NodeLayout, PAUSE_IMAGE, SUBNET, TOOLS_IMAGE};
 pub use pod::{
     APP_NAME, CONTAINER_NAME, CONTROLLER_REVISION_HASH, Container, POD_NAME, POD_NAMESPACE,
     POD_TEMPLATE_HASH, POD_UID, Pod,
@@ -161,7 +162,7 @@ impl Lab {
     /// Stops and removes a pod, and its pod cgroup, as the kubelet does on deletion.
     pub async fn remove_pod(&mut self, pod: &Pod) -> Result<(), LabError> {
         step(format!("removing pod {}/{}", pod.namespace, pod.name));
-        pod::remove(&mut self.runtime, &pod.sandbox_id, &pod.uid).await
+        pod::remove(&mut self.runtime, &self.paths, &pod.sandbox_id, &pod.uid).await
     }
 
     /// Leaves the lab running after this value is gone (`cargo xtask lab up`).

@@ -25,10 +25,20 @@ pub const NETNS_DIR: &str = "/run/netns";
 /// Where cgroup hierarchies are mounted.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
+/// Where one lab node keeps everything and what of the machine it takes: its directories,
+/// pod network, cgroup root and, for a node of a multi-node lab, its network namespace. The
+/// default is the single-node lab.
 #[derive(Clone, Debug)]
 pub struct LabPaths {
     run: PathBuf,
     data: PathBuf,
+    network: String,
+    bridge: String,
+    subnet: String,
+    /// The kubelet's `--cgroup-root`: empty for the host's root.
+    cgroup_root: String,
+    probe_netns: String,
+    netns: Option<String>,
 }
 
 impl Default for LabPaths {
@@ -36,11 +46,84 @@ impl Default for LabPaths {
         Self {
             run: PathBuf::from("/run/herd-lab"),
             data: PathBuf::from("/var/lib/herd-lab"),
+            network: NETWORK.to_owned(),
+            bridge: BRIDGE.to_owned(),
+            subnet: SUBNET.to_owned(),
+            cgroup_root: String::new(),
+            probe_netns: PROBE_NETNS.to_owned(),
+            netns: None,
         }
     }
 }
 
+/// One node of a multi-node lab: where it lives and what it takes, all its own.
+#[derive(Clone, Debug)]
+pub struct NodeLayout {
+    /// Runtime state directory.
+    pub run: PathBuf,
+    /// Data directory.
+    pub data: PathBuf,
+    /// CNI network name; the pods' bridge and subnet, inside the node's network namespace.
+    pub network: String,
+    pub bridge: String,
+    pub subnet: String,
+    /// The node's cgroup root (a kubelet's `--cgroup-root`), e.g. `/herd-nodes/a`.
+    pub cgroup_root: String,
+    /// The named network namespace containerd, and so the pods' bridge, run in.
+    pub netns: String,
+}
+
 impl LabPaths {
+    /// The paths of one node of a multi-node lab.
+    pub fn node(layout: NodeLayout) -> Self {
+        Self {
+            probe_netns: format!("{}-probe", layout.netns),
+            run: layout.run,
+            data: layout.data,
+            network: layout.network,
+            bridge: layout.bridge,
+            subnet: layout.subnet,
+            cgroup_root: layout.cgroup_root.trim_end_matches('/').to_owned(),
+            netns: Some(layout.netns),
+        }
+    }
+
+    /// The CNI network's name; the plugins put it in every rule they add.
+    pub fn network(&self) -> &str {
+        &self.network
+    }
+
+    /// The pods' bridge.
+    pub fn bridge(&self) -> &str {
+        &self.bridge
+    }
+
+    /// Pod addresses.
+    pub fn subnet(&self) -> &str {
+        &self.subnet
+    }
+
+    /// The node's cgroup root (empty for the host's root), which pods' cgroup parents start
+    /// with.
+    pub fn cgroup_root(&self) -> &str {
+        &self.cgroup_root
+    }
+
+    /// The kubelet's cgroup tree: `/kubepods` below the node's cgroup root.
+    pub fn kubepods(&self) -> String {
+        format!("{}/{KUBEPODS}", self.cgroup_root)
+    }
+
+    /// A network namespace made and deleted once before containerd starts.
+    pub fn probe_netns(&self) -> &str {
+        &self.probe_netns
+    }
+
+    /// The named network namespace containerd runs in; `None` runs it in the caller's.
+    pub fn netns(&self) -> Option<&str> {
+        self.netns.as_deref()
+    }
+
     /// Runtime state: socket, pid file, containerd state (including pod network namespaces).
     pub fn run_dir(&self) -> &Path {
         &self.run

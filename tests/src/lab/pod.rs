@@ -123,7 +123,8 @@ pub async fn run(
     ]);
 
     let qos = Qos::of(workload.cpu_millis.is_some(), workload.memory_mib.is_some());
-    let cgroup_parent = qos.cgroup_parent(&uid);
+    // Below the node's cgroup root, as a kubelet with `--cgroup-root` puts it.
+    let cgroup_parent = format!("{}{}", paths.cgroup_root(), qos.cgroup_parent(&uid));
     if let Some(max) = workload.pids_max_of(replica) {
         cgroups::limit_pod_pids(&cgroup_parent, max)?;
     }
@@ -355,6 +356,7 @@ pub async fn list(client: &mut RuntimeServiceClient<Channel>) -> Result<Vec<Pod>
 /// the kubelet's to remove, not the runtime's.
 pub async fn remove(
     client: &mut RuntimeServiceClient<Channel>,
+    paths: &LabPaths,
     sandbox_id: &str,
     uid: &str,
 ) -> Result<(), LabError> {
@@ -371,7 +373,11 @@ pub async fn remove(
         .await
         .map_err(LabError::cri("RemovePodSandbox"))?;
     for qos in [Qos::Guaranteed, Qos::Burstable, Qos::BestEffort] {
-        cgroups::remove_everywhere(&qos.cgroup_parent(uid))?;
+        cgroups::remove_everywhere(&format!(
+            "{}{}",
+            paths.cgroup_root(),
+            qos.cgroup_parent(uid)
+        ))?;
     }
     Ok(())
 }
