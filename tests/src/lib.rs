@@ -9,6 +9,7 @@ pub mod agent;
 pub mod certs;
 pub mod cgroup;
 pub mod eval;
+pub mod export;
 pub mod lab;
 pub mod load;
 pub mod stray;

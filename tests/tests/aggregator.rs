@@ -7,7 +7,6 @@
 //! it takes the lab.
 
 use std::{
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -18,6 +17,7 @@ use herd_proto::herd::v1::{self as pb, cluster_service_client::ClusterServiceCli
 use herd_tests::{
     agent::AgentProcess,
     built_binary,
+    export::{self, free_port},
     lab::{self, Lab, LabSpec},
     require_root, stray,
 };
@@ -38,11 +38,13 @@ fn the_aggregator_finds_the_stray_and_keeps_it_through_a_crash() -> anyhow::Resu
 struct AggregatorProcess {
     child: Child,
     socket: PathBuf,
+    metrics_port: u16,
 }
 
 impl AggregatorProcess {
     async fn start(dir: &Path, port: u16) -> anyhow::Result<Self> {
         let socket = dir.join("aggregator.sock");
+        let metrics_port = free_port()?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -59,12 +61,17 @@ impl AggregatorProcess {
                 &format!("{EXPIRY_SECS}s"),
             ])
             .args(["--listen", &format!("127.0.0.1:{port}"), "--insecure"])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
             .args(["--duration", "10m"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .context("starting herd-aggregator")?;
-        let aggregator = Self { child, socket };
+        let aggregator = Self {
+            child,
+            socket,
+            metrics_port,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while aggregator.client().await.is_err() {
             ensure!(
@@ -94,6 +101,45 @@ impl Drop for AggregatorProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The aggregator's /metrics passes `promtool check metrics` and shows the node, what it
+/// sent, and the open findings by kind, the cluster's own among them.
+async fn scraped(aggregator: &AggregatorProcess, dir: &Path) -> anyhow::Result<()> {
+    // The findings are counted after the round that follows them.
+    eventually(
+        Duration::from_secs(10),
+        "the stray replica finding in /metrics",
+        async || {
+            let text = export::promtool_check(aggregator.metrics_port, dir, "metrics.txt")?;
+            let open = |severity: &str| {
+                export::sample(
+                    &text,
+                    &format!(
+                        "herd_findings_open{{severity=\"{severity}\",kind=\"stray_replica\"}}"
+                    ),
+                )
+                .unwrap_or(0.0)
+            };
+            Ok((open("warning") + open("critical") >= 1.0).then_some(text))
+        },
+    )
+    .await
+    .and_then(|text| {
+        ensure!(
+            export::sample(&text, "herd_nodes{state=\"live\"}") == Some(1.0),
+            "herd_nodes: {text}"
+        );
+        ensure!(
+            export::sample(&text, "herd_summaries_received_total").is_some_and(|n| n >= 1.0),
+            "herd_summaries_received_total: {text}"
+        );
+        ensure!(
+            export::sample(&text, "process_resident_memory_bytes").is_some_and(|n| n > 0.0),
+            "process_resident_memory_bytes: {text}"
+        );
+        Ok(())
+    })
 }
 
 async fn open_findings(
@@ -139,7 +185,7 @@ async fn scenario() -> anyhow::Result<()> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/herd-aggregator-test");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = free_port()?;
     let mut aggregator = AggregatorProcess::start(&dir, port).await?;
     let socket = lab.socket();
     let agent = AgentProcess::start(
@@ -208,6 +254,7 @@ async fn checks(
         .map(|f| f.summary)
         .collect();
     ensure!(wrong.is_empty(), "findings on healthy pods: {wrong:?}");
+    scraped(aggregator, dir).await?;
 
     // The aggregator dies; the agent keeps its last few summaries and no more.
     let rss_before = agent.rss_kib().context("the agent's RSS")?;
@@ -245,6 +292,14 @@ async fn checks(
         "the agent reports {dropped} dropped summaries for 20 s away: {node:?}"
     );
     let rss_after = agent.rss_kib().context("the agent's RSS")?;
+    // The agent said once that the aggregator was gone and once that it was back.
+    let log = agent.log_text();
+    let said = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    ensure!(
+        said("lost the aggregator") + said("cannot reach the aggregator") == 1
+            && said("the aggregator is reachable again") == 1,
+        "the agent should say once that the aggregator is lost and once that it is back:\n{log}"
+    );
     // Flat: within a tenth (and 2 MiB of allocator noise) of before the crash.
     let limit = rss_before + (rss_before / 10).max(2048);
     ensure!(

@@ -25,6 +25,7 @@ use std::{
 use anyhow::{Context as _, ensure};
 use herd_tests::{
     built_binary,
+    export::{self, field, free_port, journal_entries},
     lab::{self, Lab, LabSpec},
     require_root, stray,
 };
@@ -36,28 +37,6 @@ const FAULT_AFTER_SECS: u64 = 30;
 const FAULT_SECS: u64 = 120;
 /// Until the fault has ended and the finding had time to close.
 const AGENT_SECS: u64 = FAULT_AFTER_SECS + FAULT_SECS + 35;
-
-/// Runs journald and the agent in a mount namespace of their own: tmpfs over journald's
-/// socket and journal directories, so that the host's journal sees nothing of this.
-const SCRIPT: &str = r#"
-set -eu
-dir="$1"; shift
-for d in /run/systemd /run/log /var/log/journal; do
-    if [ -d "$d" ]; then mount -t tmpfs herd-test-journal "$d"; fi
-done
-mkdir -p /run/systemd/journal
-/lib/systemd/systemd-journald &
-journald=$!
-for _ in $(seq 100); do [ -S /run/systemd/journal/socket ] && break; sleep 0.1; done
-status=0
-"$@" 2>"$dir/agent.stderr" || status=$?
-journalctl --sync 2>/dev/null || true
-journalctl -t herd-agent -o json --no-pager >"$dir/journal.json"
-journalctl -t herd-agent HERD_NAMESPACE=shop -p warning -o json --no-pager >"$dir/warnings.json"
-journalctl -t herd-agent HERD_NAMESPACE=shop -p warning --no-pager >"$dir/warnings.txt"
-kill "$journald"; wait "$journald" || true
-exit "$status"
-"#;
 
 #[test]
 fn a_stray_replica_reaches_the_journal_and_prometheus() -> anyhow::Result<()> {
@@ -92,18 +71,7 @@ async fn scenario() -> anyhow::Result<()> {
     let alertmanager = Alertmanager::start(&dir, webhook.port)?;
     let alertmanager_url = alertmanager.url();
     let run = tokio::task::spawn_blocking(move || {
-        Command::new("unshare")
-            .args([
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                SCRIPT,
-                "journald-test",
-            ])
-            .arg(&dir_for_run)
-            .arg(agent)
+        export::under_private_journal(&dir_for_run, agent)
             .args(["--log-target", "journald", "--interval", "2s"])
             .args(["--discovery-interval", "1s", "--min-age", "0s"])
             .args(["--duration", &format!("{AGENT_SECS}s")])
@@ -140,19 +108,8 @@ async fn scenario() -> anyhow::Result<()> {
     check(&dir, &faulty)
 }
 
-fn entries(path: &Path) -> anyhow::Result<Vec<Value>> {
-    let text = std::fs::read_to_string(path)?;
-    text.lines()
-        .map(|line| serde_json::from_str(line).context("journalctl -o json line"))
-        .collect()
-}
-
-fn field<'a>(entry: &'a Value, name: &str) -> &'a str {
-    entry[name].as_str().unwrap_or("")
-}
-
 fn check(dir: &Path, faulty: &str) -> anyhow::Result<()> {
-    let journal = entries(&dir.join("journal.json"))?;
+    let journal = journal_entries(&dir.join("journal.json"))?;
     ensure!(!journal.is_empty(), "journald holds no herd-agent entry");
     let started: Vec<&Value> = journal
         .iter()
@@ -233,14 +190,10 @@ fn check(dir: &Path, faulty: &str) -> anyhow::Result<()> {
 }
 
 fn entries_of(path: &Path, id: &str) -> anyhow::Result<Vec<Value>> {
-    Ok(entries(path)?
+    Ok(journal_entries(path)?
         .into_iter()
         .filter(|e| field(e, "HERD_FINDING_ID") == id)
         .collect())
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// A real Prometheus on loopback, scraping the agent every second; ended when dropped.
@@ -346,33 +299,10 @@ impl Drop for Prometheus {
 
 /// Also keeps what it checked in `dir/metrics.txt`.
 fn promtool(port: u16, dir: &Path) -> anyhow::Result<()> {
-    let metrics = Command::new("curl")
-        .args(["-s", "--max-time", "5"])
-        .arg(format!("http://127.0.0.1:{port}/metrics"))
-        .output()?;
-    std::fs::write(dir.join("metrics.txt"), &metrics.stdout)?;
+    let text = export::promtool_check(port, dir, "metrics.txt")?;
     ensure!(
-        String::from_utf8_lossy(&metrics.stdout).contains("herd_container_feature{"),
+        text.contains("herd_container_feature{"),
         "the agent's /metrics lacks the per-container features"
-    );
-    let mut check = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    use std::io::Write as _;
-    check
-        .stdin
-        .take()
-        .context("promtool's stdin")?
-        .write_all(&metrics.stdout)?;
-    let out = check.wait_with_output()?;
-    ensure!(
-        out.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
     );
     Ok(())
 }

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use herd_proto::herd::v1 as pb;
 
-use crate::{Basis, Comparison, Finding, Severity};
+use crate::{Basis, Comparison, Driver, Finding, Severity};
 
 pub fn timestamp(t: SystemTime) -> prost_types::Timestamp {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -50,6 +50,22 @@ pub fn feature_score(feature: &str, c: &Comparison) -> pb::FeatureScore {
         mad: c.scale,
         z: c.z,
         basis: basis(c.basis).into(),
+    }
+}
+
+/// A driver as it travels, back in the detector's terms: its `Display` is how a person
+/// reads it wherever the finding goes (alerts, the journal).
+pub fn driver(s: &pb::FeatureScore) -> Driver {
+    Driver {
+        feature: s.feature.clone(),
+        value: s.value,
+        reference: s.reference,
+        scale: s.mad,
+        z: s.z,
+        basis: match s.basis() {
+            pb::Basis::OwnHistory => Basis::OwnHistory,
+            pb::Basis::Peers | pb::Basis::Unspecified => Basis::Peers,
+        },
     }
 }
 

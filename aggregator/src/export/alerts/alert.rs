@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeMap, time::SystemTime};
 
-use herd_detect::proto::from_timestamp;
+use herd_detect::proto::{driver, from_timestamp};
 use herd_proto::herd::v1 as pb;
 use serde_json::{Value, json};
 
@@ -60,16 +60,7 @@ pub fn alert_of(f: &pb::Finding, ends_at: SystemTime) -> Alert {
     annotations.insert("summary".to_owned(), headline(f, kind));
     annotations.insert("description".to_owned(), f.summary.clone());
     if let Some(top) = f.drivers.first() {
-        annotations.insert(
-            "top_feature".to_owned(),
-            format!(
-                "{} {} against {} (z {:+.1})",
-                top.feature,
-                number(top.value),
-                number(top.reference),
-                top.z
-            ),
-        );
+        annotations.insert("top_feature".to_owned(), driver(top).to_string());
     }
     annotations.insert("explain".to_owned(), explain(f, kind));
     annotations.insert("source".to_owned(), f.source.clone());
@@ -97,10 +88,9 @@ fn headline(f: &pb::Finding, kind: pb::FindingKind) -> String {
         f.pod.as_str()
     };
     match kind {
-        pb::FindingKind::Unspecified | pb::FindingKind::NodePeers => format!(
-            "{who} strays from its peers in {} on {}",
-            f.domain, f.node
-        ),
+        pb::FindingKind::Unspecified | pb::FindingKind::NodePeers => {
+            format!("{who} strays from its peers in {} on {}", f.domain, f.node)
+        }
         pb::FindingKind::ClusterReplica => format!(
             "{who} strays from every replica of {} in the cluster (on {})",
             f.domain, f.node
@@ -123,22 +113,15 @@ fn explain(f: &pb::Finding, kind: pb::FindingKind) -> String {
                 f.pod, f.namespace
             )
         }
-        pb::FindingKind::Unspecified | pb::FindingKind::NodePeers => format!(
-            "run `herd explain --id {}` on the node",
-            f.container_id
-        ),
+        pb::FindingKind::Unspecified | pb::FindingKind::NodePeers => {
+            format!("run `herd explain --id {}` on the node", f.container_id)
+        }
         _ => format!(
             "run `herd findings --server <aggregator> --node {}` for the cluster's findings on \
              that node",
             f.node
         ),
     }
-}
-
-/// A value as a person reads it: no more digits than it needs.
-fn number(v: f64) -> String {
-    let text = format!("{v:.3}");
-    text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 #[cfg(test)]
@@ -192,7 +175,7 @@ mod tests {
         );
         assert_eq!(
             json["annotations"]["top_feature"],
-            "cpu_usage_cores 1 against 0.125 (z +9.0)"
+            "cpu usage cores 8.0× peer median (1.00 vs 0.125, z 9.0)"
         );
         let mut closed = finding(pb::FindingKind::NodePeers);
         closed.closed = Some(timestamp(UNIX_EPOCH + Duration::from_secs(1_700_000_100)));

@@ -273,7 +273,6 @@ async fn post(
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
