@@ -147,6 +147,11 @@ impl Aggregator {
         &self.findings
     }
 
+    /// Summaries taken since the start, from every node.
+    pub fn received(&self) -> u64 {
+        self.nodes.received()
+    }
+
     pub fn rounds(&self) -> u64 {
         self.rounds
     }
@@ -177,8 +182,14 @@ impl Aggregator {
         self.pass_node_findings();
 
         let open_domains = self.open_domains();
-        let identities = self.identities();
-        for round in self.comparisons.run(now, &self.nodes, &open_domains)? {
+        let rounds = self.comparisons.run(now, &self.nodes, &open_domains)?;
+        let named: HashSet<&str> = rounds
+            .iter()
+            .flat_map(|r| r.report.opened.iter().chain(&r.report.updated))
+            .map(|f| f.subject.entity.as_str())
+            .collect();
+        let identities = self.identities(&named);
+        for round in &rounds {
             self.take(round.kind, &round.report, &identities, now);
         }
         self.findings.commit(now);
@@ -265,12 +276,16 @@ impl Aggregator {
         open
     }
 
-    /// Container id → (name, image), from the live summaries.
-    fn identities(&self) -> HashMap<String, (String, String)> {
+    /// Container id → (name, image) of the containers in `ids`, from the live summaries.
+    fn identities(&self, ids: &HashSet<&str>) -> HashMap<String, (String, String)> {
+        if ids.is_empty() {
+            return HashMap::new();
+        }
         self.nodes
             .live()
             .flat_map(|(_, e)| e.summary.containers.iter())
             .filter_map(|c| c.container.as_ref())
+            .filter(|c| ids.contains(c.id.as_str()))
             .map(|c| (c.id.clone(), (c.name.clone(), c.image.clone())))
             .collect()
     }
@@ -522,19 +537,63 @@ fn silent_finding(node: &str, now: SystemTime, expiry: Duration) -> pb::Finding 
     }
 }
 
-/// The aggregator shared by its services and its round loop.
+/// The aggregator shared by its services and its round loop. Summaries come in through
+/// [`SharedAggregator::ingest`], which never waits for a round: a round of a large cluster
+/// takes seconds, and the agents' streams would stall behind it.
 #[derive(Clone)]
-pub struct SharedAggregator(Arc<Mutex<Aggregator>>);
+pub struct SharedAggregator {
+    state: Arc<Mutex<Aggregator>>,
+    inbox: Arc<Mutex<Inbox>>,
+}
+
+/// Summaries checked and waiting for the aggregator's next lock, and those refused.
+#[derive(Default)]
+struct Inbox {
+    summaries: Vec<(pb::NodeSummary, SystemTime)>,
+    refused: u64,
+}
 
 impl SharedAggregator {
     pub fn new(aggregator: Aggregator) -> Self {
-        Self(Arc::new(Mutex::new(aggregator)))
+        Self {
+            state: Arc::new(Mutex::new(aggregator)),
+            inbox: Arc::default(),
+        }
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, Aggregator> {
-        self.0
+    /// Takes a node's summary, refusing it at once when it is not whole; the aggregator
+    /// has it from its next [`lock`](Self::lock) on, in the order summaries came.
+    pub fn ingest(&self, summary: pb::NodeSummary, now: SystemTime) -> Result<(), IngestError> {
+        let checked = crate::nodes::check(&summary);
+        let mut inbox = self
+            .inbox
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match checked {
+            Ok(()) => inbox.summaries.push((summary, now)),
+            Err(_) => inbox.refused += 1,
+        }
+        checked
+    }
+
+    /// The aggregator, with every summary taken so far.
+    pub fn lock(&self) -> MutexGuard<'_, Aggregator> {
+        let mut aggregator = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let inbox = std::mem::take(
+            &mut *self
+                .inbox
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        aggregator.refused += inbox.refused;
+        for (summary, at) in inbox.summaries {
+            // Checked on the way in: this cannot refuse it.
+            let _ = aggregator.nodes.ingest(summary, at);
+        }
+        aggregator
     }
 }
 
@@ -745,6 +804,28 @@ mod tests {
         // The stray ends: it closes after the calm windows a finding closes after.
         run(&mut aggregator, 30..40, false);
         assert!(open(&aggregator, pb::FindingKind::ClusterReplica).is_empty());
+    }
+
+    #[test]
+    fn summaries_are_taken_while_a_round_holds_the_aggregator() {
+        let shared = SharedAggregator::new(aggregator());
+        let busy = shared.lock();
+        let (done, taken) = std::sync::mpsc::channel();
+        let ingesting = shared.clone();
+        std::thread::spawn(move || {
+            let ok = ingesting.ingest(summary(0, 1, 0.1), at(1)).is_ok();
+            let refused = ingesting.ingest(pb::NodeSummary::default(), at(1)).is_err();
+            let _ = done.send((ok, refused));
+        });
+        let (ok, refused) = taken
+            .recv_timeout(Duration::from_secs(5))
+            .expect("ingest waited for the aggregator's lock");
+        assert!(ok && refused);
+        drop(busy);
+        let aggregator = shared.lock();
+        assert_eq!(aggregator.received(), 1);
+        assert_eq!(aggregator.refused(), 1);
+        assert_eq!(aggregator.nodes()[0].node, "node-0");
     }
 
     #[test]

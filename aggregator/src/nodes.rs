@@ -36,6 +36,8 @@ pub struct NodeEntry {
 #[derive(Debug, Default)]
 pub struct NodeBook {
     nodes: BTreeMap<String, NodeEntry>,
+    /// Summaries taken since the start, from every node.
+    received: u64,
 }
 
 /// Nodes that went silent or came back in one expiry pass.
@@ -49,6 +51,7 @@ impl NodeBook {
     /// Takes a node's latest summary, after checking that it is whole.
     pub fn ingest(&mut self, summary: pb::NodeSummary, now: SystemTime) -> Result<(), IngestError> {
         check(&summary)?;
+        self.received += 1;
         let node = summary.node.clone();
         match self.nodes.get_mut(&node) {
             Some(entry) => {
@@ -106,12 +109,18 @@ impl NodeBook {
         self.nodes.len()
     }
 
+    /// Summaries taken since the start, from every node.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }
 }
 
-fn check(s: &pb::NodeSummary) -> Result<(), IngestError> {
+/// Whether a summary is whole: a node name, valid sizes, values that match its features.
+pub(crate) fn check(s: &pb::NodeSummary) -> Result<(), IngestError> {
     if s.node.is_empty() {
         return Err(IngestError::NoNode);
     }

@@ -44,7 +44,7 @@ impl AggregatorService for ClusterApi {
                 node.clone_from(&summary.node);
                 info!(%node, ?peer, "a node reports");
             }
-            if let Err(err) = self.aggregator.lock().ingest(summary, SystemTime::now()) {
+            if let Err(err) = self.aggregator.ingest(summary, SystemTime::now()) {
                 warn!(%err, ?peer, "refused a summary");
                 return Err(Status::invalid_argument(err.to_string()));
             }

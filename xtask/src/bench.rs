@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: benchmarks that need the real kernel; results in target/herd-bench/.
+//! `cargo xtask bench`: the benchmarks (most need the real kernel); results in target/herd-bench/.
 
 use anyhow::bail;
 
@@ -47,6 +47,20 @@ pub fn run() -> anyhow::Result<()> {
             .args(["bench", "-p", "herd-agent", "--bench", "api_cost", "--"])
             .arg("--output")
             .arg(results.join("api-cost.md")),
+    )?;
+    step("the cluster aggregator with 50, 500 and 5,000 nodes of 30 pods");
+    cmd::run(
+        cmd::cargo()
+            .args([
+                "bench",
+                "-p",
+                "herd-aggregator",
+                "--bench",
+                "cluster_cost",
+                "--",
+            ])
+            .arg("--output")
+            .arg(results.join("cluster-cost.md")),
     )?;
     step(&format!("results in {}", results.display()));
     Ok(())

@@ -99,21 +99,44 @@ impl Comparisons {
         // Nodes are compared with each other, never with their own past: with fewer nodes
         // than peers a comparison needs, there is nothing to compare them with.
         let enough_nodes = book.live().count() >= self.config.min_peers;
-        if let Some(replicas) = &mut self.replicas {
-            let observations = replicas::observations(book, &self.features);
+        // The replicas and the workloads are independent and the largest part of a round
+        // (150,000 containers and as many workloads on nodes at the top): one thread each.
+        let features = &self.features;
+        let (replicas, workloads) = std::thread::scope(|scope| {
+            let workloads = self
+                .workloads
+                .as_mut()
+                .filter(|_| enough_nodes)
+                .map(|detector| {
+                    scope.spawn(move || {
+                        let observations = workloads::observations(book, features);
+                        detector.observe(at, &observations)
+                    })
+                });
+            let replicas = self.replicas.as_mut().map(|detector| {
+                let observations = replicas::observations(book, features);
+                detector.observe(at, &observations)
+            });
+            let workloads = workloads.map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            });
+            (replicas, workloads)
+        });
+        if let Some(report) = replicas {
             rounds.push(Round {
                 kind: pb::FindingKind::ClusterReplica,
-                report: replicas.observe(at, &observations)?,
+                report: report?,
             });
         }
         if !enough_nodes {
             return Ok(rounds);
         }
-        if let Some(workloads) = &mut self.workloads {
-            let observations = workloads::observations(book, &self.features);
+        if let Some(report) = workloads {
             rounds.push(Round {
                 kind: pb::FindingKind::WorkloadNode,
-                report: workloads.observe(at, &observations)?,
+                report: report?,
             });
         }
         let observations: Vec<Observation> = nodes::observations(book, open_domains);
