@@ -88,7 +88,8 @@ pub struct Tracefs {
     mounted_here: bool,
 }
 
-const TRACEFS: &str = "/sys/kernel/tracing";
+/// Where the agent looks for tracefs, and mounts it when nothing has.
+pub const TRACEFS: &str = "/sys/kernel/tracing";
 
 impl Tracefs {
     pub fn ensure() -> std::io::Result<Self> {

@@ -1,6 +1,8 @@
 //! The `herd-agent` binary: argument parsing and the subcommands' edges.
 
 mod cmd;
+#[cfg(test)]
+mod deploy_tests;
 
 use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 
@@ -51,6 +53,9 @@ enum Command {
     Replay(herd_agent::replay::ReplayArgs),
     /// Print the detector's settings (warm-up, thresholds, …) as one line of JSON.
     Detector,
+    /// Ask the running agent's grpc.health.v1 over its socket; exit 0 when SERVING (the
+    /// DaemonSet's readiness and liveness probe).
+    Health(cmd::health::HealthArgs),
     /// Print the configuration `run` would use, as TOML, each setting with where its value
     /// came from (flag, environment, file, default). Takes the same flags as `run`.
     Config(Box<cmd::run::RunArgs>),
@@ -86,6 +91,16 @@ fn main() -> ExitCode {
         print!("{}", cmd::config::render(sub, sub_matches, &file));
         return ExitCode::SUCCESS;
     }
+    if let Some(Command::Health(args)) = cli.command {
+        // A probe's answer goes to kubelet, on stdout and stderr, never to the journal.
+        return match cmd::block_on(cmd::health::run(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("herd-agent health: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Err(err) = telemetry::init(cli.log_target) {
         eprintln!("herd-agent: {err}");
         return ExitCode::FAILURE;
@@ -99,7 +114,9 @@ fn main() -> ExitCode {
         Some(Command::Replay(args)) => herd_agent::replay::run(&args)
             .map(drop)
             .map_err(anyhow::Error::from),
-        Some(Command::Config(_)) => unreachable!("handled before logging starts"),
+        Some(Command::Config(_) | Command::Health(_)) => {
+            unreachable!("handled before logging starts")
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

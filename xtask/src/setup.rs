@@ -22,6 +22,7 @@ pub fn run() -> anyhow::Result<()> {
     herd_tests::lab::ensure_packages(BUILD_PACKAGES)?;
     rust_src()?;
     bpf_linker()?;
+    kubectl()?;
     step("setup complete");
     Ok(())
 }
@@ -82,5 +83,16 @@ fn bpf_linker() -> anyhow::Result<()> {
     if !cmd::succeeds(Command::new("bpf-linker").arg("--version")) {
         bail!("bpf-linker was installed but is not on PATH; add ~/.cargo/bin to PATH");
     }
+    Ok(())
+}
+
+/// `kubectl kustomize` builds `deploy/` in the manifests' tests: any kubectl on PATH will do
+/// (its kustomize reads what Debian's older one reads), else Debian's is installed.
+fn kubectl() -> anyhow::Result<()> {
+    if cmd::succeeds(Command::new("kubectl").args(["kustomize", "--help"])) {
+        step("kubectl present");
+        return Ok(());
+    }
+    herd_tests::lab::ensure_packages(&["kubernetes-client"])?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod containers;
 pub mod detector;
+pub mod health;
 pub mod probe;
 pub mod run;
 

@@ -8,6 +8,7 @@ use std::path::Path;
 use clap::{Args, ValueEnum};
 use herd_agent::{
     collect::ebpf::{EbpfConfig, EbpfPrograms, Signal},
+    config::host as capabilities,
     discovery::runtime::CriClient,
     host::{self, HostPaths, Tracefs},
 };
@@ -27,6 +28,9 @@ pub struct ProbeArgs {
 /// What `--require` can name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 pub enum Feature {
+    /// The capabilities the agent uses (BPF, PERFMON, NET_ADMIN, SYS_PTRACE; SYS_ADMIN
+    /// stands in for the first two).
+    Capabilities,
     /// A cgroup2 mount (always required).
     Cgroup2,
     /// Pressure stall information (/proc/pressure).
@@ -108,6 +112,25 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
         line("root", &format!("no (uid {euid}): the agent needs root"));
         missing.push("root (the agent runs as uid 0)".to_owned());
     }
+    found.add(
+        Feature::Capabilities,
+        "capabilities",
+        match capabilities::effective(&paths.proc) {
+            Ok(set) => {
+                let missing = capabilities::missing(set);
+                if missing.is_empty() {
+                    Ok(names(capabilities::CAPABILITIES))
+                } else {
+                    Err(missing
+                        .iter()
+                        .map(|cap| format!("CAP_{} to {}", cap.name, cap.why))
+                        .collect::<Vec<_>>()
+                        .join("; "))
+                }
+            }
+            Err(err) => Err(format!("cannot read this process's capabilities: {err}")),
+        },
+    );
     match host::cgroup_mounts(&paths.proc) {
         Ok(mounts) => {
             found.add(
@@ -137,17 +160,24 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
             Err("no /proc/pressure: cpu, memory and io pressure features are missing".into())
         },
     );
+    // PID 1 stands for any other process: its counters, and which namespace they are.
+    let init = paths.proc.join("1");
     found.add(
         Feature::Netns,
         "network namespaces",
-        if paths.proc.join("1/net/dev").exists() {
-            Ok("readable".into())
-        } else {
-            Err(format!(
-                "{} is not readable: network counters are missing (is the host's PID \
-                 namespace shared?)",
-                paths.proc.join("1/net/dev").display()
-            ))
+        match (
+            std::fs::read(init.join("net/dev")),
+            std::fs::read_link(init.join("ns/net")),
+        ) {
+            (Ok(_), Ok(_)) => Ok("readable".into()),
+            (Err(err), _) => Err(format!(
+                "cannot read {}: {err} (is the host's PID namespace shared?)",
+                init.join("net/dev").display()
+            )),
+            (_, Err(err)) => Err(format!(
+                "cannot read {}: {err} (CAP_SYS_PTRACE is needed for other users' processes)",
+                init.join("ns/net").display()
+            )),
         },
     );
     match host::check_btf(&paths) {
@@ -233,6 +263,13 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
         missing.join("; ")
     );
     Ok(())
+}
+
+fn names(caps: &[capabilities::Capability]) -> String {
+    caps.iter()
+        .map(|cap| format!("CAP_{}", cap.name))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn line(what: &str, result: &str) {

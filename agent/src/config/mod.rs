@@ -14,6 +14,7 @@
 //! [`effective`] reads back every setting with where its value came from, which
 //! `herd-agent config` prints as TOML that can be used as a file.
 
+pub mod host;
 mod show;
 
 use std::{
