@@ -9,6 +9,7 @@ use herd_aggregator::{
     Aggregator, AggregatorConfig, SharedAggregator, serve::Listeners, service::ClusterApi,
     store::Store,
 };
+use herd_proto::tls;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
@@ -26,13 +27,25 @@ struct Cli {
         value_parser = clap::value_parser!(std::ffi::OsString)
     )]
     socket: std::ffi::OsString,
-    /// TCP address for the agents and clients, e.g. 0.0.0.0:7700. Plain text, so only with
-    /// --insecure.
+    /// TCP address for the agents and clients, e.g. 0.0.0.0:7700: mutual TLS with
+    /// --tls-cert, --tls-key and --tls-ca, or plain text with --insecure.
     #[arg(long, env = "HERD_AGGREGATOR_LISTEN")]
     listen: Option<SocketAddr>,
-    /// Allow --listen without TLS.
+    /// Serve --listen in plain text: anyone who reaches it can push summaries and read
+    /// findings.
     #[arg(long)]
     insecure: bool,
+    /// The aggregator's certificate for --listen (PEM), with its chain after it. Its
+    /// subjectAltName holds the names agents dial.
+    #[arg(long, env = "HERD_TLS_CERT", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "HERD_TLS_KEY", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// The CA certificate (PEM) that signs agents' and clients' certificates: a client
+    /// without one is refused.
+    #[arg(long, env = "HERD_TLS_CA", value_name = "PEM")]
+    tls_ca: Option<PathBuf>,
     /// Where the findings store lives.
     #[arg(
         long,
@@ -76,10 +89,22 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        cli.listen.is_none() || cli.insecure,
-        "--listen serves without TLS; pass --insecure to allow that, or use the unix socket"
-    );
+    let listen = match cli.listen {
+        Some(addr) => Some(tls::TcpListen {
+            addr,
+            transport: tls::server_transport(
+                "--listen",
+                &tls::TlsFiles {
+                    cert: cli.tls_cert.clone(),
+                    key: cli.tls_key.clone(),
+                    ca: cli.tls_ca.clone(),
+                },
+                cli.insecure,
+                tls::DAEMON_FLAGS,
+            )?,
+        }),
+        None => None,
+    };
     anyhow::ensure!(!cli.window.is_zero(), "--window must be longer than zero");
     let store = Store::open(&cli.data_dir)
         .with_context(|| format!("opening the findings store in {}", cli.data_dir.display()))?;
@@ -97,7 +122,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     )?);
     let api = ClusterApi::new(aggregator.clone());
     let socket = (!cli.socket.is_empty()).then(|| PathBuf::from(&cli.socket));
-    let listeners = Listeners::start(&api, socket, cli.listen).await?;
+    let listeners = Listeners::start(&api, socket, listen).await?;
 
     let mut rounds = tokio::time::interval(cli.window);
     rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

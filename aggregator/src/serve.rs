@@ -1,11 +1,14 @@
-//! Where the aggregator listens: a root-only unix socket and, when asked for, TCP; health
-//! and reflection beside its services.
+//! Where the aggregator listens: a root-only unix socket and, when asked for, TCP with
+//! mutual TLS (plain text only with `--insecure`); health and reflection beside its services.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use herd_proto::herd::v1::{
-    FILE_DESCRIPTOR_SET, aggregator_service_server::AggregatorServiceServer,
-    cluster_service_server::ClusterServiceServer,
+use herd_proto::{
+    herd::v1::{
+        FILE_DESCRIPTOR_SET, aggregator_service_server::AggregatorServiceServer,
+        cluster_service_server::ClusterServiceServer,
+    },
+    tls::TcpListen,
 };
 use thiserror::Error;
 use tokio::{sync::watch, task::JoinHandle};
@@ -31,10 +34,20 @@ pub enum ServeError {
     },
     #[error("the reflection service cannot read herd.v1's descriptor set: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("the TLS settings for {addr} cannot be used: {source}")]
+    Tls {
+        addr: SocketAddr,
+        #[source]
+        source: tonic::transport::Error,
+    },
 }
 
 /// The aggregator's services with health and reflection, as one router.
 pub fn router(api: &ClusterApi) -> Result<Router, ServeError> {
+    routed(Server::builder(), api)
+}
+
+fn routed(server: Server, api: &ClusterApi) -> Result<Router, ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     tokio::spawn(async move {
         health
@@ -53,7 +66,7 @@ pub fn router(api: &ClusterApi) -> Result<Router, ServeError> {
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    Ok(Server::builder()
+    Ok(server
         .max_concurrent_streams(1024)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
@@ -75,7 +88,7 @@ impl Listeners {
     pub async fn start(
         api: &ClusterApi,
         socket: Option<PathBuf>,
-        listen: Option<SocketAddr>,
+        listen: Option<TcpListen>,
     ) -> Result<Self, ServeError> {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -100,16 +113,29 @@ impl Listeners {
                 }
             }));
         }
-        if let Some(addr) = listen {
+        if let Some(TcpListen { addr, transport }) = listen {
+            let tls = transport.is_tls();
+            let server = transport
+                .server()
+                .map_err(|source| ServeError::Tls { addr, source })?;
+            let router = routed(server, api)?;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| ServeError::Tcp { addr, source })?;
-            warn!(
-                bound = %listener.local_addr().unwrap_or(addr),
-                "serving on TCP without TLS, as --insecure asks: anyone who reaches this \
-                 address can push summaries and read the findings"
-            );
-            let router = router(api)?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            if tls {
+                info!(
+                    %bound,
+                    "serving herd.v1 ClusterService and AggregatorService on TCP with mutual \
+                     TLS: clients need a certificate from the CA"
+                );
+            } else {
+                warn!(
+                    %bound,
+                    "serving on TCP in plain text, as --insecure asks: anyone who reaches this \
+                     address can push summaries and read the findings"
+                );
+            }
             tasks.push(tokio::spawn(async move {
                 let incoming = TcpListenerStream::new(listener);
                 if let Err(err) = router

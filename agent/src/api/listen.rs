@@ -1,5 +1,5 @@
 //! Where the API listens: a unix socket whose file mode is the access control (0600, root
-//! only), and TCP when asked for. Health (`grpc.health.v1`) and server reflection are served
+//! only), and TCP when asked for, with mutual TLS (plain text only with `--insecure`). Health (`grpc.health.v1`) and server reflection are served
 //! beside `herd.v1.NodeService`, with limits on message sizes and concurrent streams.
 
 use std::{io, net::SocketAddr, path::PathBuf, time::Duration};
@@ -10,6 +10,7 @@ use herd_proto::{
         FILE_DESCRIPTOR_SET, cluster_service_server::ClusterServiceServer,
         node_service_server::NodeServiceServer,
     },
+    tls::TcpListen,
     uds::BindError,
 };
 use thiserror::Error;
@@ -31,8 +32,8 @@ pub const MAX_STREAMS: u32 = 32;
 pub struct ApiConfig {
     /// The unix socket; `None` serves no socket.
     pub socket: Option<PathBuf>,
-    /// A TCP address to serve on as well.
-    pub listen: Option<SocketAddr>,
+    /// A TCP address to serve on as well, and how.
+    pub listen: Option<TcpListen>,
     /// The cluster view of an aggregator running in this process (standalone mode).
     pub cluster: Option<ClusterApi>,
 }
@@ -57,6 +58,12 @@ pub enum ApiError {
     },
     #[error("the reflection service cannot read herd.v1's descriptor set: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("the TLS settings for {addr} cannot be used: {source}")]
+    Tls {
+        addr: SocketAddr,
+        #[source]
+        source: tonic::transport::Error,
+    },
 }
 
 /// The running API; dropping it does not stop it, [`ApiServer::stop`] does.
@@ -87,7 +94,7 @@ impl ApiServer {
             })?;
             server.socket = Some(path.clone());
             info!(socket = %path.display(), "serving herd.v1.NodeService on the unix socket (root only)");
-            let router = router(&state, config.cluster.as_ref())?;
+            let router = router(Server::builder(), &state, config.cluster.as_ref())?;
             let stopped = stopped.clone();
             server.tasks.push(tokio::spawn(async move {
                 let incoming = UnixListenerStream::new(listener);
@@ -99,17 +106,31 @@ impl ApiServer {
                 }
             }));
         }
-        if let Some(addr) = config.listen {
+        if let Some(TcpListen { addr, transport }) = &config.listen {
+            let addr = *addr;
+            let tls = transport.is_tls();
+            let builder = transport
+                .clone()
+                .server()
+                .map_err(|source| ApiError::Tls { addr, source })?;
+            let router = router(builder, &state, config.cluster.as_ref())?;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| ApiError::Tcp { addr, source })?;
             let bound = listener.local_addr().unwrap_or(addr);
-            warn!(
-                %bound,
-                "serving herd.v1.NodeService on TCP without TLS, as --insecure asks: anyone \
-                 who reaches this address can read the findings"
-            );
-            let router = router(&state, config.cluster.as_ref())?;
+            if tls {
+                info!(
+                    %bound,
+                    "serving herd.v1.NodeService on TCP with mutual TLS: clients need a \
+                     certificate from the CA"
+                );
+            } else {
+                warn!(
+                    %bound,
+                    "serving herd.v1.NodeService on TCP in plain text, as --insecure asks: \
+                     anyone who reaches this address can read the findings"
+                );
+            }
             server.tasks.push(tokio::spawn(async move {
                 let incoming = TcpListenerStream::new(listener);
                 if let Err(err) = router
@@ -146,6 +167,7 @@ async fn wait(mut stopped: watch::Receiver<bool>) {
 }
 
 fn router(
+    server: Server,
     state: &SharedState,
     cluster: Option<&ClusterApi>,
 ) -> Result<tonic::transport::server::Router, ApiError> {
@@ -167,7 +189,7 @@ fn router(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    Ok(Server::builder()
+    Ok(server
         .max_concurrent_streams(MAX_STREAMS)
         .concurrency_limit_per_connection(MAX_STREAMS as usize)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))

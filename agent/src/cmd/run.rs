@@ -37,6 +37,7 @@ use herd_aggregator::{
     export::alerts::{AlertConfig, AlertSender},
     service::ClusterApi,
 };
+use herd_proto::tls::{DAEMON_FLAGS, TcpListen, TlsFiles, server_transport};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
@@ -71,13 +72,23 @@ pub struct RunArgs {
         value_parser = clap::value_parser!(std::ffi::OsString)
     )]
     socket: std::ffi::OsString,
-    /// Also serve the API on this TCP address (e.g. 127.0.0.1:7443). Plain text, so it needs
-    /// --insecure.
+    /// Also serve the API on this TCP address (e.g. 0.0.0.0:7443): mutual TLS with
+    /// --tls-cert, --tls-key and --tls-ca, or plain text with --insecure.
     #[arg(long, env = "HERD_LISTEN")]
     listen: Option<SocketAddr>,
-    /// Allow --listen without TLS: anyone who reaches the address can read the findings.
+    /// Serve --listen in plain text: anyone who reaches the address can read the findings.
     #[arg(long)]
     insecure: bool,
+    /// The agent's certificate (PEM), with its chain after it: served on --listen and shown
+    /// to an https:// aggregator.
+    #[arg(long, env = "HERD_TLS_CERT", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "HERD_TLS_KEY", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// The CA certificate (PEM) that signs the aggregator's and clients' certificates.
+    #[arg(long, env = "HERD_TLS_CA", value_name = "PEM")]
+    tls_ca: Option<PathBuf>,
     /// Windows of each container's features kept for `herd explain` (360 is an hour of 10 s
     /// windows).
     #[arg(long, default_value_t = 360, value_parser = clap::value_parser!(u32).range(1..=8640))]
@@ -96,7 +107,8 @@ pub struct RunArgs {
     /// How often firing alerts are re-sent to Alertmanager; each lapses after four of these.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     alert_resend: Duration,
-    /// Send each window's summary to this aggregator (http://host:port or unix:///path).
+    /// Send each window's summary to this aggregator: https://host:port (mutual TLS with
+    /// --tls-cert, --tls-key and --tls-ca), http://host:port (plain text) or unix:///path.
     /// Without it the agent runs the aggregator in its own process (standalone) and serves
     /// its cluster view too.
     #[arg(long, env = "HERD_AGGREGATOR")]
@@ -116,11 +128,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         !args.interval.is_zero() && !args.discovery_interval.is_zero(),
         "--interval and --discovery-interval must be longer than zero"
     );
-    anyhow::ensure!(
-        args.listen.is_none() || args.insecure,
-        "--listen serves the API over TCP without TLS; pass --insecure to allow that (anyone \
-         who reaches the address can read the findings), or use the unix socket"
-    );
+    let tls_files = TlsFiles {
+        cert: args.tls_cert.clone(),
+        key: args.tls_key.clone(),
+        ca: args.tls_ca.clone(),
+    };
+    let listen = match args.listen {
+        Some(addr) => Some(TcpListen {
+            addr,
+            transport: server_transport("--listen", &tls_files, args.insecure, DAEMON_FLAGS)?,
+        }),
+        None => None,
+    };
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
     let paths = HostPaths::default();
@@ -198,9 +217,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let upstream = match &args.aggregator {
         Some(url) => Upstream::Remote(SummarySender::start(SenderConfig {
             url: url.clone(),
+            tls: tls_files,
             queue: args.summary_queue as usize,
             max_backoff: Duration::from_secs(60),
-        })),
+        })?),
         None => {
             info!("no --aggregator: running the aggregator in this process (standalone)");
             Upstream::Standalone(SharedAggregator::new(Aggregator::new(
@@ -221,7 +241,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let api = ApiServer::start(
         &ApiConfig {
             socket: (!args.socket.is_empty()).then(|| PathBuf::from(&args.socket)),
-            listen: args.listen,
+            listen,
             cluster: match &upstream {
                 Upstream::Standalone(aggregator) => Some(ClusterApi::new(aggregator.clone())),
                 Upstream::Remote(_) => None,

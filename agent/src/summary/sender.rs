@@ -1,15 +1,22 @@
 //! Ships summaries to the aggregator over one long-lived `PushSummaries` stream. The queue
 //! holds a few windows; past that the oldest summary is dropped and counted, so the agent's
 //! memory stays flat however long the aggregator is away. Reconnects back off with jitter;
-//! losing and regaining the aggregator is logged once each.
+//! losing and regaining the aggregator is logged once each. Over TCP the stream is mutual TLS
+//! (`https://`): the aggregator's certificate is checked against the CA and the agent shows
+//! its own.
 
 use std::{
     collections::VecDeque,
+    path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use herd_proto::herd::v1::{self as pb, aggregator_service_client::AggregatorServiceClient};
+use herd_proto::{
+    herd::v1::{self as pb, aggregator_service_client::AggregatorServiceClient},
+    tls::{DAEMON_FLAGS, TlsError, TlsFiles},
+};
+use thiserror::Error;
 use tokio::{
     sync::{Notify, mpsc},
     task::JoinHandle,
@@ -22,12 +29,115 @@ use crate::backoff::Backoff;
 
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
-    /// `http://host:port`, or `unix:///path` for an aggregator on this host.
+    /// `https://host:port`, `http://host:port` (plain text), or `unix:///path` for an
+    /// aggregator on this host.
     pub url: String,
+    /// The agent's certificate, key and CA for `https://`.
+    pub tls: TlsFiles,
     /// Summaries held while the aggregator is away.
     pub queue: usize,
     /// Longest wait between two reconnects.
     pub max_backoff: Duration,
+}
+
+/// Why summaries cannot be sent to the aggregator at the given address.
+#[derive(Debug, Error)]
+pub enum SenderError {
+    #[error(
+        "--aggregator {url}: unsupported address; use https://HOST:PORT, http://HOST:PORT or \
+         unix:///PATH"
+    )]
+    Scheme { url: String },
+    #[error("--aggregator {url}: not a valid address: {source}")]
+    Url {
+        url: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error(
+        "--aggregator {url} needs --tls-cert, --tls-key and --tls-ca: the aggregator checks \
+         the agent's certificate (mutual TLS)"
+    )]
+    NoTls { url: String },
+    #[error("--aggregator {url}: {source}")]
+    Tls {
+        url: String,
+        #[source]
+        source: TlsError,
+    },
+    #[error("--aggregator {url}: the TLS settings cannot be used: {source}")]
+    TlsConfig {
+        url: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+}
+
+/// Where the stream goes, resolved once at start.
+#[derive(Clone)]
+enum Target {
+    Unix(PathBuf),
+    Tcp(Box<Endpoint>),
+}
+
+impl Target {
+    /// Reads the TLS files and builds the endpoint, so that a bad setting fails start-up
+    /// rather than the first connection.
+    fn new(config: &SenderConfig) -> Result<Self, SenderError> {
+        let url = &config.url;
+        if let Some(path) = url.strip_prefix("unix://") {
+            return Ok(Self::Unix(PathBuf::from(path)));
+        }
+        let endpoint = |url: &str| {
+            Endpoint::from_shared(url.to_owned())
+                .map(|endpoint| {
+                    endpoint
+                        .connect_timeout(Duration::from_secs(5))
+                        .http2_keep_alive_interval(Duration::from_secs(30))
+                })
+                .map_err(|source| SenderError::Url {
+                    url: url.to_owned(),
+                    source,
+                })
+        };
+        match url.split_once("://") {
+            Some(("https", rest)) if !rest.is_empty() => {
+                let tls = config
+                    .tls
+                    .mutual_client(DAEMON_FLAGS)
+                    .map_err(|source| SenderError::Tls {
+                        url: url.clone(),
+                        source,
+                    })?
+                    .ok_or_else(|| SenderError::NoTls { url: url.clone() })?;
+                let endpoint =
+                    endpoint(url)?
+                        .tls_config(tls)
+                        .map_err(|source| SenderError::TlsConfig {
+                            url: url.clone(),
+                            source,
+                        })?;
+                Ok(Self::Tcp(Box::new(endpoint)))
+            }
+            Some(("http", rest)) if !rest.is_empty() => {
+                warn!(
+                    aggregator = %url,
+                    "sending summaries in plain text (http://): use https:// with --tls-cert, \
+                     --tls-key and --tls-ca to protect them"
+                );
+                Ok(Self::Tcp(Box::new(endpoint(url)?)))
+            }
+            _ => Err(SenderError::Scheme { url: url.clone() }),
+        }
+    }
+
+    async fn connect(&self) -> Result<Channel, String> {
+        match self {
+            Self::Unix(path) => herd_proto::uds::connect(path).await,
+            Self::Tcp(endpoint) => endpoint.connect().await,
+        }
+        .map_err(|err| crate::error_chain::error_chain(&err))
+    }
 }
 
 #[derive(Default)]
@@ -45,18 +155,20 @@ pub struct SummarySender {
 }
 
 impl SummarySender {
-    pub fn start(config: SenderConfig) -> Self {
+    /// Starts the stream in the background; a bad address or TLS file is an error now.
+    pub fn start(config: SenderConfig) -> Result<Self, SenderError> {
+        let target = Target::new(&config)?;
         let outbox = Arc::new(Mutex::new(Outbox::default()));
         let ready = Arc::new(Notify::new());
         let capacity = config.queue.max(1);
         info!(aggregator = %config.url, "sending node summaries to the aggregator");
-        let task = tokio::spawn(run(config, Arc::clone(&outbox), Arc::clone(&ready)));
-        Self {
+        let task = tokio::spawn(run(config, target, Arc::clone(&outbox), Arc::clone(&ready)));
+        Ok(Self {
             outbox,
             ready,
             capacity,
             task,
-        }
+        })
     }
 
     /// Queues one window's summary; the oldest goes when the queue is full.
@@ -102,26 +214,11 @@ impl SummarySender {
     }
 }
 
-async fn connect(url: &str) -> Result<Channel, String> {
-    let connected = match url.strip_prefix("unix://") {
-        Some(path) => herd_proto::uds::connect(path).await,
-        None => {
-            let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|e| e.to_string())?;
-            endpoint
-                .connect_timeout(Duration::from_secs(5))
-                .http2_keep_alive_interval(Duration::from_secs(30))
-                .connect()
-                .await
-        }
-    };
-    connected.map_err(|err| crate::error_chain::error_chain(&err))
-}
-
-async fn run(config: SenderConfig, outbox: Arc<Mutex<Outbox>>, ready: Arc<Notify>) {
+async fn run(config: SenderConfig, target: Target, outbox: Arc<Mutex<Outbox>>, ready: Arc<Notify>) {
     let mut backoff = Backoff::new(Duration::from_secs(1), config.max_backoff);
     let mut lost = false;
     loop {
-        let channel = match connect(&config.url).await {
+        let channel = match target.connect().await {
             Ok(channel) => channel,
             Err(err) => {
                 if !lost {

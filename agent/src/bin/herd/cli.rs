@@ -1,9 +1,15 @@
 //! The command line: global options, commands and their arguments.
 
-use std::time::{Duration, SystemTime};
+use std::{
+    path::PathBuf,
+    time::{Duration, SystemTime},
+};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use herd_proto::herd::v1::{FindingKind, FindingState, Severity};
+use herd_proto::{
+    herd::v1::{FindingKind, FindingState, Severity},
+    tls::TlsFiles,
+};
 
 use crate::connect::{DEFAULT_SERVER, Server};
 
@@ -14,16 +20,43 @@ const GLOBAL: &str = "Global options";
 #[derive(Parser, Debug)]
 #[command(name = "herd", version)]
 pub struct Cli {
-    /// The agent's or the aggregator's API: unix:///PATH, a socket path, or http://HOST:PORT.
+    /// The agent's or the aggregator's API: unix:///PATH, a socket path, https://HOST:PORT
+    /// (with --ca, and --cert and --key for mutual TLS), or http://HOST:PORT (plain text).
     #[arg(long, global = true, env = "HERD_SERVER", default_value = DEFAULT_SERVER,
           value_name = "ADDRESS", help_heading = GLOBAL)]
     pub server: Server,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// How to print: aligned columns for people, or JSON for programs.
     #[arg(short, long, global = true, value_enum, default_value_t = Output::Table,
           help_heading = GLOBAL)]
     pub output: Output,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The PEM files for an https:// server.
+#[derive(Args, Debug)]
+pub struct TlsArgs {
+    /// The CA certificate that signed the server's certificate (PEM).
+    #[arg(long, global = true, env = "HERD_CA", value_name = "PEM", help_heading = GLOBAL)]
+    pub ca: Option<PathBuf>,
+    /// This client's certificate (PEM), for a server that asks for one (mutual TLS).
+    #[arg(long, global = true, env = "HERD_CERT", value_name = "PEM", help_heading = GLOBAL)]
+    pub cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, global = true, env = "HERD_KEY", value_name = "PEM", help_heading = GLOBAL)]
+    pub key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    pub fn files(&self) -> TlsFiles {
+        TlsFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            ca: self.ca.clone(),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -312,13 +345,31 @@ mod tests {
     }
 
     #[test]
-    fn https_is_a_usage_error() {
-        let err =
-            Cli::try_parse_from(["herd", "--server", "https://node-1:9443", "info"]).unwrap_err();
-        assert_eq!(err.exit_code(), 2);
-        assert!(
-            err.to_string().contains("https is not supported yet"),
-            "{err}"
+    fn https_takes_its_files_after_the_command_too() {
+        let cli = Cli::try_parse_from([
+            "herd",
+            "--server",
+            "https://node-1:9443",
+            "info",
+            "--ca",
+            "ca.crt",
+            "--cert",
+            "me.crt",
+            "--key",
+            "me.key",
+        ])
+        .unwrap();
+        let server = cli.server.with_tls(cli.tls.files());
+        assert_eq!(
+            server,
+            Server::Https {
+                uri: "https://node-1:9443".to_owned(),
+                tls: Box::new(TlsFiles {
+                    cert: Some("me.crt".into()),
+                    key: Some("me.key".into()),
+                    ca: Some("ca.crt".into()),
+                }),
+            }
         );
     }
 }

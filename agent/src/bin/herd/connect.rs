@@ -1,9 +1,12 @@
-//! Where the agent or the aggregator listens (`--server`) and the channel to it.
+//! Where the agent or the aggregator listens (`--server`) and the channel to it: a unix
+//! socket, TCP with TLS (`https://`, mutual TLS with `--cert` and `--key`), or plain TCP.
 
-use std::{fmt, io, path::PathBuf, str::FromStr, time::Duration};
+use std::{error::Error as _, fmt, io, path::PathBuf, str::FromStr, time::Duration};
 
-use herd_agent::error_chain::caused_by;
+use herd_agent::error_chain::{caused_by, error_chain};
+use herd_proto::tls::{CLIENT_FLAGS, TlsError, TlsFiles};
 use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 /// The agent's own socket, where `herd-agent` serves unless told otherwise.
 pub const DEFAULT_SERVER: &str = "unix:///run/herd/agent.sock";
@@ -13,8 +16,24 @@ pub const DEFAULT_SERVER: &str = "unix:///run/herd/agent.sock";
 pub enum Server {
     /// `unix:///path`, `unix:path` or a bare path.
     Unix(PathBuf),
-    /// `http://host:port`.
+    /// `http://host:port`: plain text.
     Http(String),
+    /// `https://host:port`, with the CA that signed the server's certificate and this
+    /// client's own certificate (`--ca`, `--cert`, `--key`).
+    Https { uri: String, tls: Box<TlsFiles> },
+}
+
+impl Server {
+    /// The server with the TLS files that `https://` uses; other addresses need none.
+    pub fn with_tls(self, files: TlsFiles) -> Self {
+        match self {
+            Self::Https { uri, .. } => Self::Https {
+                uri,
+                tls: Box::new(files),
+            },
+            other => other,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -22,12 +41,10 @@ pub enum ParseError {
     #[error("the server address is empty")]
     Empty,
     #[error(
-        "https is not supported yet: this build of herd has no TLS; use http:// or the unix socket"
+        "unsupported scheme {0}://: use unix:///PATH, a path, https://HOST:PORT or http://HOST:PORT"
     )]
-    Https,
-    #[error("unsupported scheme {0}://: use unix:///PATH, a path, or http://HOST:PORT")]
     Scheme(String),
-    #[error("{0} has no host: use http://HOST:PORT")]
+    #[error("{0} has no host: use https://HOST:PORT or http://HOST:PORT")]
     NoHost(String),
 }
 
@@ -51,9 +68,12 @@ impl FromStr for Server {
         }
         match s.split_once("://") {
             None => Ok(Self::Unix(PathBuf::from(s))),
-            Some(("http", "")) => Err(ParseError::NoHost(s.to_owned())),
+            Some(("http" | "https", "")) => Err(ParseError::NoHost(s.to_owned())),
             Some(("http", _)) => Ok(Self::Http(s.trim_end_matches('/').to_owned())),
-            Some(("https", _)) => Err(ParseError::Https),
+            Some(("https", _)) => Ok(Self::Https {
+                uri: s.trim_end_matches('/').to_owned(),
+                tls: Box::default(),
+            }),
             Some((scheme, _)) => Err(ParseError::Scheme(scheme.to_owned())),
         }
     }
@@ -63,7 +83,7 @@ impl fmt::Display for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Unix(path) => write!(f, "{}", path.display()),
-            Self::Http(uri) => f.write_str(uri),
+            Self::Http(uri) | Self::Https { uri, .. } => f.write_str(uri),
         }
     }
 }
@@ -78,6 +98,22 @@ pub enum ConnectError {
     Socket { server: Server, cause: String },
     #[error("no server at {server}: {cause}")]
     NoServer { server: Server, cause: String },
+    #[error(
+        "{0} is https: pass --ca (HERD_CA) with the CA certificate that signed the server's, \
+         and --cert and --key (HERD_CERT, HERD_KEY) where the server asks for a client \
+         certificate"
+    )]
+    NoCa(Server),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("{server} refused the TLS handshake: {cause}")]
+    Handshake { server: Server, cause: String },
+    #[error("{server} closed the connection ({cause}): {hint}")]
+    Refused {
+        server: Server,
+        cause: String,
+        hint: &'static str,
+    },
 }
 
 /// Long enough for a loaded node, short enough that a wrong address is not a hang.
@@ -106,14 +142,74 @@ pub async fn connect(server: &Server) -> Result<Channel, ConnectError> {
                 server: server.clone(),
                 cause: root_cause(&err),
             };
-            Endpoint::from_shared(uri.clone())
+            let channel = Endpoint::from_shared(uri.clone())
                 .map_err(no_server)?
                 .connect_timeout(CONNECT_TIMEOUT)
                 .connect()
                 .await
-                .map_err(no_server)?
+                .map_err(no_server)?;
+            refused_or(server, channel).await?
+        }
+        Server::Https { uri, tls } => {
+            let config = tls
+                .client(CLIENT_FLAGS)?
+                .ok_or_else(|| ConnectError::NoCa(server.clone()))?;
+            let failed = |err: tonic::transport::Error| {
+                let cause = root_cause(&err);
+                if herd_proto::tls::is_handshake_failure(&err) {
+                    ConnectError::Handshake {
+                        server: server.clone(),
+                        cause,
+                    }
+                } else {
+                    ConnectError::NoServer {
+                        server: server.clone(),
+                        cause,
+                    }
+                }
+            };
+            let channel = Endpoint::from_shared(uri.clone())
+                .map_err(failed)?
+                .tls_config(config)
+                .map_err(failed)?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .connect()
+                .await
+                .map_err(failed)?;
+            refused_or(server, channel).await?
         }
     })
+}
+
+/// The channel, once the server has answered over it. With TLS 1.3 the client's side of the
+/// handshake ends before the server has judged the client's certificate: a server that
+/// refuses it closes the connection on the first call. So does a TLS server spoken to in
+/// plain text. One health check finds that out here, where it can be said plainly, instead
+/// of as a cancelled command.
+async fn refused_or(server: &Server, channel: Channel) -> Result<Channel, ConnectError> {
+    let answer = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest::default())
+        .await;
+    match answer {
+        // A status the server sent itself, even an error, means it took this client.
+        Err(status) => match status.source() {
+            Some(cause) => Err(ConnectError::Refused {
+                server: server.clone(),
+                cause: error_chain(cause),
+                hint: match server {
+                    Server::Https { tls, .. } if tls.cert.is_some() => {
+                        "it takes only client certificates signed by its CA, and --cert is not"
+                    }
+                    Server::Https { .. } => {
+                        "it asks for a client certificate signed by its CA: pass --cert and --key"
+                    }
+                    _ => "if it serves TLS, use https:// with --ca, --cert and --key",
+                },
+            }),
+            None => Ok(channel),
+        },
+        Ok(_) => Ok(channel),
+    }
 }
 
 /// The innermost cause: tonic's own text ("transport error") tells a person nothing.
@@ -150,10 +246,17 @@ mod tests {
     }
 
     #[test]
-    fn http_addresses_are_tcp() {
+    fn http_and_https_addresses_are_tcp() {
         assert_eq!(
             parse("http://10.0.0.7:9443/"),
             Ok(Server::Http("http://10.0.0.7:9443".to_owned()))
+        );
+        assert_eq!(
+            parse("https://aggregator:7700/"),
+            Ok(Server::Https {
+                uri: "https://aggregator:7700".to_owned(),
+                tls: Box::default(),
+            })
         );
     }
 
@@ -165,15 +268,33 @@ mod tests {
             parse("http://"),
             Err(ParseError::NoHost("http://".to_owned()))
         );
-        assert_eq!(parse("https://node-1:9443"), Err(ParseError::Https));
-        assert!(
-            ParseError::Https
-                .to_string()
-                .contains("https is not supported yet")
+        assert_eq!(
+            parse("https://"),
+            Err(ParseError::NoHost("https://".to_owned()))
         );
         assert_eq!(
             parse("grpc://node-1:9443"),
             Err(ParseError::Scheme("grpc".to_owned()))
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn https_without_a_ca_says_which_flags_to_pass() {
+        let server = parse("https://127.0.0.1:9").unwrap();
+        let err = connect(&server).await.unwrap_err().to_string();
+        assert!(
+            err.starts_with("https://127.0.0.1:9 is https: pass --ca (HERD_CA)"),
+            "{err}"
+        );
+        let half = server.with_tls(TlsFiles {
+            cert: Some("me.crt".into()),
+            ca: Some("ca.crt".into()),
+            ..TlsFiles::default()
+        });
+        let err = connect(&half).await.unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "--cert and --ca given without --key: TLS needs --cert, --key"
         );
     }
 

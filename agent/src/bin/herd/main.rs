@@ -41,7 +41,7 @@ fn main() -> ExitCode {
             .map_err(commands::Error::from)
             .and_then(|runtime| {
                 runtime.block_on(commands::run(
-                    &cli.server,
+                    &cli.server.with_tls(cli.tls.files()),
                     cli.output,
                     command,
                     &mut io::stdout().lock(),
