@@ -135,7 +135,12 @@ impl AggregatorProcess {
             .create(true)
             .append(true)
             .open(dir.join("aggregator.log"))?;
-        let child = Command::new(built_binary("herd-aggregator")?)
+        // A changed aggregator may stand in, to see these checks fail when it is broken.
+        let program = match std::env::var_os("HERD_MULTINODE_AGGREGATOR") {
+            Some(path) => PathBuf::from(path),
+            None => built_binary("herd-aggregator")?,
+        };
+        let child = Command::new(program)
             .arg("--socket")
             .arg(&socket)
             .arg("--data-dir")
@@ -409,6 +414,50 @@ async fn checks(
         names.len() == 3 && NODES.iter().all(|n| names.contains(n)),
         "nodes: {names:?}"
     );
+    // Each agent sees its own node's pods and no other's: every member the cluster knows is
+    // on the node whose runtime runs it, under that node's cgroup root.
+    for node in cluster.nodes() {
+        let pods: Vec<String> = node.pods().await?.into_iter().map(|p| p.name).collect();
+        for domain in [
+            "shop/Deployment/pair/app",
+            "shop/Deployment/solo/app",
+            BATCH_DOMAIN,
+        ] {
+            let members = eventually(
+                Duration::from_secs(20),
+                &format!("{domain} on node {}", node.name),
+                async || {
+                    let members: Vec<pb::Container> = client
+                        .get_domain(pb::GetDomainRequest {
+                            domain: domain.to_owned(),
+                        })
+                        .await?
+                        .into_inner()
+                        .members
+                        .into_iter()
+                        .filter(|m| m.node == node.name)
+                        .collect();
+                    Ok((!members.is_empty()).then_some(members))
+                },
+            )
+            .await?;
+            let wanted = if domain.contains("/solo/") { 1 } else { 2 };
+            let strangers: Vec<&pb::Container> = members
+                .iter()
+                .filter(|m| {
+                    !pods.contains(&m.pod)
+                        || !m.cgroup.starts_with(&format!("{}/", node.cgroup_root()))
+                })
+                .collect();
+            ensure!(
+                members.len() == wanted && strangers.is_empty(),
+                "node {} reports {} members of {domain}, {} not its own: {members:#?}",
+                node.name,
+                members.len(),
+                strangers.len()
+            );
+        }
+    }
 
     // Scenarios 1 to 3 run side by side on the one cluster.
     let started = Instant::now();
@@ -447,7 +496,7 @@ async fn checks(
             Ok(match (pair_node, pair_replica, solo, batch) {
                 (Some(a), Some(b), Some(c), Some(d)) => Some((a, b, c, d)),
                 found => {
-                    if started.elapsed().as_secs() % 20 == 0 {
+                    if started.elapsed().as_secs().is_multiple_of(20) {
                         eprintln!(
                             "waiting ({:?}): pair node {} replica {}, solo {}, batch {}; open:\n{}",
                             started.elapsed(),
