@@ -6,11 +6,12 @@
 //! capability it uses (`config::host::CAPABILITIES`) is granted and no other. The negative
 //! tests change one side and check that the agreement fails.
 
+mod kustomize;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     ffi::OsString,
     path::{Path, PathBuf},
-    process::Command,
 };
 
 use herd_agent::config::{self, AGENT_FILE, host};
@@ -18,11 +19,7 @@ use k8s_openapi::api::{
     apps::v1::DaemonSet,
     core::v1::{ConfigMap, Container, PodSpec},
 };
-
-/// The workspace's `deploy/`.
-fn deploy_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
-}
+use kustomize::{kustomize, parse};
 
 /// The installable kustomizations: `deploy/` itself, then each overlay.
 const BUILDS: &[&str] = &[
@@ -35,79 +32,6 @@ const BUILDS: &[&str] = &[
 /// The capabilities each build grants in place of BPF and PERFMON, if any.
 fn legacy(build: &str) -> bool {
     build == "overlays/legacy-kernel"
-}
-
-/// `kubectl kustomize` of a directory below `deploy/`, as JSON values, one per object.
-fn kustomize(dir: &str) -> Vec<serde_json::Value> {
-    let path = deploy_dir().join(dir);
-    let out = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(&path)
-        .output()
-        .unwrap_or_else(|err| {
-            panic!("cannot run kubectl ({err}): `cargo xtask setup` installs Debian's kubectl")
-        });
-    assert!(
-        out.status.success(),
-        "kubectl kustomize {} failed: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("kustomize writes UTF-8");
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|doc| {
-            let yaml = <serde_yaml_ng::Value as serde::Deserialize>::deserialize(doc)
-                .expect("kustomize writes YAML");
-            serde_json::to_value(yaml).expect("YAML objects are JSON objects")
-        })
-        .collect()
-}
-
-/// The object of `kind`, parsed into its API type; fields the type does not have are
-/// errors (serde alone would drop them: a misspelt `readOnly` would pass unseen).
-fn parse<T>(objects: &[serde_json::Value], kind: &str) -> T
-where
-    T: serde::de::DeserializeOwned + serde::Serialize,
-{
-    let value = objects
-        .iter()
-        .find(|o| o["kind"] == kind)
-        .unwrap_or_else(|| panic!("no {kind} in the build"));
-    let typed: T = serde_json::from_value(value.clone())
-        .unwrap_or_else(|err| panic!("the {kind} is not a valid {kind}: {err}"));
-    let back = serde_json::to_value(&typed).expect("API types serialize");
-    let mut unknown = Vec::new();
-    unknown_fields(value, &back, kind, &mut unknown);
-    assert!(
-        unknown.is_empty(),
-        "fields the API does not have: {unknown:?}"
-    );
-    typed
-}
-
-fn unknown_fields(
-    given: &serde_json::Value,
-    typed: &serde_json::Value,
-    at: &str,
-    out: &mut Vec<String>,
-) {
-    use serde_json::Value;
-    match (given, typed) {
-        (Value::Object(given), Value::Object(typed)) => {
-            for (key, value) in given {
-                match typed.get(key) {
-                    Some(back) => unknown_fields(value, back, &format!("{at}.{key}"), out),
-                    None => out.push(format!("{at}.{key}")),
-                }
-            }
-        }
-        (Value::Array(given), Value::Array(typed)) => {
-            for (i, (value, back)) in given.iter().zip(typed).enumerate() {
-                unknown_fields(value, back, &format!("{at}[{i}]"), out);
-            }
-        }
-        _ => {}
-    }
 }
 
 /// The DaemonSet and the agent's configuration file of one build.
