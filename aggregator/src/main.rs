@@ -4,21 +4,12 @@
 #[cfg(test)]
 mod deploy_tests;
 
-use std::{
-    net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration, time::SystemTime,
-};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration, time::SystemTime};
 
 use anyhow::Context as _;
 use clap::Parser;
 use herd_aggregator::{
-    Aggregator, AggregatorConfig, SharedAggregator,
-    export::{
-        alerts::{AlertConfig, AlertSender},
-        metrics_http::MetricsServer,
-    },
-    metrics::ClusterMetrics,
-    serve::Listeners,
-    service::ClusterApi,
+    Aggregator, AggregatorConfig, SharedAggregator, serve::Listeners, service::ClusterApi,
     store::Store,
 };
 use herd_proto::tls;
