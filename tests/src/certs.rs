@@ -15,7 +15,6 @@
 //! ```
 
 use std::{
-    ffi::OsString,
     path::{Path, PathBuf},
     process::{Command, Stdio},
 };
@@ -147,20 +146,21 @@ impl Ca {
 
 impl Issued {
     /// `--tls-cert C --tls-key K --tls-ca CA`, as `herd-agent` and `herd-aggregator` take
-    /// them.
-    pub fn daemon_args(&self) -> Vec<OsString> {
+    /// them. Strings, as [`crate::agent::AgentProcess::start`] takes arguments: the paths are
+    /// the test's own.
+    pub fn daemon_args(&self) -> Vec<String> {
         self.args(["--tls-cert", "--tls-key", "--tls-ca"])
     }
 
     /// `--cert C --key K --ca CA`, as `herd` takes them.
-    pub fn client_args(&self) -> Vec<OsString> {
+    pub fn client_args(&self) -> Vec<String> {
         self.args(["--cert", "--key", "--ca"])
     }
 
-    fn args(&self, [cert, key, ca]: [&str; 3]) -> Vec<OsString> {
+    fn args(&self, [cert, key, ca]: [&str; 3]) -> Vec<String> {
         [(cert, &self.cert), (key, &self.key), (ca, &self.ca)]
             .into_iter()
-            .flat_map(|(flag, path)| [OsString::from(flag), path.clone().into_os_string()])
+            .flat_map(|(flag, path)| [flag.to_owned(), path.display().to_string()])
             .collect()
     }
 }
