@@ -1,6 +1,7 @@
 //! Three simulated nodes on this machine, each a real node: its own containerd, its own
 //! cgroup root, its own network namespace on a private bridge and its own agent scoped to
-//! it, and one `herd-aggregator` on the bridge. One cluster runs every scenario:
+//! it, and one `herd-aggregator` on the bridge, with mutual TLS between the agents and the
+//! aggregator as it ships. One cluster runs every scenario:
 //! 1. two replicas per node, one faulty: its node finds it, and so does the aggregator;
 //! 2. one replica per node, one faulty from its start: only the aggregator can find it;
 //! 3. a workload throttled on one node only: the aggregator names that node and workload;
@@ -23,6 +24,7 @@ use herd_proto::herd::v1::{self as pb, cluster_service_client::ClusterServiceCli
 use herd_tests::{
     agent::AgentProcess,
     built_binary,
+    certs::{Ca, Issued},
     eval::STEADY_LOAD,
     lab::{
         APP_NAME, Fault, FaultKind, LabSpec, Workload,
@@ -62,12 +64,13 @@ fn three_nodes_and_an_aggregator() -> anyhow::Result<()> {
     Ok(down?)
 }
 
-/// Light steady load, the same on every replica.
+/// Light steady load, the same on every replica: half of a limit that a CPU hog beside it
+/// hits at once, so that the hog is throttled even on a busy machine.
 fn steady(name: &str, replicas: u32) -> Workload {
     Workload::deployment(name)
         .namespace(NAMESPACE)
         .replicas(replicas)
-        .cpu_millis(200)
+        .cpu_millis(100)
         .memory_mib(64)
         .command(STEADY_LOAD.iter().copied())
 }
@@ -129,7 +132,8 @@ struct AggregatorProcess {
 }
 
 impl AggregatorProcess {
-    async fn start(dir: &Path, listen: SocketAddr) -> anyhow::Result<Self> {
+    /// Listens on `listen` with mutual TLS: `tls` is its server certificate.
+    async fn start(dir: &Path, listen: SocketAddr, tls: &Issued) -> anyhow::Result<Self> {
         let socket = dir.join("aggregator.sock");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -151,7 +155,8 @@ impl AggregatorProcess {
                 "--node-expiry",
                 &format!("{EXPIRY_SECS}s"),
             ])
-            .args(["--listen", &listen.to_string(), "--insecure"])
+            .args(["--listen", &listen.to_string()])
+            .args(tls.daemon_args())
             .args(["--duration", "15m"])
             .stdout(Stdio::null())
             .stderr(log)
@@ -191,43 +196,53 @@ impl Drop for AggregatorProcess {
 }
 
 /// The agent of `node`, in the node's network namespace, scoped to its cgroup root and
-/// runtime, sending to the aggregator over the bridge.
+/// runtime, sending to the aggregator over the bridge with mutual TLS (`tls` is its client
+/// certificate).
 async fn start_agent(
     node: &Node,
     dir: &Path,
     aggregator: SocketAddr,
+    tls: &Issued,
 ) -> anyhow::Result<AgentProcess> {
     let agent = built_binary("herd-agent")?;
     let socket = node.socket();
     let netns = format!("--net={}", node.netns_path().display());
-    AgentProcess::start(
-        Path::new("/usr/bin/nsenter"),
-        &dir.join(&node.name),
-        &[
-            &netns,
-            "--",
-            agent.to_str().context("agent path")?,
-            "--interval",
-            WINDOW,
-            "--discovery-interval",
-            "1s",
-            "--min-age",
-            "0s",
-            "--node-name",
-            &node.name,
-            "--cgroup-root",
-            node.cgroup_root(),
-            "--runtime-socket",
-            socket.to_str().context("runtime socket")?,
-            "--aggregator",
-            &format!("http://{aggregator}"),
-            "--summary-queue",
-            "3",
-            "--duration",
-            "15m",
-        ],
-    )
-    .await
+    let tls_args: Vec<String> = tls
+        .daemon_args()
+        .iter()
+        .map(|arg| {
+            let arg: &std::ffi::OsStr = arg.as_ref();
+            arg.to_str()
+                .map(str::to_owned)
+                .context("a certificate path")
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let url = format!("https://{aggregator}");
+    let mut args = vec![
+        netns.as_str(),
+        "--",
+        agent.to_str().context("agent path")?,
+        "--interval",
+        WINDOW,
+        "--discovery-interval",
+        "1s",
+        "--min-age",
+        "0s",
+        "--node-name",
+        &node.name,
+        "--cgroup-root",
+        node.cgroup_root(),
+        "--runtime-socket",
+        socket.to_str().context("runtime socket")?,
+        "--aggregator",
+        &url,
+        "--summary-queue",
+        "3",
+        "--duration",
+        "15m",
+    ];
+    args.extend(tls_args.iter().map(String::as_str));
+    AgentProcess::start(Path::new("/usr/bin/nsenter"), &dir.join(&node.name), &args).await
 }
 
 async fn open_findings(
@@ -356,14 +371,28 @@ async fn scenarios() -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     // A free port on the bridge; the aggregator listens there, as it would on a node's IP.
     let listen = TcpListener::bind((HOST_ADDRESS, 0))?.local_addr()?;
-    let mut aggregator = AggregatorProcess::start(&dir, listen).await?;
+    // Mutual TLS between the agents and the aggregator, as it ships: a CA, a server
+    // certificate for the aggregator's address on the bridge, a client certificate a node.
+    let ca = Ca::new(&dir.join("certs"), "herd-ca")?;
+    let server = ca.server("aggregator", &[&format!("IP:{HOST_ADDRESS}")])?;
+    let mut aggregator = AggregatorProcess::start(&dir, listen, &server).await?;
     let mut agents = Agents(Vec::new());
     for node in cluster.nodes() {
-        agents
-            .0
-            .push((node.name.clone(), start_agent(node, &dir, listen).await?));
+        let cert = ca.client(&node.name)?;
+        agents.0.push((
+            node.name.clone(),
+            start_agent(node, &dir, listen, &cert).await?,
+        ));
     }
-    let outcome = checks(&cluster, &mut aggregator, &mut agents, &dir, listen).await;
+    let outcome = checks(
+        &cluster,
+        &mut aggregator,
+        &mut agents,
+        &dir,
+        listen,
+        &server,
+    )
+    .await;
     if outcome.is_err() {
         eprintln!(
             "the aggregator's log:\n{}\n{}",
@@ -385,6 +414,7 @@ async fn checks(
     agents: &mut Agents,
     dir: &Path,
     listen: SocketAddr,
+    tls: &Issued,
 ) -> anyhow::Result<()> {
     let pair_pod = pod_of(cluster.node(PAIR_NODE), "pair", 1).await?;
     let solo_pod = pod_of(cluster.node(SOLO_NODE), "solo", 0).await?;
@@ -573,7 +603,7 @@ async fn checks(
         .iter()
         .map(|n| agents.get(n).rss_kib().context("an agent's RSS"))
         .collect::<anyhow::Result<_>>()?;
-    *aggregator = AggregatorProcess::start(dir, listen).await?;
+    *aggregator = AggregatorProcess::start(dir, listen, tls).await?;
     let mut client = aggregator.client().await?;
     let restored = open_findings(&mut client).await?;
     for kept in [
