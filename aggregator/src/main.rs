@@ -4,12 +4,21 @@
 #[cfg(test)]
 mod deploy_tests;
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration, time::SystemTime};
+use std::{
+    net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration, time::SystemTime,
+};
 
 use anyhow::Context as _;
 use clap::Parser;
 use herd_aggregator::{
-    Aggregator, AggregatorConfig, SharedAggregator, serve::Listeners, service::ClusterApi,
+    Aggregator, AggregatorConfig, SharedAggregator,
+    export::{
+        alerts::{AlertConfig, AlertSender},
+        metrics_http::MetricsServer,
+    },
+    metrics::ClusterMetrics,
+    serve::Listeners,
+    service::ClusterApi,
     store::Store,
 };
 use herd_proto::tls;
@@ -62,6 +71,16 @@ struct Cli {
     /// A node unheard of this long is silent; its containers leave the comparisons.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     node_expiry: Duration,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 0.0.0.0:9465).
+    #[arg(long, env = "HERD_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Send the cluster's findings as alerts to this Alertmanager (v2 API), e.g.
+    /// http://alertmanager:9093.
+    #[arg(long, env = "HERD_ALERTMANAGER")]
+    alertmanager: Option<String>,
+    /// How often firing alerts are re-sent to Alertmanager; each lapses after four of these.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    alert_resend: Duration,
     /// Stop after this long instead of running until SIGINT or SIGTERM.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
@@ -126,6 +145,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let api = ClusterApi::new(aggregator.clone());
     let socket = (!cli.socket.is_empty()).then(|| PathBuf::from(&cli.socket));
     let listeners = Listeners::start(&api, socket, listen).await?;
+    let metrics = Arc::new(ClusterMetrics::new());
+    let metrics_server = match cli.metrics_listen {
+        Some(addr) => Some(MetricsServer::start(addr, Arc::clone(&metrics) as _).await?),
+        None => None,
+    };
+    let alerts = match &cli.alertmanager {
+        Some(url) => Some(AlertSender::start(
+            AlertConfig {
+                url: url.clone(),
+                resend: cli.alert_resend,
+                max_resolved: 1000,
+            },
+            aggregator.clone(),
+        )?),
+        None => None,
+    };
 
     let mut rounds = tokio::time::interval(cli.window);
     rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -143,8 +178,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         tokio::select! {
             _ = rounds.tick() => {
                 let started = std::time::Instant::now();
-                match aggregator.lock().round(SystemTime::now()) {
-                    Ok(report) => tracing::debug!(?report, took = ?started.elapsed(), "round"),
+                let mut cluster = aggregator.lock();
+                match cluster.round(SystemTime::now()) {
+                    Ok(report) => {
+                        let took = started.elapsed();
+                        tracing::debug!(?report, ?took, "round");
+                        metrics.after_round(
+                            &cluster,
+                            report.containers,
+                            took,
+                            alerts.as_ref().map_or(0, AlertSender::dropped),
+                        );
+                    }
                     Err(err) => warn!(%err, "a comparison round failed; the next one tries again"),
                 }
             }
@@ -152,6 +197,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => { info!("SIGINT; stopping"); break; }
             _ = terminate.recv() => { info!("SIGTERM; stopping"); break; }
         }
+    }
+    if let Some(alerts) = alerts {
+        alerts.stop(Duration::from_secs(1)).await;
+    }
+    if let Some(server) = metrics_server {
+        server.stop();
     }
     listeners.stop().await;
     Ok(())
