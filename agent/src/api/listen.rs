@@ -58,7 +58,7 @@ pub enum ApiError {
     },
     #[error("the reflection service cannot read herd.v1's descriptor set: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    #[error("the TLS settings for {addr} cannot be used: {source}")]
+    #[error("the TLS settings for {addr} cannot be used")]
     Tls {
         addr: SocketAddr,
         #[source]

@@ -48,7 +48,7 @@ pub enum SenderError {
          unix:///PATH"
     )]
     Scheme { url: String },
-    #[error("--aggregator {url}: not a valid address: {source}")]
+    #[error("--aggregator {url} is not a valid address")]
     Url {
         url: String,
         #[source]
@@ -59,13 +59,13 @@ pub enum SenderError {
          the agent's certificate (mutual TLS)"
     )]
     NoTls { url: String },
-    #[error("--aggregator {url}: {source}")]
+    #[error("--aggregator {url}")]
     Tls {
         url: String,
         #[source]
         source: TlsError,
     },
-    #[error("--aggregator {url}: the TLS settings cannot be used: {source}")]
+    #[error("--aggregator {url}: the TLS settings cannot be used")]
     TlsConfig {
         url: String,
         #[source]
