@@ -65,7 +65,7 @@ pub struct Aggregator {
     comparisons: Comparisons,
     findings: FindingBook,
     rounds: u64,
-    /// The detectors' finding ids → the id a finding kept from before a restart.
+    /// Cluster finding ids (see [`cluster_id`]) → the id a finding kept from before a restart.
     continued: HashMap<String, String>,
     /// Open findings of this aggregator from its store, by subject, not yet found again by
     /// a detector. The detectors start afresh after a restart, and a stray that was already
@@ -84,6 +84,23 @@ struct Restored {
     drivers: Vec<String>,
     calm: usize,
     absent: usize,
+}
+
+/// The id of the aggregator's finding of `kind` from its detector's finding `detector_id`.
+/// The detector derives ids from the node, the entity and the opening, so a node's own
+/// finding and the cluster's finding of the same replica (one node in standalone mode opens
+/// both in the same window) would share one; the kind keeps them apart in the book.
+fn cluster_id(kind: pb::FindingKind, detector_id: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in kind
+        .as_str_name()
+        .bytes()
+        .chain([0])
+        .chain(detector_id.bytes())
+    {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 /// What a finding is about, whatever its id: the same key means the same finding.
@@ -320,10 +337,11 @@ impl Aggregator {
                 &message.domain,
                 &message.container_id,
             );
+            message.id = cluster_id(kind, &finding.id);
             if let Some(old) = self.restored.remove(&key) {
-                self.continued.insert(finding.id.clone(), old.id);
+                self.continued.insert(message.id.clone(), old.id);
             }
-            if let Some(old) = self.continued.get(&finding.id) {
+            if let Some(old) = self.continued.get(&message.id) {
                 if let Some(known) = self.findings.get_open(old) {
                     message.opened = known.opened;
                     message.peak_score = message.peak_score.max(known.peak_score);
@@ -333,10 +351,8 @@ impl Aggregator {
             self.findings.upsert(message);
         }
         for finding in &report.closed {
-            let id = self
-                .continued
-                .remove(&finding.id)
-                .unwrap_or_else(|| finding.id.clone());
+            let id = cluster_id(kind, &finding.id);
+            let id = self.continued.remove(&id).unwrap_or(id);
             self.findings.close(&id, finding.closed.unwrap_or(now));
         }
         self.follow_restored(kind, report, now);
@@ -727,6 +743,28 @@ mod tests {
         aggregator.ingest(summary(2, 11, 0.1), at(11)).unwrap();
         aggregator.round(at(11)).unwrap();
         assert!(open(&aggregator, pb::FindingKind::NodeSilent).is_empty());
+    }
+
+    #[test]
+    fn a_cluster_finding_never_takes_the_id_of_a_nodes_finding() {
+        let detector = "8f8970718ce1c53e";
+        let ids: HashSet<String> = [
+            pb::FindingKind::ClusterReplica,
+            pb::FindingKind::WorkloadNode,
+            pb::FindingKind::SickNode,
+        ]
+        .map(|kind| cluster_id(kind, detector))
+        .into();
+        assert_eq!(ids.len(), 3, "one id per kind: {ids:?}");
+        assert!(
+            !ids.contains(detector),
+            "the node's finding keeps its own id"
+        );
+        assert_eq!(
+            cluster_id(pb::FindingKind::ClusterReplica, detector),
+            cluster_id(pb::FindingKind::ClusterReplica, detector),
+            "stable across rounds"
+        );
     }
 
     #[test]

@@ -300,6 +300,97 @@ mod tests {
         assert!(outbox.resolved.iter().all(|f| f.closed.is_some()));
     }
 
+    /// A finding a node reports, through the aggregator's book, to an HTTP server that
+    /// stands in for Alertmanager's API: the alert arrives, labelled.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_node_finding_reaches_alertmanager_through_the_aggregator() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (posted, mut received) = tokio::sync::mpsc::channel::<String>(8);
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Headers, then the body by its length.
+                loop {
+                    let n = stream.read(&mut buf).await.unwrap();
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).into_owned();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            posted.send(body.to_owned()).await.unwrap();
+                            break;
+                        }
+                    }
+                    if n == 0 {
+                        break;
+                    }
+                }
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await
+                    .unwrap();
+            }
+        });
+
+        let aggregator = crate::SharedAggregator::new(
+            crate::Aggregator::new(crate::AggregatorConfig::default(), None).unwrap(),
+        );
+        let sender = AlertSender::start(
+            AlertConfig {
+                url: format!("http://127.0.0.1:{port}"),
+                resend: Duration::from_secs(60),
+                max_resolved: 10,
+            },
+            aggregator.clone(),
+        )
+        .unwrap();
+        let now = SystemTime::now();
+        let summary = pb::NodeSummary {
+            node: "node-1".into(),
+            at: Some(herd_detect::proto::timestamp(now)),
+            features: vec!["cpu_usage_cores".into()],
+            findings: vec![pb::Finding {
+                id: "f1".into(),
+                node: "node-1".into(),
+                namespace: "shop".into(),
+                pod: "web-1".into(),
+                domain: "shop/Deployment/web/app".into(),
+                severity: pb::Severity::Critical.into(),
+                kind: pb::FindingKind::NodePeers.into(),
+                ..pb::Finding::default()
+            }],
+            ..pb::NodeSummary::default()
+        };
+        {
+            let mut cluster = aggregator.lock();
+            cluster.ingest(summary, now).unwrap();
+            cluster.round(now).unwrap();
+        }
+        let body = tokio::time::timeout(Duration::from_secs(10), received.recv())
+            .await
+            .expect("an alert within 10 s")
+            .unwrap();
+        let alerts: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            alerts[0]["labels"]["alertname"], "HerdStrayContainer",
+            "{alerts}"
+        );
+        assert_eq!(alerts[0]["labels"]["pod"], "web-1");
+        sender.stop(Duration::from_millis(10)).await;
+    }
+
     #[test]
     fn a_resync_resolves_what_closed_unseen_and_fires_what_opened() {
         let mut outbox = Outbox::default();
