@@ -198,86 +198,13 @@ mod tests {
         );
     }
 
-    /// What differs between the README's settings table (the one whose header starts with
-    /// `| flag | variable | file key |` below `## Configuration`) and `herd-agent run`'s flags.
+    /// What differs between the README's settings table (below `## Configuration`) and
+    /// `herd-agent run`'s flags.
     fn readme_disagreements(readme: &str) -> Vec<String> {
-        let section = readme
-            .split("\n## ")
-            .find(|s| s.starts_with("Configuration"))
-            .unwrap_or_default();
-        let rows: Vec<Vec<String>> = section
-            .lines()
-            .skip_while(|line| !line.starts_with("| flag | variable | file key |"))
-            .skip(2)
-            .take_while(|line| line.starts_with('|'))
-            .map(|line| {
-                line.trim_matches('|')
-                    .split(" | ")
-                    .map(|cell| cell.trim().to_owned())
-                    .collect()
-            })
-            .collect();
         let mut built = command();
         built.build();
         let run = built.find_subcommand("run").expect("run exists");
-        let mut problems = Vec::new();
-        if rows.is_empty() {
-            problems.push("no settings table".to_owned());
-        }
-        for arg in run.get_arguments() {
-            let Some(long) = arg.get_long().filter(|l| !matches!(*l, "help" | "version")) else {
-                continue;
-            };
-            let flag = format!("`--{long}`");
-            let Some(row) = rows.iter().find(|row| row[0] == flag) else {
-                problems.push(format!("no row for {flag}"));
-                continue;
-            };
-            let env = arg.get_env().map(|e| format!("`{}`", e.to_string_lossy()));
-            if env.as_deref() != row.get(1).map(String::as_str) {
-                problems.push(format!(
-                    "{flag}: variable {:?}, the agent has {env:?}",
-                    row.get(1)
-                ));
-            }
-            let key = if long == AGENT_FILE.flag {
-                "—".to_owned()
-            } else {
-                format!("`{long}`")
-            };
-            if row.get(2) != Some(&key) {
-                problems.push(format!("{flag}: file key {:?}, expected {key}", row.get(2)));
-            }
-            let defaults: Vec<String> = arg
-                .get_default_values()
-                .iter()
-                .map(|v| v.to_string_lossy().into_owned())
-                .collect();
-            let cell = row.get(3).cloned().unwrap_or_default();
-            if !defaults.is_empty() {
-                let want = format!("`{}`", defaults.join(","));
-                if !cell.starts_with(&want) {
-                    problems.push(format!("{flag}: default {cell:?}, the agent has {want}"));
-                }
-            } else if cell.is_empty() {
-                problems.push(format!("{flag}: the default cell is empty"));
-            }
-            if row.get(4).is_none_or(|m| m.is_empty()) {
-                problems.push(format!("{flag}: no meaning"));
-            }
-        }
-        for row in &rows {
-            let known = run
-                .get_arguments()
-                .any(|arg| arg.get_long().is_some_and(|l| row[0] == format!("`--{l}`")));
-            if !known {
-                problems.push(format!(
-                    "{} has a row but is not a flag of herd-agent run",
-                    row[0]
-                ));
-            }
-        }
-        problems
+        config::table_disagreements(readme, "Configuration", run, AGENT_FILE.flag)
     }
 
     #[test]

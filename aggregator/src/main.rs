@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser};
 use herd_aggregator::{
     Aggregator, AggregatorConfig, SharedAggregator,
     export::{
@@ -21,7 +21,7 @@ use herd_aggregator::{
     service::ClusterApi,
     store::Store,
 };
-use herd_proto::tls;
+use herd_proto::{settings, tls};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
@@ -84,10 +84,51 @@ struct Cli {
     /// Stop after this long instead of running until SIGINT or SIGTERM.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
+    /// The TOML configuration file; its keys are the long flag names. Without this flag or
+    /// HERD_CONFIG, /etc/herd/aggregator.toml is read where it exists.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Print the configuration as TOML, each setting with where its value came from (flag,
+    /// environment, file, default), and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+/// The aggregator's file: `--config`, `HERD_CONFIG`, or `/etc/herd/aggregator.toml` where it
+/// exists. Its settings' variables are `HERD_` and the long flag name, but for the two
+/// endpoints, `HERD_AGGREGATOR_SOCKET` and `HERD_AGGREGATOR_LISTEN`, which would otherwise be
+/// the agent's.
+const AGGREGATOR_FILE: settings::FileSpec = settings::FileSpec {
+    flag: "config",
+    env_prefix: "HERD_",
+    default_path: "/etc/herd/aggregator.toml",
+};
+
+/// The command line as clap sees it: every flag with its variable.
+fn command() -> clap::Command {
+    settings::with_env_names(Cli::command(), AGGREGATOR_FILE.env_prefix)
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Flags, then HERD_* variables, then the file, then defaults.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let (command, file) = match settings::apply_file(command(), &args, &AGGREGATOR_FILE, |name| {
+        std::env::var_os(name)
+    }) {
+        Ok(layered) => layered,
+        Err(err) => {
+            eprintln!("herd-aggregator: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let matches = command.clone().get_matches_from(&args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+    if cli.print_config {
+        let mut shown = settings::effective(&command, &matches, &file, AGGREGATOR_FILE.flag);
+        shown.retain(|s| s.key != "print-config");
+        print!("{}", settings::to_toml(&shown));
+        return ExitCode::SUCCESS;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HERD_LOG")
@@ -206,4 +247,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     listeners.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's table of the aggregator's settings and its flags agree, row for flag.
+    #[test]
+    fn the_readme_lists_every_setting() {
+        let readme = include_str!("../../README.md");
+        let mut built = command();
+        built.build();
+        let problems =
+            settings::table_disagreements(readme, "The aggregator", &built, AGGREGATOR_FILE.flag);
+        assert!(
+            problems.is_empty(),
+            "README.md, The aggregator:\n{}",
+            problems.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        command().debug_assert();
+    }
 }
