@@ -15,7 +15,8 @@ pub struct LabArgs {
 
 #[derive(Subcommand)]
 enum LabCommand {
-    /// Start containerd and the spec's pods (default: two Deployments of 3, a StatefulSet of 2).
+    /// Start containerd and the spec's pods (default: two Deployments of 3, a StatefulSet of 2),
+    /// and import the images `cargo xtask image` wrote.
     Up {
         /// A lab spec in TOML, e.g. tests/lab/faults.toml.
         #[arg(long)]
@@ -47,6 +48,11 @@ async fn up(spec: Option<&std::path::Path>) -> anyhow::Result<()> {
         None => LabSpec::default_lab(),
     };
     let lab = Lab::up(&spec).await?;
+    // Herd's own images, where `cargo xtask image` wrote them.
+    for (image, archive) in crate::image::built() {
+        lab.import_image(&archive)
+            .with_context(|| format!("importing {}", image.reference()))?;
+    }
     print_pods(&lab.pods().await?);
     eprintln!(
         "CRI socket: {}\nrun `cargo xtask lab down` to remove the lab",

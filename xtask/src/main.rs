@@ -4,6 +4,7 @@ mod bench;
 mod cmd;
 mod demo;
 mod eval;
+mod image;
 mod lab;
 mod setup;
 mod test;
@@ -27,6 +28,9 @@ enum Command {
     Test,
     /// Measure what the probes cost; results go to target/herd-bench/.
     Bench,
+    /// Build the release binaries and write the herd-agent and herd-aggregator images as OCI
+    /// archives into target/herd-images/ (no Docker needed).
+    Image,
     /// A real container node on this machine over CRI: `up [--spec FILE]`, `status`, `down`.
     Lab(lab::LabArgs),
     /// The detector against every lab fault and a long healthy run; results go to
@@ -40,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(&args),
         Command::Test => test::run(),
         Command::Bench => bench::run(),
+        Command::Image => image::run(),
         Command::Lab(args) => lab::run(&args),
         Command::Eval(args) => eval::run(&args),
     }

@@ -48,15 +48,21 @@ pub fn build_and_import(paths: &LabPaths) -> Result<(), LabError> {
     step(format!("building {TOOLS_IMAGE} (busybox, stress-ng, curl)"));
     tools_image()?.write(&tools)?;
     for archive in [&pause, &tools] {
-        step(format!("importing {}", archive.display()));
-        cmd::run(
-            Command::new("ctr")
-                .args(["-n", CRI_NAMESPACE, "--address"])
-                .arg(paths.socket())
-                .args(["images", "import"])
-                .arg(archive),
-        )?;
+        import(paths, archive)?;
     }
+    Ok(())
+}
+
+/// Imports an OCI image archive into the lab's containerd, where CRI finds it.
+pub(crate) fn import(paths: &LabPaths, archive: &Path) -> Result<(), LabError> {
+    step(format!("importing {}", archive.display()));
+    cmd::run(
+        Command::new("ctr")
+            .args(["-n", CRI_NAMESPACE, "--address"])
+            .arg(paths.socket())
+            .args(["images", "import"])
+            .arg(archive),
+    )?;
     Ok(())
 }
 
@@ -111,12 +117,39 @@ fn tools_image() -> Result<Image, LabError> {
         });
     }
 
+    let tools: Vec<(&Path, &str)> = TOOLS.iter().map(|t| (Path::new(*t), &t[1..])).collect();
+    let library_path = add_programs(&mut entries, &tools)?;
+    Ok(Image {
+        name: TOOLS_IMAGE.to_owned(),
+        entries,
+        entrypoint: Vec::new(),
+        env: vec![
+            "PATH=/usr/bin:/bin".to_owned(),
+            // No ld.so.cache in the image: say where the libraries are.
+            format!("LD_LIBRARY_PATH={library_path}"),
+        ],
+    })
+}
+
+/// Adds `programs` (host path, path in the image) to `entries` with exactly the shared
+/// libraries they load (per `ldd`) at their host paths, and the directories all of them need.
+/// Directories come first, as a layer needs them before their files. Returns the library
+/// directories as an `LD_LIBRARY_PATH` value: an image made this way has no ld.so.cache.
+pub(crate) fn add_programs(
+    entries: &mut Vec<Entry>,
+    programs: &[(&Path, &str)],
+) -> Result<String, LabError> {
     let mut libraries = BTreeSet::new();
-    for tool in TOOLS {
-        entries.push(file(Path::new(tool), &tool[1..], 0o755)?);
-        libraries.extend(shared_libraries(Path::new(tool))?);
-    }
     let mut dirs = BTreeSet::new();
+    for (host, path) in programs {
+        entries.push(file(host, path, 0o755)?);
+        libraries.extend(shared_libraries(host)?);
+        for ancestor in Path::new(path).ancestors().skip(1) {
+            if !ancestor.as_os_str().is_empty() {
+                dirs.insert(Path::new("/").join(ancestor));
+            }
+        }
+    }
     for library in &libraries {
         for ancestor in library.ancestors().skip(1) {
             if ancestor != Path::new("/") {
@@ -133,27 +166,18 @@ fn tools_image() -> Result<Image, LabError> {
             entries.push(dir(&path, 0o755));
         }
     }
-    // Directories must precede their files in a layer.
+    // Directories must precede their files in a layer (the sort is stable, and
+    // `BTreeSet` order puts parents before children).
     entries.sort_by_key(|e| !matches!(e, Entry::Dir { .. }));
     for library in &libraries {
         entries.push(file(library, &library.to_string_lossy()[1..], 0o755)?);
     }
-    let library_path = dirs
+    Ok(dirs
         .iter()
         .filter(|d| libraries.iter().any(|l| l.parent() == Some(d.as_path())))
         .map(|d| d.to_string_lossy().into_owned())
         .collect::<Vec<_>>()
-        .join(":");
-    Ok(Image {
-        name: TOOLS_IMAGE.to_owned(),
-        entries,
-        entrypoint: Vec::new(),
-        env: vec![
-            "PATH=/usr/bin:/bin".to_owned(),
-            // No ld.so.cache in the image: say where the libraries are.
-            format!("LD_LIBRARY_PATH={library_path}"),
-        ],
-    })
+        .join(":"))
 }
 
 /// The shared libraries `binary` loads, with the dynamic loader, per `ldd`.

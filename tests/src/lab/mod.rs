@@ -31,6 +31,7 @@ mod containerd;
 mod cri;
 mod error;
 mod fault;
+pub mod herd_images;
 mod images;
 pub mod install;
 mod mounts;
@@ -48,6 +49,7 @@ use tonic::transport::Channel;
 pub use cgroups::Qos;
 pub use cleanup::Leftovers;
 pub use error::LabError;
+pub use herd_images::HerdImage;
 pub use install::{PACKAGES, ensure as ensure_packages};
 pub use paths::{BRIDGE, LabPaths, NETWORK, NodeLayout, PAUSE_IMAGE, SUBNET, TOOLS_IMAGE};
 pub use pod::{
@@ -137,6 +139,11 @@ impl Lab {
     /// A CRI runtime client of the lab's containerd.
     pub fn runtime(&self) -> RuntimeServiceClient<Channel> {
         self.runtime.clone()
+    }
+
+    /// Imports an OCI image archive (e.g. one of [`HerdImage`]'s) into the lab's containerd.
+    pub fn import_image(&self, archive: &std::path::Path) -> Result<(), LabError> {
+        images::import(&self.paths, archive)
     }
 
     /// All pods and containers, as CRI lists them, with their cgroups.
