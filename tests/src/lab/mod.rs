@@ -34,6 +34,7 @@ mod fault;
 pub mod herd_images;
 mod images;
 pub mod install;
+pub mod kubelet;
 mod mounts;
 mod oci;
 mod paths;
