@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use super::error::DetectError;
+use super::history::MAX_CAPACITY;
 
 /// How the detector scores entities and when it opens and closes findings.
 ///
@@ -35,7 +36,8 @@ pub struct DetectConfig {
     pub default_absolute_floor: f64,
     /// Floor on the MAD per feature name, in the feature's unit.
     pub absolute_floors: HashMap<String, f64>,
-    /// Values kept per entity and feature for its own baseline (a fixed-size ring).
+    /// Values kept per entity and feature for its own baseline (a fixed-size ring, at most
+    /// 255).
     pub history: usize,
     /// Windows an entity is watched before it is judged, and values its baseline needs
     /// before it is used.
@@ -129,6 +131,11 @@ impl DetectConfig {
             self.history >= self.warmup,
             "history",
             "must be at least `warmup`",
+        )?;
+        check(
+            self.history <= MAX_CAPACITY,
+            "history",
+            "must be at most 255 values",
         )?;
         check(self.adapt_after >= 1, "adapt_after", "must be at least 1")?;
         check(self.forget_after >= 1, "forget_after", "must be at least 1")?;

@@ -13,12 +13,12 @@ mod config;
 mod error;
 mod finding;
 pub mod floors;
+mod history;
 pub mod proto;
-mod ring;
 mod score;
 mod stats;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
 use tracing::debug;
@@ -27,11 +27,11 @@ use alarm::{Alarm, Verdict};
 pub use config::DetectConfig;
 pub use error::DetectError;
 pub use finding::{Basis, Comparison, Driver, Finding, Severity, Subject, finding_id};
-use ring::Ring;
+use history::History;
 pub use score::FeatureStats;
-use score::{Member, Scored, score_domain};
+use score::{Member, Scored, Scratch, score_domain};
 use stats::Floors;
-pub use stats::{mad, median};
+pub use stats::{mad, median, median_in_place};
 
 /// One entity's features in one window.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,7 +50,8 @@ pub struct EntityScore {
     /// Whether the entity has an open finding after this window.
     pub flagged: bool,
     /// Every feature in the detector's order, against its reference; `None` where it could
-    /// not be compared. Empty while the entity is warming up.
+    /// not be compared. Empty when the window was observed without this entity's
+    /// comparisons (see [`Detail`]).
     pub features: Vec<Option<Comparison>>,
     /// Members of its domain on its node in this window, itself included.
     pub peers: usize,
@@ -82,11 +83,32 @@ pub struct WindowReport {
     pub domains: Vec<DomainStats>,
 }
 
+/// Which entities' scores in a [`WindowReport`] carry every feature's comparison. Scores,
+/// findings and domain statistics are the same either way; a comparison per feature and
+/// entity is most of a report's size and of its cost when a cluster's worth of entities is
+/// observed at once.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Detail<'a> {
+    /// Every entity's (what the agent's API and metrics show).
+    #[default]
+    All,
+    /// Only those of the entities named.
+    Only(&'a HashSet<String>),
+}
+
+impl Detail<'_> {
+    fn wants(&self, entity: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(entities) => entities.contains(entity),
+        }
+    }
+}
+
 /// What the detector remembers of one entity; all of it goes when the entity does.
+#[derive(Debug)]
 struct Entity {
     subject: Subject,
-    /// One ring per feature: the entity's own baseline.
-    history: Vec<Ring>,
     /// Windows seen so far; under `warmup` the entity is watched but not judged.
     seen: usize,
     /// Windows in a row without this entity.
@@ -94,24 +116,26 @@ struct Entity {
     /// Anomalous windows in a row.
     anomalous_run: usize,
     alarm: Alarm,
-    finding: Option<Finding>,
+    finding: Option<Box<Finding>>,
+    /// The last window (the detector's count) that had this entity.
+    window: u64,
 }
 
 impl Entity {
-    fn new(subject: Subject, features: usize, history: usize) -> Self {
+    fn new(subject: Subject, window: u64) -> Self {
         Self {
             subject,
-            history: vec![Ring::new(history); features],
             seen: 0,
             absent: 0,
             anomalous_run: 0,
             alarm: Alarm::default(),
             finding: None,
+            window,
         }
     }
 
     fn close(&mut self, at: SystemTime) -> Option<Finding> {
-        let mut finding = self.finding.take()?;
+        let mut finding = *self.finding.take()?;
         finding.closed = Some(at);
         Some(finding)
     }
@@ -122,7 +146,16 @@ pub struct Detector {
     config: DetectConfig,
     features: Vec<String>,
     floors: Vec<Floors>,
-    entities: HashMap<String, Entity>,
+    /// Entity id → its slot in `slots` and in `history`.
+    index: HashMap<String, usize>,
+    slots: Vec<Option<Entity>>,
+    /// Slots whose entity was forgotten, for the next new one.
+    free: Vec<usize>,
+    /// Every entity's own past values: its baseline.
+    history: History,
+    scratch: Scratch,
+    /// Windows observed (or refused) so far.
+    windows: u64,
 }
 
 impl Detector {
@@ -155,10 +188,15 @@ impl Detector {
             })
             .collect();
         Ok(Self {
+            history: History::new(features.len(), config.history),
             config,
             features,
             floors,
-            entities: HashMap::new(),
+            index: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            scratch: Scratch::default(),
+            windows: 0,
         })
     }
 
@@ -172,54 +210,104 @@ impl Detector {
 
     /// The findings open now.
     pub fn open_findings(&self) -> impl Iterator<Item = &Finding> {
-        self.entities.values().filter_map(|e| e.finding.as_ref())
+        self.slots
+            .iter()
+            .flatten()
+            .filter_map(|e| e.finding.as_deref())
     }
 
     /// How many entities the detector keeps state for.
     pub fn tracked(&self) -> usize {
-        self.entities.len()
+        self.index.len()
     }
 
-    /// Scores one window, observed at `at`. Entities missing from `forget_after` windows in
-    /// a row are forgotten. Nothing changes when the window is rejected.
+    /// Scores one window, observed at `at`, with every entity's comparisons in the report.
+    /// Entities missing from `forget_after` windows in a row are forgotten. Nothing changes
+    /// when the window is rejected.
     pub fn observe(
         &mut self,
         at: SystemTime,
         window: &[Observation],
     ) -> Result<WindowReport, DetectError> {
-        self.check(window)?;
+        self.observe_with(at, window, Detail::All)
+    }
+
+    /// [`Detector::observe`], with the comparisons of the entities `detail` names only.
+    pub fn observe_with(
+        &mut self,
+        at: SystemTime,
+        window: &[Observation],
+        detail: Detail<'_>,
+    ) -> Result<WindowReport, DetectError> {
+        self.windows += 1;
+        let known = self.check(window)?;
         let mut report = WindowReport::default();
-        for obs in window {
-            let subject = &obs.subject;
-            let moved = self.entities.get(&subject.entity).is_some_and(|e| {
-                e.subject.domain != subject.domain || e.subject.node != subject.node
-            });
-            if moved && let Some(mut old) = self.entities.remove(&subject.entity) {
-                report.closed.extend(old.close(at));
-            }
-            let (features, history) = (self.features.len(), self.config.history);
-            let entity = self
-                .entities
-                .entry(subject.entity.clone())
-                .or_insert_with(|| Entity::new(subject.clone(), features, history));
-            entity.subject = subject.clone();
+        let slots: Vec<usize> = window
+            .iter()
+            .zip(known)
+            .map(|(obs, known)| self.place(at, &obs.subject, known, &mut report))
+            .collect();
+
+        // Members of each domain (on each node, when compared per node), domains in order.
+        let mut groups: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut keys: Vec<(&str, &str)> = Vec::new();
+        let group_of: Vec<usize> = window
+            .iter()
+            .map(|obs| {
+                let node = if self.config.per_node {
+                    obs.subject.node.as_str()
+                } else {
+                    ""
+                };
+                let key = (node, obs.subject.domain.as_str());
+                *groups.entry(key).or_insert_with(|| {
+                    keys.push(key);
+                    keys.len() - 1
+                })
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_unstable_by_key(|&g| keys[g]);
+        let mut starts = vec![0usize; keys.len() + 1];
+        for &g in &group_of {
+            starts[g + 1] += 1;
+        }
+        for g in 0..keys.len() {
+            starts[g + 1] += starts[g];
+        }
+        let mut members = vec![0usize; window.len()];
+        let mut next = starts.clone();
+        for (i, &g) in group_of.iter().enumerate() {
+            members[next[g]] = i;
+            next[g] += 1;
         }
 
-        let mut domains: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
-        for (i, obs) in window.iter().enumerate() {
-            let node = if self.config.per_node {
-                obs.subject.node.as_str()
-            } else {
-                ""
-            };
-            let key = (node, obs.subject.domain.as_str());
-            domains.entry(key).or_default().push(i);
-        }
-        let mut scores = vec![(0.0, Vec::new(), 0); window.len()];
-        for (&(node, domain), members) in &domains {
-            let (scored, stats) = self.score(window, members);
-            for (&i, scored) in members.iter().zip(&scored) {
-                scores[i] = (scored.score, scored.features.clone(), members.len());
+        let mut scores: Vec<(f64, Vec<Option<Comparison>>, usize)> =
+            vec![(0.0, Vec::new(), 0); window.len()];
+        let mut inputs: Vec<Member<'_>> = Vec::new();
+        for g in order {
+            let (node, domain) = keys[g];
+            let members = &members[starts[g]..starts[g + 1]];
+            inputs.clear();
+            inputs.extend(members.iter().map(|&i| Member {
+                values: &window[i].values,
+                slot: slots[i],
+                detail: detail.wants(&window[i].subject.entity),
+            }));
+            let (mut scored, stats) = score_domain(
+                &self.config,
+                &self.features,
+                &self.floors,
+                &self.history,
+                &inputs,
+                &mut self.scratch,
+            );
+            for (&i, scored) in members.iter().zip(&mut scored) {
+                scores[i] = (
+                    scored.score,
+                    std::mem::take(&mut scored.features),
+                    members.len(),
+                );
             }
             report.domains.push(DomainStats {
                 node: node.to_owned(),
@@ -227,34 +315,22 @@ impl Detector {
                 members: members.len(),
                 features: stats,
             });
-            self.judge(at, window, members, scored, &mut report);
+            self.judge(at, window, members, &slots, scored, &mut report);
         }
 
-        let present: HashSet<&str> = window.iter().map(|o| o.subject.entity.as_str()).collect();
-        let forget_after = self.config.forget_after;
-        self.entities.retain(|id, entity| {
-            if present.contains(id.as_str()) {
-                return true;
-            }
-            entity.absent += 1;
-            if entity.absent < forget_after {
-                return true;
-            }
-            report.closed.extend(entity.close(at));
-            false
-        });
+        self.forget(at, &mut report);
 
         report.scores = window
             .iter()
             .zip(scores)
-            .map(|(obs, (score, features, peers))| EntityScore {
+            .zip(&slots)
+            .map(|((obs, (score, features, peers)), &slot)| EntityScore {
                 entity: obs.subject.entity.clone(),
                 score,
                 features,
                 peers,
-                flagged: self
-                    .entities
-                    .get(&obs.subject.entity)
+                flagged: self.slots[slot]
+                    .as_ref()
                     .is_some_and(|e| e.finding.is_some()),
             })
             .collect();
@@ -270,11 +346,20 @@ impl Detector {
         Ok(report)
     }
 
-    fn check(&self, window: &[Observation]) -> Result<(), DetectError> {
-        let mut seen = HashSet::new();
+    /// Checks a window before anything changes; returns the slot of each observation's
+    /// entity where the detector knows it.
+    fn check(&mut self, window: &[Observation]) -> Result<Vec<Option<usize>>, DetectError> {
+        let mut new = HashSet::new();
+        let mut known = Vec::with_capacity(window.len());
         for obs in window {
             let entity = &obs.subject.entity;
-            if !seen.insert(entity.as_str()) {
+            let slot = self.index.get(entity.as_str()).copied();
+            // A known entity is marked with this window once it is seen in it.
+            let twice = match slot.and_then(|s| self.slots[s].as_mut()) {
+                Some(e) => std::mem::replace(&mut e.window, self.windows) == self.windows,
+                None => !new.insert(entity.as_str()),
+            };
+            if twice {
                 return Err(DetectError::DuplicateEntity(entity.clone()));
             }
             if obs.values.len() != self.features.len() {
@@ -294,28 +379,66 @@ impl Detector {
                     feature: self.features[f].clone(),
                 });
             }
+            known.push(slot);
         }
-        Ok(())
+        Ok(known)
     }
 
-    /// Scores the members (indices into `window`) of one domain.
-    fn score(
-        &self,
-        window: &[Observation],
-        members: &[usize],
-    ) -> (Vec<Scored>, Vec<Option<FeatureStats>>) {
-        let inputs: Vec<Member<'_>> = members
-            .iter()
-            .filter_map(|&i| {
-                let obs = &window[i];
-                let entity = self.entities.get(&obs.subject.entity)?;
-                Some(Member {
-                    values: &obs.values,
-                    history: &entity.history,
-                })
-            })
-            .collect();
-        score_domain(&self.config, &self.features, &self.floors, &inputs)
+    /// The slot of an observed entity: its own, started over when it moved to another
+    /// domain or node (closing its finding), or a new one.
+    fn place(
+        &mut self,
+        at: SystemTime,
+        subject: &Subject,
+        known: Option<usize>,
+        report: &mut WindowReport,
+    ) -> usize {
+        if let Some(slot) = known
+            && let Some(entity) = self.slots[slot].as_mut()
+        {
+            if entity.subject.domain != subject.domain || entity.subject.node != subject.node {
+                report.closed.extend(entity.close(at));
+                *entity = Entity::new(subject.clone(), self.windows);
+                self.history.clear(slot);
+            } else if entity.subject != *subject {
+                entity.subject.clone_from(subject);
+            }
+            return slot;
+        }
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.history.clear(slot);
+                slot
+            }
+            None => {
+                self.slots.push(None);
+                self.history.grow()
+            }
+        };
+        self.slots[slot] = Some(Entity::new(subject.clone(), self.windows));
+        self.index.insert(subject.entity.clone(), slot);
+        slot
+    }
+
+    /// Counts the absence of every entity not in this window, and forgets those absent for
+    /// `forget_after` windows, closing their findings.
+    fn forget(&mut self, at: SystemTime, report: &mut WindowReport) {
+        for (slot, place) in self.slots.iter_mut().enumerate() {
+            let Some(entity) = place.as_mut() else {
+                continue;
+            };
+            if entity.window == self.windows {
+                continue;
+            }
+            entity.absent += 1;
+            if entity.absent < self.config.forget_after {
+                continue;
+            }
+            report.closed.extend(entity.close(at));
+            self.index.remove(&entity.subject.entity);
+            *place = None;
+            self.free.push(slot);
+        }
     }
 
     /// Turns one domain's scores into findings and feeds the members' baselines.
@@ -324,6 +447,7 @@ impl Detector {
         at: SystemTime,
         window: &[Observation],
         members: &[usize],
+        slots: &[usize],
         scored: Vec<Scored>,
         report: &mut WindowReport,
     ) {
@@ -331,7 +455,8 @@ impl Detector {
         let mut candidates = Vec::new();
         for (&i, scored) in members.iter().zip(scored) {
             let obs = &window[i];
-            let Some(entity) = self.entities.get_mut(&obs.subject.entity) else {
+            let slot = slots[i];
+            let Some(entity) = self.slots[slot].as_mut() else {
                 continue;
             };
             let judged = if entity.seen < config.warmup {
@@ -344,14 +469,14 @@ impl Detector {
                 .record(config, judged, entity.finding.is_some())
             {
                 Verdict::Quiet => {}
-                Verdict::Open => candidates.push((obs.subject.entity.clone(), scored)),
+                Verdict::Open => candidates.push((slot, scored)),
                 Verdict::Update => {
                     if let Some(finding) = entity.finding.as_mut() {
                         finding.updated = at;
                         finding.peak_score = finding.peak_score.max(scored.score);
                         finding.severity = severity(config, finding.peak_score);
                         finding.drivers = scored.drivers;
-                        report.updated.push(finding.clone());
+                        report.updated.push((**finding).clone());
                     }
                 }
                 Verdict::Close => report.closed.extend(entity.close(at)),
@@ -365,9 +490,9 @@ impl Detector {
             };
             // A fault must not become its own baseline; a level that lasts long enough must.
             if !anomalous || entity.anomalous_run > config.adapt_after {
-                for (ring, value) in entity.history.iter_mut().zip(&obs.values) {
+                for (f, value) in obs.values.iter().enumerate() {
                     if let Some(value) = value {
-                        ring.push(*value);
+                        self.history.push(slot, f, *value);
                     }
                 }
             }
@@ -381,8 +506,8 @@ impl Detector {
         let open = members
             .iter()
             .filter(|&&i| {
-                self.entities
-                    .get(&window[i].subject.entity)
+                self.slots[slots[i]]
+                    .as_ref()
                     .is_some_and(|e| e.finding.is_some())
             })
             .count();
@@ -397,8 +522,8 @@ impl Detector {
             );
             return;
         }
-        for (id, scored) in candidates {
-            if let Some(entity) = self.entities.get_mut(&id) {
+        for (slot, scored) in candidates {
+            if let Some(entity) = self.slots[slot].as_mut() {
                 let finding = Finding {
                     id: finding_id(&entity.subject, at),
                     subject: entity.subject.clone(),
@@ -410,7 +535,7 @@ impl Detector {
                     drivers: scored.drivers,
                 };
                 report.opened.push(finding.clone());
-                entity.finding = Some(finding);
+                entity.finding = Some(Box::new(finding));
             }
         }
     }
@@ -424,5 +549,7 @@ fn severity(config: &DetectConfig, peak: f64) -> Severity {
     }
 }
 
+#[cfg(test)]
+mod reference_tests;
 #[cfg(test)]
 mod tests;

@@ -3,15 +3,17 @@
 
 use super::config::DetectConfig;
 use super::finding::{Basis, Comparison, Driver};
-use super::ring::Ring;
+use super::history::History;
 use super::stats::{Floors, Spread, small_sample_z};
 
 /// One member of a domain in this window.
 pub struct Member<'a> {
     /// One value per feature; `None` is missing.
     pub values: &'a [Option<f64>],
-    /// One ring of the member's own past values per feature.
-    pub history: &'a [Ring],
+    /// Where its own past values are in the detector's [`History`].
+    pub slot: usize,
+    /// Whether its result carries every feature's comparison, or only its score and drivers.
+    pub detail: bool,
 }
 
 /// A member's score in one window.
@@ -21,7 +23,8 @@ pub struct Scored {
     pub score: f64,
     /// Its features at or above the threshold, strongest first, at most `top_features`.
     pub drivers: Vec<Driver>,
-    /// Every feature in the detector's order; `None` where it could not be compared.
+    /// Every feature in the detector's order, `None` where it could not be compared; empty
+    /// for a member scored without detail.
     pub features: Vec<Option<Comparison>>,
 }
 
@@ -37,53 +40,143 @@ pub struct FeatureStats {
     pub basis: Basis,
 }
 
-/// The member's own baseline for one feature, once its history is long enough.
-struct Own {
-    spread: Spread,
-    samples: usize,
+/// Buffers kept from domain to domain and window to window, so that scoring a member
+/// allocates nothing unless it has drivers or its comparisons are asked for.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// Members with a value for the feature at hand, with the value.
+    present: Vec<(usize, f64)>,
+    levels: Vec<f64>,
+    /// Beside `present`: each one's own median, where its history is long enough.
+    own: Vec<Option<f64>>,
+    moves: Vec<f64>,
+    deviations: Vec<f64>,
+    results: Results,
 }
 
-impl Own {
-    fn of(ring: &Ring, config: &DetectConfig, floors: Floors) -> Option<Self> {
-        if ring.len() < config.warmup {
-            return None;
-        }
-        let spread = Spread::of(ring.values(), None, floors)?;
-        Some(Self {
-            spread,
-            samples: ring.len(),
-        })
+/// What the members have scored so far in a domain.
+#[derive(Debug, Default)]
+struct Results {
+    threshold: f64,
+    /// Places per member in `top`.
+    places: usize,
+    /// Per member: largest |z| so far.
+    scores: Vec<f64>,
+    /// Per member, `places` places: its strongest comparisons at or above the threshold, by
+    /// feature, strongest first, the earlier feature first among equals.
+    top: Vec<(usize, Comparison)>,
+    filled: Vec<usize>,
+    /// Per member: every comparison, for those asked with detail.
+    features: Vec<Vec<Option<Comparison>>>,
+}
+
+impl Results {
+    fn start(&mut self, config: &DetectConfig, features: usize, members: &[Member<'_>]) {
+        let none = Comparison {
+            value: 0.0,
+            reference: 0.0,
+            scale: 0.0,
+            z: 0.0,
+            basis: Basis::Peers,
+        };
+        self.threshold = config.threshold;
+        self.places = config.top_features.min(features);
+        self.scores.clear();
+        self.scores.resize(members.len(), 0.0);
+        self.top.clear();
+        self.top.resize(members.len() * self.places, (0, none));
+        self.filled.clear();
+        self.filled.resize(members.len(), 0);
+        self.features.clear();
+        self.features.extend(members.iter().map(|m| {
+            if m.detail {
+                vec![None; features]
+            } else {
+                Vec::new()
+            }
+        }));
     }
 
-    /// How far `x` is from the member's own past, corrected for a short history.
-    fn z(&self, x: f64) -> f64 {
-        small_sample_z(self.spread.z(x), self.samples)
+    fn record(&mut self, member: usize, feature: usize, c: Comparison) {
+        let z = c.z.abs();
+        if z > self.scores[member] {
+            self.scores[member] = z;
+        }
+        if let Some(slot) = self.features[member].get_mut(feature) {
+            *slot = Some(c);
+        }
+        if z < self.threshold {
+            return;
+        }
+        let places = self.places;
+        let top = &mut self.top[member * places..(member + 1) * places];
+        let filled = &mut self.filled[member];
+        let at = top[..*filled]
+            .iter()
+            .position(|(_, o)| o.z.abs() < z)
+            .unwrap_or(*filled);
+        if at >= places {
+            return;
+        }
+        let end = (*filled + 1).min(places);
+        top.copy_within(at..end - 1, at + 1);
+        top[at] = (feature, c);
+        *filled = end;
+    }
+
+    fn finish(&mut self, names: &[String]) -> Vec<Scored> {
+        let places = self.places;
+        let features = std::mem::take(&mut self.features);
+        features
+            .into_iter()
+            .enumerate()
+            .map(|(member, features)| {
+                let top = &self.top[member * places..member * places + self.filled[member]];
+                Scored {
+                    score: self.scores[member],
+                    drivers: top
+                        .iter()
+                        .map(|(f, c)| Driver::new(&names[*f], *c))
+                        .collect(),
+                    features,
+                }
+            })
+            .collect()
     }
 }
 
 /// Scores every member of one domain in one window, in the order given; also returns each
-/// feature's statistics across the members.
+/// feature's statistics across the members. A member is compared with its peers on its
+/// level and on its move away from its own baseline (the median of its past values), or,
+/// where too few members have a value, with its own past alone.
 pub fn score_domain(
     config: &DetectConfig,
     features: &[String],
     floors: &[Floors],
+    history: &History,
     members: &[Member<'_>],
+    scratch: &mut Scratch,
 ) -> (Vec<Scored>, Vec<Option<FeatureStats>>) {
-    let mut compared: Vec<Vec<Option<Comparison>>> =
-        vec![vec![None; features.len()]; members.len()];
+    let Scratch {
+        present,
+        levels,
+        own,
+        moves,
+        deviations,
+        results,
+    } = scratch;
+    results.start(config, features.len(), members);
     let mut stats = vec![None; features.len()];
     for (f, &floors) in floors.iter().enumerate().take(features.len()) {
-        let present: Vec<(usize, f64, Option<Own>)> = members
-            .iter()
-            .enumerate()
-            .filter_map(|(i, m)| {
-                let x = m.values.get(f).copied().flatten()?;
-                let own = m.history.get(f).and_then(|r| Own::of(r, config, floors));
-                Some((i, x, own))
-            })
-            .collect();
-        let levels: Vec<f64> = present.iter().map(|p| p.1).collect();
-        let Some(level) = Spread::of(&levels, None, floors) else {
+        present.clear();
+        levels.clear();
+        for (i, m) in members.iter().enumerate() {
+            if let Some(x) = m.values.get(f).copied().flatten() {
+                present.push((i, x));
+                levels.push(x);
+            }
+        }
+        let Some(level) = Spread::of_in_place(levels, deviations, None, floors) else {
             continue;
         };
         let enough = present.len() >= config.min_peers;
@@ -98,65 +191,71 @@ pub fn score_domain(
             },
         });
         if !enough {
-            for (i, x, own) in &present {
-                if let Some(own) = own {
-                    compared[*i][f] = Some(Comparison {
-                        value: *x,
-                        reference: own.spread.median,
-                        scale: own.spread.scale,
-                        z: own.z(*x),
-                        basis: Basis::OwnHistory,
-                    });
+            for &(i, x) in present.iter() {
+                let row = history.row(members[i].slot, f);
+                if row.len() < config.warmup {
+                    continue;
+                }
+                if let Some(spread) = row.spread(floors, deviations) {
+                    results.record(
+                        i,
+                        f,
+                        Comparison {
+                            value: x,
+                            reference: spread.median,
+                            scale: spread.scale,
+                            z: small_sample_z(spread.z(x), row.len()),
+                            basis: Basis::OwnHistory,
+                        },
+                    );
                 }
             }
             continue;
         }
         // Each member's move away from its own baseline, compared across the members that
-        // have one: a peer that always sits at another level has no move to show.
-        let moves: Vec<f64> = present
-            .iter()
-            .filter_map(|(_, x, own)| own.as_ref().map(|o| x - o.spread.median))
-            .collect();
+        // have one: a peer that always sits at another level has no move to show. Only the
+        // baseline's median is needed for that.
+        own.clear();
+        moves.clear();
+        for &(i, x) in present.iter() {
+            let row = history.row(members[i].slot, f);
+            let median = (row.len() >= config.warmup).then(|| row.median()).flatten();
+            own.push(median);
+            if let Some(median) = median {
+                moves.push(x - median);
+            }
+        }
         let move_spread = (moves.len() >= config.min_peers)
-            .then(|| Spread::of(&moves, Some(level.median), floors))
+            .then(|| Spread::of_in_place(moves, deviations, Some(level.median), floors))
             .flatten();
-        for (i, x, own) in &present {
-            let level_z = level.z(*x);
+        for (&(i, x), own) in present.iter().zip(own.iter()) {
+            let level_z = level.z(x);
             let z = match (own, move_spread) {
-                (Some(own), Some(moves)) => agreed(level_z, moves.z(x - own.spread.median)),
+                (Some(median), Some(moves)) => agreed(level_z, moves.z(x - median)),
                 // Too few peers have a baseline (after a rolling restart): use its own past.
-                (Some(own), None) => agreed(level_z, own.z(*x)),
+                (Some(_), None) => {
+                    let row = history.row(members[i].slot, f);
+                    match row.spread(floors, deviations) {
+                        Some(spread) => agreed(level_z, small_sample_z(spread.z(x), row.len())),
+                        None => level_z,
+                    }
+                }
                 (None, _) => level_z,
             };
-            compared[*i][f] = Some(Comparison {
-                value: *x,
-                reference: level.median,
-                scale: level.scale,
-                z,
-                basis: Basis::Peers,
-            });
+            results.record(
+                i,
+                f,
+                Comparison {
+                    value: x,
+                    reference: level.median,
+                    scale: level.scale,
+                    z,
+                    basis: Basis::Peers,
+                },
+            );
         }
     }
-    let scored = compared
-        .into_iter()
-        .map(|features_of| {
-            let mut found: Vec<Driver> = features_of
-                .iter()
-                .zip(features)
-                .filter_map(|(c, name)| c.map(|c| Driver::new(name, c)))
-                .collect();
-            found.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
-            let score = found.first().map_or(0.0, |d| d.z.abs());
-            found.retain(|d| d.z.abs() >= config.threshold);
-            found.truncate(config.top_features);
-            Scored {
-                score,
-                drivers: found,
-                features: features_of,
-            }
-        })
-        .collect();
-    (scored, stats)
+    (results.finish(features), stats)
 }
 
 /// A deviation counts only as far as both views agree: the smaller z when they point the
@@ -185,24 +284,59 @@ mod tests {
         }
     }
 
+    /// A member's past values of the one feature, in the order they came.
+    #[derive(Clone)]
+    struct Ring(Vec<f64>);
+
+    impl Ring {
+        fn new(_capacity: usize) -> Self {
+            Self(Vec::new())
+        }
+    }
+
     fn ring(values: &[f64]) -> Ring {
-        let mut ring = Ring::new(10);
-        values.iter().for_each(|&v| ring.push(v));
-        ring
+        Ring(values.to_vec())
+    }
+
+    /// The members' rings as a detector's history, a slot per member.
+    fn history_of(histories: &[Vec<Ring>]) -> History {
+        let mut history = History::new(1, 10);
+        for rings in histories {
+            let slot = history.grow();
+            for (f, ring) in rings.iter().enumerate() {
+                ring.0.iter().for_each(|&v| history.push(slot, f, v));
+            }
+        }
+        history
+    }
+
+    fn members<'a>(rows: &'a [Vec<Option<f64>>]) -> Vec<Member<'a>> {
+        rows.iter()
+            .enumerate()
+            .map(|(slot, values)| Member {
+                values,
+                slot,
+                detail: true,
+            })
+            .collect()
     }
 
     fn score(values: &[f64], histories: &[Vec<Ring>]) -> Vec<f64> {
         let rows: Vec<Vec<Option<f64>>> = values.iter().map(|&v| vec![Some(v)]).collect();
-        let members: Vec<Member<'_>> = rows
-            .iter()
-            .zip(histories)
-            .map(|(values, history)| Member { values, history })
-            .collect();
-        score_domain(&config(), &["cpu".into()], &[FLOORS], &members)
-            .0
-            .into_iter()
-            .map(|s| s.score)
-            .collect()
+        let history = history_of(histories);
+        let members = members(&rows);
+        score_domain(
+            &config(),
+            &["cpu".into()],
+            &[FLOORS],
+            &history,
+            &members,
+            &mut Scratch::default(),
+        )
+        .0
+        .into_iter()
+        .map(|s| s.score)
+        .collect()
     }
 
     #[test]
@@ -268,15 +402,16 @@ mod tests {
             vec![Some(104.0)],
             vec![Some(150.0)],
         ];
-        let history = vec![Ring::new(10)];
-        let members: Vec<Member<'_>> = rows
-            .iter()
-            .map(|values| Member {
-                values,
-                history: &history,
-            })
-            .collect();
-        let (scored, stats) = score_domain(&config(), &["cpu".into()], &[FLOORS], &members);
+        let history = history_of(&vec![vec![Ring::new(10)]; rows.len()]);
+        let members = members(&rows);
+        let (scored, stats) = score_domain(
+            &config(),
+            &["cpu".into()],
+            &[FLOORS],
+            &history,
+            &members,
+            &mut Scratch::default(),
+        );
         let stats = stats[0].unwrap();
         assert_eq!((stats.median, stats.members), (102.0, 4));
         assert!((stats.scale - 5.1).abs() < 1e-9);

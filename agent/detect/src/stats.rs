@@ -7,20 +7,37 @@ const CONSISTENCY: f64 = 0.6745;
 
 /// Median of `values`, or `None` when there are none. Values must be finite.
 pub fn median(values: &[f64]) -> Option<f64> {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let mid = sorted.len() / 2;
-    match sorted.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(sorted[mid]),
-        _ => Some((sorted[mid - 1] + sorted[mid]) / 2.0),
-    }
+    median_in_place(&mut values.to_vec())
 }
 
 /// Median absolute deviation from `center`.
 pub fn mad(values: &[f64], center: f64) -> Option<f64> {
-    let deviations: Vec<f64> = values.iter().map(|v| (v - center).abs()).collect();
-    median(&deviations)
+    let mut deviations = Vec::with_capacity(values.len());
+    mad_into(values, center, &mut deviations)
+}
+
+/// Median of `values` by selection, which leaves them reordered: the same value a full sort
+/// gives, in linear time.
+pub fn median_in_place(values: &mut [f64]) -> Option<f64> {
+    let n = values.len();
+    if n == 0 {
+        return None;
+    }
+    let (lower, middle, _) = values.select_nth_unstable_by(n / 2, f64::total_cmp);
+    let middle = *middle;
+    if n % 2 == 1 {
+        return Some(middle);
+    }
+    // The other middle value is the largest of those selected below it.
+    let below = lower.iter().copied().max_by(f64::total_cmp)?;
+    Some((below + middle) / 2.0)
+}
+
+/// MAD of `values` from `center`, with `deviations` as the scratch space for the selection.
+pub fn mad_into(values: &[f64], center: f64, deviations: &mut Vec<f64>) -> Option<f64> {
+    deviations.clear();
+    deviations.extend(values.iter().map(|v| (v - center).abs()));
+    median_in_place(deviations)
 }
 
 /// Lower bounds on the spread, so that identical or idle values do not give huge z.
@@ -43,12 +60,29 @@ pub struct Spread {
 impl Spread {
     /// Median and floored MAD of `values`; the relative floor is taken from `level`, the
     /// typical magnitude of the feature (for raw values, their own median).
+    #[cfg(test)]
     pub fn of(values: &[f64], level: Option<f64>, floors: Floors) -> Option<Self> {
-        let median = median(values)?;
-        let mad = mad(values, median)?;
+        Self::of_in_place(&mut values.to_vec(), &mut Vec::new(), level, floors)
+    }
+
+    /// [`Spread::of`] without allocating: `values` is left reordered and `deviations` is
+    /// scratch space.
+    pub fn of_in_place(
+        values: &mut [f64],
+        deviations: &mut Vec<f64>,
+        level: Option<f64>,
+        floors: Floors,
+    ) -> Option<Self> {
+        let median = median_in_place(values)?;
+        let mad = mad_into(values, median, deviations)?;
+        Some(Self::floored(median, mad, level, floors))
+    }
+
+    /// The spread of a median and a MAD, raised to the floors.
+    pub fn floored(median: f64, mad: f64, level: Option<f64>, floors: Floors) -> Self {
         let level = level.unwrap_or(median).abs();
         let scale = mad.max(floors.relative * level).max(floors.absolute);
-        Some(Self { median, scale })
+        Self { median, scale }
     }
 
     /// Robust z of `x`: 0.6745·(x − median)/scale.

@@ -1,0 +1,209 @@
+//! Each entity's recent values per feature, the memory behind its own baseline: one buffer of
+//! `f32` per detector, a row of `capacity` values per entity and feature, each row kept in
+//! ascending order with the age of every value, so that a baseline's median is read rather
+//! than computed, and the oldest value is found to make room for the newest.
+
+use super::stats::{Floors, Spread, median_in_place};
+
+/// The most values a row can keep: ages are one byte.
+pub const MAX_CAPACITY: usize = u8::MAX as usize;
+
+/// The rows of every slot, slot by slot, feature by feature.
+#[derive(Debug)]
+pub struct History {
+    features: usize,
+    capacity: usize,
+    /// Each row's values, ascending in its first `len` places.
+    values: Vec<f32>,
+    /// Beside each value: how many values came after it (0 is the newest).
+    ages: Vec<u8>,
+    /// How many values each row holds.
+    lens: Vec<u8>,
+}
+
+/// One entity's values of one feature, ascending.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    sorted: &'a [f32],
+}
+
+impl History {
+    /// Rows of at most `capacity` values (at most [`MAX_CAPACITY`]) for `features` features.
+    pub fn new(features: usize, capacity: usize) -> Self {
+        debug_assert!((1..=MAX_CAPACITY).contains(&capacity));
+        Self {
+            features,
+            capacity,
+            values: Vec::new(),
+            ages: Vec::new(),
+            lens: Vec::new(),
+        }
+    }
+
+    /// Slots the buffer holds rows for.
+    pub fn slots(&self) -> usize {
+        self.lens.len() / self.features
+    }
+
+    /// Adds empty rows for one more slot; returns it.
+    pub fn grow(&mut self) -> usize {
+        let slot = self.slots();
+        let cells = self.features * self.capacity;
+        self.values.resize(self.values.len() + cells, 0.0);
+        self.ages.resize(self.ages.len() + cells, 0);
+        self.lens.resize(self.lens.len() + self.features, 0);
+        slot
+    }
+
+    /// Empties a slot's rows, for an entity that starts over or for the slot's next owner.
+    pub fn clear(&mut self, slot: usize) {
+        let rows = slot * self.features..(slot + 1) * self.features;
+        self.lens[rows].fill(0);
+    }
+
+    pub fn row(&self, slot: usize, feature: usize) -> Row<'_> {
+        let row = slot * self.features + feature;
+        let start = row * self.capacity;
+        Row {
+            sorted: &self.values[start..start + usize::from(self.lens[row])],
+        }
+    }
+
+    /// Keeps `value` as the newest of its row, in place of the oldest when the row is full.
+    /// A value beyond the range of `f32` is kept as the largest `f32` of its sign.
+    pub fn push(&mut self, slot: usize, feature: usize, value: f64) {
+        let row = slot * self.features + feature;
+        let start = row * self.capacity;
+        let cells = start..start + self.capacity;
+        let (values, ages) = (&mut self.values[cells.clone()], &mut self.ages[cells]);
+        let mut len = usize::from(self.lens[row]);
+        if len == self.capacity {
+            // The oldest has seen len − 1 values come after it.
+            let oldest = ages[..len]
+                .iter()
+                .position(|&age| usize::from(age) == len - 1)
+                .unwrap_or(0);
+            values.copy_within(oldest + 1..len, oldest);
+            ages.copy_within(oldest + 1..len, oldest);
+            len -= 1;
+        }
+        for age in &mut ages[..len] {
+            *age += 1;
+        }
+        let value = value.clamp(f64::from(f32::MIN), f64::from(f32::MAX)) as f32;
+        let at = values[..len].partition_point(|&v| v < value);
+        values.copy_within(at..len, at + 1);
+        ages.copy_within(at..len, at + 1);
+        values[at] = value;
+        ages[at] = 0;
+        // len < capacity ≤ 255 here.
+        self.lens[row] = (len + 1) as u8;
+    }
+}
+
+impl Row<'_> {
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    /// The median of the row's values, read from the middle.
+    pub fn median(&self) -> Option<f64> {
+        let n = self.sorted.len();
+        let mid = n / 2;
+        match n {
+            0 => None,
+            n if n % 2 == 1 => Some(f64::from(self.sorted[mid])),
+            _ => Some((f64::from(self.sorted[mid - 1]) + f64::from(self.sorted[mid])) / 2.0),
+        }
+    }
+
+    /// Median and floored MAD of the row; `deviations` is scratch space.
+    pub fn spread(&self, floors: Floors, deviations: &mut Vec<f64>) -> Option<Spread> {
+        let median = self.median()?;
+        deviations.clear();
+        deviations.extend(self.sorted.iter().map(|&v| (f64::from(v) - median).abs()));
+        let mad = median_in_place(deviations)?;
+        Some(Spread::floored(median, mad, None, floors))
+    }
+
+    /// The row's values, ascending.
+    #[cfg(test)]
+    pub fn values(&self) -> impl Iterator<Item = f64> + '_ {
+        self.sorted.iter().map(|&v| f64::from(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    #[test]
+    fn keeps_only_the_most_recent_values_in_order() {
+        let mut history = History::new(2, 3);
+        let slot = history.grow();
+        for v in [5, 1, 4, 2, 3] {
+            history.push(slot, 1, f64::from(v));
+        }
+        // The last three pushed: 4, 2, 3.
+        assert_eq!(
+            history.row(slot, 1).values().collect::<Vec<_>>(),
+            [2.0, 3.0, 4.0]
+        );
+        assert_eq!(history.row(slot, 1).median(), Some(3.0));
+        assert_eq!(history.row(slot, 0).len(), 0);
+        history.clear(slot);
+        assert_eq!(history.row(slot, 1).median(), None);
+    }
+
+    #[test]
+    fn rows_follow_a_plain_ring_with_repeats_and_extremes() {
+        let capacity = 7;
+        let mut history = History::new(3, capacity);
+        let slots = [history.grow(), history.grow()];
+        let mut rings = vec![VecDeque::new(); 6];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for step in 0..2000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Few distinct values, so that equal values are common; now and then one beyond f32.
+            let value = match state % 23 {
+                0 => 1e300,
+                1 => -1e300,
+                k => f64::from((k % 5) as u32) * 0.5 - 1.0,
+            };
+            let (slot, feature) = (step % 2, (step / 2) % 3);
+            history.push(slots[slot], feature, value);
+            let ring = &mut rings[slot * 3 + feature];
+            if ring.len() == capacity {
+                ring.pop_front();
+            }
+            ring.push_back(value.clamp(f64::from(f32::MIN), f64::from(f32::MAX)) as f32);
+            let mut expected: Vec<f64> = ring.iter().map(|&v| f64::from(v)).collect();
+            expected.sort_by(f64::total_cmp);
+            let row = history.row(slots[slot], feature);
+            assert_eq!(row.values().collect::<Vec<_>>(), expected, "step {step}");
+            assert_eq!(row.median(), crate::median(&expected));
+        }
+    }
+
+    #[test]
+    fn the_spread_of_a_row_is_its_median_and_floored_mad() {
+        let mut history = History::new(1, 10);
+        let slot = history.grow();
+        for v in [1.0, 2.0, 3.0, 4.0, 9.0] {
+            history.push(slot, 0, v);
+        }
+        let floors = Floors {
+            relative: 0.05,
+            absolute: 0.01,
+        };
+        let spread = history
+            .row(slot, 0)
+            .spread(floors, &mut Vec::new())
+            .unwrap();
+        assert_eq!((spread.median, spread.scale), (3.0, 1.0));
+    }
+}

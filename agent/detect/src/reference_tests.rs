@@ -1,0 +1,622 @@
+//! The detector against a plain one: each median a sort of a copy, each baseline recomputed
+//! from a ring of every entity's values, every comparison kept, as the detector did before it
+//! was made cheap enough for a cluster. On a seeded fleet with strays, churn, moves, missing
+//! values and domains too small for peers, both must give the same scores, comparisons and
+//! findings, window after window.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, SystemTime};
+
+use super::alarm::{Alarm, Verdict};
+use super::stats::{Floors, Spread, small_sample_z};
+use super::*;
+
+fn sorted_median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[mid]),
+        _ => Some((sorted[mid - 1] + sorted[mid]) / 2.0),
+    }
+}
+
+fn spread(values: &[f64], level: Option<f64>, floors: Floors) -> Option<Spread> {
+    let median = sorted_median(values)?;
+    let deviations: Vec<f64> = values.iter().map(|v| (v - median).abs()).collect();
+    let mad = sorted_median(&deviations)?;
+    let level = level.unwrap_or(median).abs();
+    let scale = mad.max(floors.relative * level).max(floors.absolute);
+    Some(Spread { median, scale })
+}
+
+fn agreed(level: f64, movement: f64) -> f64 {
+    if level == 0.0 || movement == 0.0 || level.signum() != movement.signum() {
+        0.0
+    } else {
+        level.signum() * level.abs().min(movement.abs())
+    }
+}
+
+struct PlainEntity {
+    subject: Subject,
+    rings: Vec<VecDeque<f64>>,
+    seen: usize,
+    absent: usize,
+    anomalous_run: usize,
+    alarm: Alarm,
+    finding: Option<Finding>,
+}
+
+/// The straightforward detector. `keep` is how a value enters a ring: as it is, or as the
+/// detector stores it (`f32`).
+struct Plain {
+    config: DetectConfig,
+    features: Vec<String>,
+    floors: Vec<Floors>,
+    entities: HashMap<String, PlainEntity>,
+    keep: fn(f64) -> f64,
+}
+
+struct PlainScored {
+    score: f64,
+    drivers: Vec<Driver>,
+    features: Vec<Option<Comparison>>,
+}
+
+impl Plain {
+    fn new(config: DetectConfig, features: &[&str], keep: fn(f64) -> f64) -> Self {
+        let floors = features
+            .iter()
+            .map(|f| Floors {
+                relative: config.relative_floor,
+                absolute: config
+                    .absolute_floors
+                    .get(*f)
+                    .copied()
+                    .unwrap_or(config.default_absolute_floor),
+            })
+            .collect();
+        Self {
+            config,
+            features: features.iter().map(|f| f.to_string()).collect(),
+            floors,
+            entities: HashMap::new(),
+            keep,
+        }
+    }
+
+    fn observe(&mut self, at: SystemTime, window: &[Observation]) -> WindowReport {
+        let mut report = WindowReport::default();
+        for obs in window {
+            let s = &obs.subject;
+            let moved = self
+                .entities
+                .get(&s.entity)
+                .is_some_and(|e| e.subject.domain != s.domain || e.subject.node != s.node);
+            if moved && let Some(mut old) = self.entities.remove(&s.entity) {
+                report.closed.extend(close(&mut old.finding, at));
+            }
+            let features = self.features.len();
+            let entity = self
+                .entities
+                .entry(s.entity.clone())
+                .or_insert_with(|| PlainEntity {
+                    subject: s.clone(),
+                    rings: vec![VecDeque::new(); features],
+                    seen: 0,
+                    absent: 0,
+                    anomalous_run: 0,
+                    alarm: Alarm::default(),
+                    finding: None,
+                });
+            entity.subject = s.clone();
+        }
+        let mut domains: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
+        for (i, obs) in window.iter().enumerate() {
+            let node = if self.config.per_node {
+                obs.subject.node.as_str()
+            } else {
+                ""
+            };
+            domains
+                .entry((node, obs.subject.domain.as_str()))
+                .or_default()
+                .push(i);
+        }
+        let mut scores = vec![(0.0, Vec::new(), 0); window.len()];
+        for (&(node, domain), members) in &domains {
+            let (scored, stats) = self.score(window, members);
+            for (&i, s) in members.iter().zip(&scored) {
+                scores[i] = (s.score, s.features.clone(), members.len());
+            }
+            report.domains.push(DomainStats {
+                node: node.to_owned(),
+                domain: domain.to_owned(),
+                members: members.len(),
+                features: stats,
+            });
+            self.judge(at, window, members, scored, &mut report);
+        }
+        let present: HashSet<&str> = window.iter().map(|o| o.subject.entity.as_str()).collect();
+        let forget_after = self.config.forget_after;
+        self.entities.retain(|id, entity| {
+            if present.contains(id.as_str()) {
+                return true;
+            }
+            entity.absent += 1;
+            if entity.absent < forget_after {
+                return true;
+            }
+            report.closed.extend(close(&mut entity.finding, at));
+            false
+        });
+        report.scores = window
+            .iter()
+            .zip(scores)
+            .map(|(obs, (score, features, peers))| EntityScore {
+                entity: obs.subject.entity.clone(),
+                score,
+                features,
+                peers,
+                flagged: self.entities[&obs.subject.entity].finding.is_some(),
+            })
+            .collect();
+        for list in [&mut report.opened, &mut report.updated, &mut report.closed] {
+            list.sort_by(|a, b| a.subject.entity.cmp(&b.subject.entity));
+        }
+        report
+    }
+
+    fn score(
+        &self,
+        window: &[Observation],
+        members: &[usize],
+    ) -> (Vec<PlainScored>, Vec<Option<FeatureStats>>) {
+        let config = &self.config;
+        let mut compared = vec![vec![None; self.features.len()]; members.len()];
+        let mut stats = vec![None; self.features.len()];
+        for (f, &floors) in self.floors.iter().enumerate() {
+            // (member, value, own baseline and its samples)
+            type Present = (usize, f64, Option<(Spread, usize)>);
+            let present: Vec<Present> = members
+                .iter()
+                .enumerate()
+                .filter_map(|(k, &i)| {
+                    let x = window[i].values[f]?;
+                    let ring = &self.entities[&window[i].subject.entity].rings[f];
+                    let values: Vec<f64> = ring.iter().copied().collect();
+                    let own = (values.len() >= config.warmup)
+                        .then(|| spread(&values, None, floors).map(|s| (s, values.len())))
+                        .flatten();
+                    Some((k, x, own))
+                })
+                .collect();
+            let levels: Vec<f64> = present.iter().map(|p| p.1).collect();
+            let Some(level) = spread(&levels, None, floors) else {
+                continue;
+            };
+            let enough = present.len() >= config.min_peers;
+            stats[f] = Some(FeatureStats {
+                median: level.median,
+                scale: level.scale,
+                members: present.len(),
+                basis: if enough {
+                    Basis::Peers
+                } else {
+                    Basis::OwnHistory
+                },
+            });
+            if !enough {
+                for (k, x, own) in &present {
+                    if let Some((own, samples)) = own {
+                        compared[*k][f] = Some(Comparison {
+                            value: *x,
+                            reference: own.median,
+                            scale: own.scale,
+                            z: small_sample_z(own.z(*x), *samples),
+                            basis: Basis::OwnHistory,
+                        });
+                    }
+                }
+                continue;
+            }
+            let moves: Vec<f64> = present
+                .iter()
+                .filter_map(|(_, x, own)| own.map(|(o, _)| x - o.median))
+                .collect();
+            let move_spread = (moves.len() >= config.min_peers)
+                .then(|| spread(&moves, Some(level.median), floors))
+                .flatten();
+            for (k, x, own) in &present {
+                let level_z = level.z(*x);
+                let z = match (own, move_spread) {
+                    (Some((own, _)), Some(moves)) => agreed(level_z, moves.z(x - own.median)),
+                    (Some((own, samples)), None) => {
+                        agreed(level_z, small_sample_z(own.z(*x), *samples))
+                    }
+                    (None, _) => level_z,
+                };
+                compared[*k][f] = Some(Comparison {
+                    value: *x,
+                    reference: level.median,
+                    scale: level.scale,
+                    z,
+                    basis: Basis::Peers,
+                });
+            }
+        }
+        let scored = compared
+            .into_iter()
+            .map(|features_of| {
+                let mut found: Vec<Driver> = features_of
+                    .iter()
+                    .zip(&self.features)
+                    .filter_map(|(c, name)| c.map(|c| Driver::new(name, c)))
+                    .collect();
+                found.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
+                let score = found.first().map_or(0.0, |d| d.z.abs());
+                found.retain(|d| d.z.abs() >= config.threshold);
+                found.truncate(config.top_features);
+                PlainScored {
+                    score,
+                    drivers: found,
+                    features: features_of,
+                }
+            })
+            .collect();
+        (scored, stats)
+    }
+
+    fn judge(
+        &mut self,
+        at: SystemTime,
+        window: &[Observation],
+        members: &[usize],
+        scored: Vec<PlainScored>,
+        report: &mut WindowReport,
+    ) {
+        let config = &self.config;
+        let mut candidates = Vec::new();
+        for (&i, scored) in members.iter().zip(scored) {
+            let obs = &window[i];
+            let entity = self.entities.get_mut(&obs.subject.entity).unwrap();
+            let judged = if entity.seen < config.warmup {
+                0.0
+            } else {
+                scored.score
+            };
+            match entity
+                .alarm
+                .record(config, judged, entity.finding.is_some())
+            {
+                Verdict::Quiet => {}
+                Verdict::Open => candidates.push((obs.subject.entity.clone(), scored)),
+                Verdict::Update => {
+                    let finding = entity.finding.as_mut().unwrap();
+                    finding.updated = at;
+                    finding.peak_score = finding.peak_score.max(scored.score);
+                    finding.severity = severity(config, finding.peak_score);
+                    finding.drivers = scored.drivers;
+                    report.updated.push(finding.clone());
+                }
+                Verdict::Close => report.closed.extend(close(&mut entity.finding, at)),
+            }
+            let anomalous = judged >= config.threshold;
+            entity.anomalous_run = if anomalous {
+                entity.anomalous_run + 1
+            } else {
+                0
+            };
+            if !anomalous || entity.anomalous_run > config.adapt_after {
+                for (ring, value) in entity.rings.iter_mut().zip(&obs.values) {
+                    if let Some(value) = value {
+                        if ring.len() == config.history {
+                            ring.pop_front();
+                        }
+                        ring.push_back((self.keep)(*value));
+                    }
+                }
+            }
+            entity.seen += 1;
+            entity.absent = 0;
+        }
+        if candidates.is_empty() {
+            return;
+        }
+        let open = members
+            .iter()
+            .filter(|&&i| self.entities[&window[i].subject.entity].finding.is_some())
+            .count();
+        let cap = ((config.max_share * members.len() as f64).floor() as usize).max(1);
+        if open + candidates.len() > cap {
+            return;
+        }
+        for (id, scored) in candidates {
+            let entity = self.entities.get_mut(&id).unwrap();
+            let finding = Finding {
+                id: finding_id(&entity.subject, at),
+                subject: entity.subject.clone(),
+                severity: severity(config, scored.score),
+                opened: at,
+                updated: at,
+                closed: None,
+                peak_score: scored.score,
+                drivers: scored.drivers,
+            };
+            report.opened.push(finding.clone());
+            entity.finding = Some(finding);
+        }
+    }
+}
+
+fn close(finding: &mut Option<Finding>, at: SystemTime) -> Option<Finding> {
+    let mut finding = finding.take()?;
+    finding.closed = Some(at);
+    Some(finding)
+}
+
+/// As the detector keeps a value in its history.
+fn as_f32(v: f64) -> f64 {
+    f64::from(v.clamp(f64::from(f32::MIN), f64::from(f32::MAX)) as f32)
+}
+
+/// splitmix64.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The last is the first again, so that drivers tie and their order shows.
+const FLEET_FEATURES: [&str; 6] = [
+    "cpu",
+    "memory",
+    "errors",
+    "latency_ms",
+    "packets",
+    "cpu_again",
+];
+
+struct Member {
+    id: String,
+    domain: usize,
+    node: usize,
+    factor: f64,
+    /// Windows [from, to) in which it strays, and how.
+    stray: Option<(usize, usize, usize, f64)>,
+}
+
+/// A fleet of domains from 1 to 12 members on four nodes, over `windows` windows: noise,
+/// lasting level differences, strays of a few windows and lasting ones, a herd that moves
+/// together, restarts (new ids), members that move to another node or domain, members
+/// missing for a window or two, and missing values.
+fn fleet(seed: u64, windows: usize) -> Vec<Vec<Observation>> {
+    let mut noise = Noise(seed);
+    let sizes = [12, 7, 5, 4, 3, 3, 2, 1, 1, 6];
+    let levels: Vec<[f64; 5]> = sizes
+        .iter()
+        .map(|_| {
+            [
+                0.1 + noise.next(),
+                1e8 * (0.5 + noise.next()),
+                if noise.next() < 0.7 { 0.0 } else { 3.0 },
+                2.0 + 10.0 * noise.next(),
+                500.0 * noise.next(),
+            ]
+        })
+        .collect();
+    let mut members: Vec<Member> = Vec::new();
+    let mut next_id = 0;
+    let mut new_member = |domain: usize, node: usize, noise: &mut Noise| {
+        next_id += 1;
+        let stray = (noise.next() < 0.25).then(|| {
+            let from = (noise.next() * windows as f64) as usize;
+            let to = from + 2 + (noise.next() * 40.0) as usize;
+            (
+                from,
+                to,
+                (noise.next() * 5.0) as usize,
+                2.0 + 6.0 * noise.next(),
+            )
+        });
+        Member {
+            id: format!("c{next_id:04}"),
+            domain,
+            node,
+            factor: 1.0 + 0.3 * (noise.next() - 0.5),
+            stray,
+        }
+    };
+    for (domain, &size) in sizes.iter().enumerate() {
+        for m in 0..size {
+            members.push(new_member(domain, m % 4, &mut noise));
+        }
+    }
+    (0..windows)
+        .map(|w| {
+            // The whole of domain 3 moves together for a while: the herd, not an outlier.
+            let herd = if (40..60).contains(&w) { 3.0 } else { 1.0 };
+            for member in &mut members {
+                let roll = noise.next();
+                if roll < 0.01 {
+                    *member = new_member(member.domain, member.node, &mut noise);
+                } else if roll < 0.015 {
+                    member.node = (member.node + 1) % 4;
+                } else if roll < 0.017 {
+                    member.domain = (member.domain + 1) % sizes.len();
+                }
+            }
+            let present: Vec<&Member> = members.iter().filter(|_| noise.next() > 0.02).collect();
+            present
+                .into_iter()
+                .map(|m| {
+                    let mut values: Vec<Option<f64>> = (0..FLEET_FEATURES.len() - 1)
+                        .map(|f| {
+                            if noise.next() < 0.03 {
+                                return None;
+                            }
+                            let mut v = levels[m.domain][f]
+                                * m.factor
+                                * (1.0 + 0.08 * (noise.next() - 0.5));
+                            if f == 2 && noise.next() < 0.05 {
+                                v += 1.0;
+                            }
+                            if m.domain == 3 && f == 0 {
+                                v *= herd;
+                            }
+                            if let Some((from, to, feature, times)) = m.stray
+                                && (from..to).contains(&w)
+                                && feature == f
+                            {
+                                v = v * times + times;
+                            }
+                            Some(v)
+                        })
+                        .collect();
+                    values.push(values[0]);
+                    Observation {
+                        subject: Subject {
+                            entity: m.id.clone(),
+                            pod: Some(format!("pod-{}", m.id)),
+                            namespace: Some("fleet".into()),
+                            domain: format!("fleet/d{}", m.domain),
+                            node: format!("node-{}", m.node),
+                        },
+                        values,
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn fleet_config(per_node: bool) -> DetectConfig {
+    DetectConfig {
+        warmup: 3,
+        history: 9,
+        adapt_after: 12,
+        forget_after: 2,
+        per_node,
+        absolute_floors: [("memory".to_string(), 4e6), ("packets".to_string(), 20.0)].into(),
+        ..DetectConfig::default()
+    }
+}
+
+fn at(w: usize) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 10 * w as u64)
+}
+
+/// Fails on the first part of `got` that differs from `expected`, naming only that part.
+fn assert_same(got: &WindowReport, expected: &WindowReport, context: &str) {
+    assert_eq!(got.opened, expected.opened, "{context}: opened");
+    assert_eq!(got.updated, expected.updated, "{context}: updated");
+    assert_eq!(got.closed, expected.closed, "{context}: closed");
+    assert_eq!(got.scores.len(), expected.scores.len(), "{context}: scores");
+    for (a, b) in got.scores.iter().zip(&expected.scores) {
+        assert_eq!(a, b, "{context}: score of {}", b.entity);
+    }
+    assert_eq!(got.domains, expected.domains, "{context}: domains");
+}
+
+fn without_comparisons(report: &WindowReport) -> WindowReport {
+    let mut report = report.clone();
+    for score in &mut report.scores {
+        score.features.clear();
+    }
+    report
+}
+
+#[test]
+fn the_detector_decides_as_the_plain_one_on_a_seeded_fleet() {
+    let features: Vec<String> = FLEET_FEATURES.iter().map(|f| f.to_string()).collect();
+    for (seed, per_node) in [(1, true), (2, false), (3, true), (4, false)] {
+        let config = fleet_config(per_node);
+        let mut plain = Plain::new(config.clone(), &FLEET_FEATURES, as_f32);
+        let mut full = Detector::new(config.clone(), features.clone()).unwrap();
+        let mut lean = Detector::new(config, features.clone()).unwrap();
+        let none = HashSet::new();
+        let (mut opened, mut own, mut moved_away) = (0, 0, 0);
+        for (w, window) in fleet(seed, 150).iter().enumerate() {
+            let expected = plain.observe(at(w), window);
+            let got = full.observe(at(w), window).unwrap();
+            let context = format!("seed {seed}, window {w}");
+            assert_same(&got, &expected, &context);
+            let scores_only = lean
+                .observe_with(at(w), window, Detail::Only(&none))
+                .unwrap();
+            assert_same(&scores_only, &without_comparisons(&expected), &context);
+            opened += expected.opened.len();
+            moved_away += expected.closed.len();
+            own += expected
+                .scores
+                .iter()
+                .flat_map(|s| s.features.iter().flatten())
+                .filter(|c| c.basis == Basis::OwnHistory)
+                .count();
+        }
+        // The fleet reaches every path: findings opened and closed, own-history baselines.
+        assert!(opened >= 5, "seed {seed}: {opened} findings opened");
+        assert!(moved_away >= 5, "seed {seed}: {moved_away} closed");
+        assert!(own > 100, "seed {seed}: {own} own-history comparisons");
+        assert_eq!(full.tracked(), plain.entities.len());
+    }
+}
+
+#[test]
+fn keeping_the_history_in_f32_changes_no_decision() {
+    let features: Vec<String> = FLEET_FEATURES.iter().map(|f| f.to_string()).collect();
+    for (seed, per_node) in [(5, true), (6, false)] {
+        let config = fleet_config(per_node);
+        let mut exact = Plain::new(config.clone(), &FLEET_FEATURES, |v| v);
+        let mut detector = Detector::new(config, features.clone()).unwrap();
+        for (w, window) in fleet(seed, 150).iter().enumerate() {
+            let expected = exact.observe(at(w), window);
+            let got = detector.observe(at(w), window).unwrap();
+            let ids = |f: &[Finding]| f.iter().map(|f| f.id.clone()).collect::<Vec<_>>();
+            assert_eq!(ids(&got.opened), ids(&expected.opened), "window {w}");
+            assert_eq!(ids(&got.closed), ids(&expected.closed), "window {w}");
+            assert_eq!(ids(&got.updated), ids(&expected.updated), "window {w}");
+            for (a, b) in got.scores.iter().zip(&expected.scores) {
+                assert_eq!((&a.entity, a.flagged), (&b.entity, b.flagged));
+                assert!(
+                    (a.score - b.score).abs() <= 1e-5 * b.score.max(1.0),
+                    "window {w}, {}: {} against {}",
+                    a.entity,
+                    a.score,
+                    b.score
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn medians_by_selection_are_those_of_a_sort() {
+    let mut noise = Noise(7);
+    for n in 0..40 {
+        let values: Vec<f64> = (0..n)
+            .map(|_| match (noise.next() * 4.0) as u32 {
+                0 => 0.0,
+                1 => -0.0,
+                _ => (noise.next() * 10.0).round() - 5.0,
+            })
+            .collect();
+        let expected = sorted_median(&values);
+        assert_eq!(
+            median(&values).map(f64::to_bits),
+            expected.map(f64::to_bits)
+        );
+        if let Some(center) = expected {
+            let deviations: Vec<f64> = values.iter().map(|v| (v - center).abs()).collect();
+            assert_eq!(mad(&values, center), sorted_median(&deviations));
+        }
+    }
+}
