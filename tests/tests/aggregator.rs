@@ -200,6 +200,7 @@ async fn scenario() -> anyhow::Result<()> {
             "0s",
             "--aggregator",
             &format!("http://127.0.0.1:{port}"),
+            "--insecure",
             "--summary-queue",
             "3",
             "--duration",

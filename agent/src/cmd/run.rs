@@ -76,7 +76,8 @@ pub struct RunArgs {
     /// --tls-cert, --tls-key and --tls-ca, or plain text with --insecure.
     #[arg(long, env = "HERD_LISTEN")]
     listen: Option<SocketAddr>,
-    /// Serve --listen in plain text: anyone who reaches the address can read the findings.
+    /// Allow plain text on TCP: --listen without TLS (anyone who reaches the address can read
+    /// the findings) and an http:// --aggregator (anyone on the path can read the summaries).
     #[arg(long)]
     insecure: bool,
     /// The agent's certificate (PEM), with its chain after it: served on --listen and shown
@@ -215,6 +216,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let mut summaries = SummaryBuilder::new(node.clone(), args.interval, features::names());
     let upstream = match &args.aggregator {
+        Some(url) if url.starts_with("http://") && !args.insecure => anyhow::bail!(
+            "--aggregator {url} sends the summaries in plain text; use https:// with \
+             --tls-cert, --tls-key and --tls-ca, or pass --insecure to allow that"
+        ),
         Some(url) => Upstream::Remote(SummarySender::start(SenderConfig {
             url: url.clone(),
             tls: tls_files,
