@@ -17,7 +17,7 @@ use crate::{
         netns::NetnsCollector,
         signals::SignalSample,
     },
-    detect::{DetectError, Detector, Observation, Subject, WindowReport},
+    detect::{DetectConfig, DetectError, Detector, Observation, Subject, WindowReport},
     discovery::containers::ContainerTable,
     export::frames::{FrameError, FrameRow, FrameWriter},
     features::{self, FeatureBuilder, NodeCapacity, WindowInput},
@@ -64,9 +64,10 @@ impl Pipeline {
         capacity: NodeCapacity,
         loaded: Vec<Signal>,
         record: Option<Box<dyn Write + Send>>,
+        detect: DetectConfig,
     ) -> Result<Self, PipelineError> {
         let names = features::names();
-        let detector = Detector::new(features::detect_config(&names), names.clone())?;
+        let detector = Detector::new(detect, names.clone())?;
         let frames = record
             .map(|out| FrameWriter::new(out, &names))
             .transpose()?;
@@ -252,6 +253,7 @@ mod tests {
             },
             Vec::new(),
             Some(Box::new(FillsUp { writes_left: 1 })),
+            features::detect_config(&features::names()),
         )
         .unwrap();
         for s in 0..3 {
@@ -288,6 +290,7 @@ mod tests {
             },
             Vec::new(),
             Some(Box::new(frames.clone())),
+            features::detect_config(&features::names()),
         )
         .unwrap();
         let rows = || {

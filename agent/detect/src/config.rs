@@ -82,7 +82,8 @@ impl Default for DetectConfig {
 }
 
 impl DetectConfig {
-    pub(crate) fn validate(&self) -> Result<(), DetectError> {
+    /// Whether every setting is in its range; the detector refuses a configuration that is not.
+    pub fn validate(&self) -> Result<(), DetectError> {
         let positive = |v: f64| v.is_finite() && v > 0.0;
         check(positive(self.threshold), "threshold", "must be above 0")?;
         check(

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod containers;
+pub mod detection;
 pub mod detector;
 pub mod health;
 pub mod probe;

@@ -41,7 +41,7 @@ use herd_proto::tls::{DAEMON_FLAGS, TcpListen, TlsFiles, server_transport};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
-use crate::cmd::DiscoveryArgs;
+use crate::cmd::{DiscoveryArgs, detection::DetectionArgs};
 
 #[derive(Args, Clone, Debug)]
 pub struct RunArgs {
@@ -122,6 +122,8 @@ pub struct RunArgs {
     watch_queue: u32,
     #[command(flatten)]
     discovery: DiscoveryArgs,
+    #[command(flatten)]
+    detection: DetectionArgs,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -141,6 +143,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }),
         None => None,
     };
+    let detect = args
+        .detection
+        .apply(features::detect_config(&features::names()))
+        .map_err(anyhow::Error::msg)?;
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
     let paths = HostPaths::default();
@@ -193,6 +199,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         NodeCapacity::of_this_host(),
         loaded,
         record,
+        detect.clone(),
     )?;
 
     let names = features::names();
@@ -205,7 +212,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             started: SystemTime::now(),
             signals,
             ebpf_missing,
-            threshold: features::detect_config(&names).threshold,
+            threshold: detect.threshold,
             features: names,
         },
         args.history_windows as usize,
@@ -235,7 +242,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     // The agent's own floors per feature, with the aggregator's history.
                     detect: herd_agent::detect::DetectConfig {
                         history: AggregatorConfig::default().detect.history,
-                        ..features::detect_config(&features::names())
+                        ..detect.clone()
                     },
                     ..AggregatorConfig::default()
                 },
