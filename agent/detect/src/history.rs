@@ -3,7 +3,7 @@
 //! ascending order with the age of every value, so that a baseline's median is read rather
 //! than computed, and the oldest value is found to make room for the newest.
 
-use super::stats::{Floors, Spread, median_in_place};
+use super::stats::{Floors, Spread, median_mad_of_sorted};
 
 /// The most values a row can keep: ages are one byte.
 pub const MAX_CAPACITY: usize = u8::MAX as usize;
@@ -76,28 +76,66 @@ impl History {
         let start = row * self.capacity;
         let cells = start..start + self.capacity;
         let (values, ages) = (&mut self.values[cells.clone()], &mut self.ages[cells]);
-        let mut len = usize::from(self.lens[row]);
-        if len == self.capacity {
-            // The oldest has seen len − 1 values come after it.
-            let oldest = ages[..len]
-                .iter()
-                .position(|&age| usize::from(age) == len - 1)
-                .unwrap_or(0);
-            values.copy_within(oldest + 1..len, oldest);
-            ages.copy_within(oldest + 1..len, oldest);
-            len -= 1;
-        }
-        for age in &mut ages[..len] {
-            *age += 1;
-        }
+        let len = usize::from(self.lens[row]);
+        // The place that is given up: the oldest value's (it has seen len − 1 come after it)
+        // or, while the row fills, the one after the last.
+        let (mut at, len) = if len == self.capacity {
+            let mut oldest = 0;
+            for (k, age) in ages.iter_mut().enumerate() {
+                if usize::from(*age) == len - 1 {
+                    oldest = k;
+                }
+                *age = age.wrapping_add(1);
+            }
+            (oldest, len)
+        } else {
+            for age in &mut ages[..len] {
+                *age += 1;
+            }
+            // len < capacity ≤ 255.
+            self.lens[row] = (len + 1) as u8;
+            (len, len + 1)
+        };
+        // One step of an insertion sort from the place given up, either way.
         let value = value.clamp(f64::from(f32::MIN), f64::from(f32::MAX)) as f32;
-        let at = values[..len].partition_point(|&v| v < value);
-        values.copy_within(at..len, at + 1);
-        ages.copy_within(at..len, at + 1);
+        while at > 0 && values[at - 1] > value {
+            values[at] = values[at - 1];
+            ages[at] = ages[at - 1];
+            at -= 1;
+        }
+        while at + 1 < len && values[at + 1] < value {
+            values[at] = values[at + 1];
+            ages[at] = ages[at + 1];
+            at += 1;
+        }
         values[at] = value;
         ages[at] = 0;
-        // len < capacity ≤ 255 here.
-        self.lens[row] = (len + 1) as u8;
+    }
+
+    /// The median of each row of `slot` that holds at least `least` values, NaN for the
+    /// others, into `out` at every `stride`th place from the first.
+    pub fn medians(&self, slot: usize, least: usize, out: &mut [f64], stride: usize) {
+        let rows = slot * self.features..(slot + 1) * self.features;
+        for (k, (row, &len)) in rows.clone().zip(&self.lens[rows]).enumerate() {
+            let len = usize::from(len);
+            let start = row * self.capacity;
+            out[k * stride] = if len >= least.max(1) {
+                median_of_sorted(&self.values[start..start + len])
+            } else {
+                f64::NAN
+            };
+        }
+    }
+}
+
+/// The median of ascending values, at least one.
+fn median_of_sorted(sorted: &[f32]) -> f64 {
+    let n = sorted.len();
+    let mid = n / 2;
+    if n % 2 == 1 {
+        f64::from(sorted[mid])
+    } else {
+        (f64::from(sorted[mid - 1]) + f64::from(sorted[mid])) / 2.0
     }
 }
 
@@ -107,22 +145,14 @@ impl Row<'_> {
     }
 
     /// The median of the row's values, read from the middle.
+    #[cfg(test)]
     pub fn median(&self) -> Option<f64> {
-        let n = self.sorted.len();
-        let mid = n / 2;
-        match n {
-            0 => None,
-            n if n % 2 == 1 => Some(f64::from(self.sorted[mid])),
-            _ => Some((f64::from(self.sorted[mid - 1]) + f64::from(self.sorted[mid])) / 2.0),
-        }
+        (!self.sorted.is_empty()).then(|| median_of_sorted(self.sorted))
     }
 
-    /// Median and floored MAD of the row; `deviations` is scratch space.
-    pub fn spread(&self, floors: Floors, deviations: &mut Vec<f64>) -> Option<Spread> {
-        let median = self.median()?;
-        deviations.clear();
-        deviations.extend(self.sorted.iter().map(|&v| (f64::from(v) - median).abs()));
-        let mad = median_in_place(deviations)?;
+    /// Median and floored MAD of the row.
+    pub fn spread(&self, floors: Floors) -> Option<Spread> {
+        let (median, mad) = median_mad_of_sorted(self.sorted, f64::from)?;
         Some(Spread::floored(median, mad, None, floors))
     }
 
@@ -200,10 +230,7 @@ mod tests {
             relative: 0.05,
             absolute: 0.01,
         };
-        let spread = history
-            .row(slot, 0)
-            .spread(floors, &mut Vec::new())
-            .unwrap();
+        let spread = history.row(slot, 0).spread(floors).unwrap();
         assert_eq!((spread.median, spread.scale), (3.0, 1.0));
     }
 }

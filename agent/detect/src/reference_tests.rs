@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use super::alarm::{Alarm, Verdict};
-use super::stats::{Floors, Spread, small_sample_z};
+use super::stats::{self, Floors, Spread, small_sample_z};
 use super::*;
 
 fn sorted_median(values: &[f64]) -> Option<f64> {
@@ -616,7 +616,15 @@ fn medians_by_selection_are_those_of_a_sort() {
         );
         if let Some(center) = expected {
             let deviations: Vec<f64> = values.iter().map(|v| (v - center).abs()).collect();
-            assert_eq!(mad(&values, center), sorted_median(&deviations));
+            let expected_mad = sorted_median(&deviations);
+            assert_eq!(mad(&values, center), expected_mad);
+            let mut sorted = values.clone();
+            sorted.sort_by(f64::total_cmp);
+            assert_eq!(
+                stats::median_mad_of_sorted(&sorted, |v| v),
+                Some((center, expected_mad.unwrap())),
+                "{sorted:?}"
+            );
         }
     }
 }

@@ -44,11 +44,13 @@ pub struct FeatureStats {
 /// allocates nothing unless it has drivers or its comparisons are asked for.
 #[derive(Debug, Default)]
 pub struct Scratch {
+    /// The domain's values, feature by feature (a column of members each); NaN is missing.
+    values: Vec<f64>,
+    /// Beside `values`: each member's own median, NaN while its history is too short.
+    own: Vec<f64>,
     /// Members with a value for the feature at hand, with the value.
     present: Vec<(usize, f64)>,
     levels: Vec<f64>,
-    /// Beside `present`: each one's own median, where its history is long enough.
-    own: Vec<Option<f64>>,
     moves: Vec<f64>,
     deviations: Vec<f64>,
     results: Results,
@@ -158,20 +160,37 @@ pub fn score_domain(
     scratch: &mut Scratch,
 ) -> (Vec<Scored>, Vec<Option<FeatureStats>>) {
     let Scratch {
+        values,
+        own,
         present,
         levels,
-        own,
         moves,
         deviations,
         results,
     } = scratch;
     results.start(config, features.len(), members);
+    // Each member's values and baseline medians in one pass over its history, so that each
+    // feature below reads a column rather than every member's rows again.
+    let n = members.len();
+    values.clear();
+    values.resize(features.len() * n, f64::NAN);
+    own.clear();
+    own.resize(features.len() * n, f64::NAN);
+    for (i, m) in members.iter().enumerate() {
+        for (f, value) in m.values.iter().enumerate().take(features.len()) {
+            if let Some(value) = value {
+                values[f * n + i] = *value;
+            }
+        }
+        history.medians(m.slot, config.warmup, &mut own[i..], n);
+    }
     let mut stats = vec![None; features.len()];
     for (f, &floors) in floors.iter().enumerate().take(features.len()) {
+        let (column, own) = (&values[f * n..(f + 1) * n], &own[f * n..(f + 1) * n]);
         present.clear();
         levels.clear();
-        for (i, m) in members.iter().enumerate() {
-            if let Some(x) = m.values.get(f).copied().flatten() {
+        for (i, &x) in column.iter().enumerate() {
+            if !x.is_nan() {
                 present.push((i, x));
                 levels.push(x);
             }
@@ -192,11 +211,11 @@ pub fn score_domain(
         });
         if !enough {
             for &(i, x) in present.iter() {
-                let row = history.row(members[i].slot, f);
-                if row.len() < config.warmup {
+                if own[i].is_nan() {
                     continue;
                 }
-                if let Some(spread) = row.spread(floors, deviations) {
+                let row = history.row(members[i].slot, f);
+                if let Some(spread) = row.spread(floors) {
                     results.record(
                         i,
                         f,
@@ -215,32 +234,30 @@ pub fn score_domain(
         // Each member's move away from its own baseline, compared across the members that
         // have one: a peer that always sits at another level has no move to show. Only the
         // baseline's median is needed for that.
-        own.clear();
         moves.clear();
-        for &(i, x) in present.iter() {
-            let row = history.row(members[i].slot, f);
-            let median = (row.len() >= config.warmup).then(|| row.median()).flatten();
-            own.push(median);
-            if let Some(median) = median {
-                moves.push(x - median);
-            }
-        }
+        moves.extend(
+            present
+                .iter()
+                .filter(|(i, _)| !own[*i].is_nan())
+                .map(|(i, x)| x - own[*i]),
+        );
         let move_spread = (moves.len() >= config.min_peers)
             .then(|| Spread::of_in_place(moves, deviations, Some(level.median), floors))
             .flatten();
-        for (&(i, x), own) in present.iter().zip(own.iter()) {
+        for &(i, x) in present.iter() {
             let level_z = level.z(x);
-            let z = match (own, move_spread) {
-                (Some(median), Some(moves)) => agreed(level_z, moves.z(x - median)),
+            let median = own[i];
+            let z = match move_spread {
+                _ if median.is_nan() => level_z,
+                Some(moves) => agreed(level_z, moves.z(x - median)),
                 // Too few peers have a baseline (after a rolling restart): use its own past.
-                (Some(_), None) => {
+                None => {
                     let row = history.row(members[i].slot, f);
-                    match row.spread(floors, deviations) {
+                    match row.spread(floors) {
                         Some(spread) => agreed(level_z, small_sample_z(spread.z(x), row.len())),
                         None => level_z,
                     }
                 }
-                (None, _) => level_z,
             };
             results.record(
                 i,

@@ -40,6 +40,59 @@ pub fn mad_into(values: &[f64], center: f64, deviations: &mut Vec<f64>) -> Optio
     median_in_place(deviations)
 }
 
+/// Up to this many values, sorting them once gives the median and the MAD (by walking out
+/// from the middle) faster than two selections.
+const SORT_UP_TO: usize = 32;
+
+/// Median and MAD of ascending values (each as `f64` through `value`), or `None` when
+/// there are none. The deviations below the median grow walking down from the middle and
+/// those above it walking up: merging the two walks reaches the middle deviation in n/2
+/// steps, with the very values a selection over all deviations gives.
+pub fn median_mad_of_sorted<T: Copy>(sorted: &[T], value: impl Fn(T) -> f64) -> Option<(f64, f64)> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let at = |i: usize| value(sorted[i]);
+    let mid = n / 2;
+    let median = if n % 2 == 1 {
+        at(mid)
+    } else {
+        (at(mid - 1) + at(mid)) / 2.0
+    };
+    // Below the split every value is under the median, from it on none is.
+    let split = sorted.partition_point(|&v| value(v) < median);
+    let (mut down, mut up) = (split, split);
+    let mut previous = 0.0;
+    let mut deviation = 0.0;
+    for _ in 0..=mid {
+        previous = deviation;
+        let below = (down > 0).then(|| (at(down - 1) - median).abs());
+        let above = (up < n).then(|| (at(up) - median).abs());
+        deviation = match (below, above) {
+            (Some(b), Some(a)) if b <= a => {
+                down -= 1;
+                b
+            }
+            (_, Some(a)) => {
+                up += 1;
+                a
+            }
+            (Some(b), None) => {
+                down -= 1;
+                b
+            }
+            (None, None) => return None,
+        };
+    }
+    let mad = if n % 2 == 1 {
+        deviation
+    } else {
+        (previous + deviation) / 2.0
+    };
+    Some((median, mad))
+}
+
 /// Lower bounds on the spread, so that identical or idle values do not give huge z.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Floors {
@@ -73,8 +126,13 @@ impl Spread {
         level: Option<f64>,
         floors: Floors,
     ) -> Option<Self> {
-        let median = median_in_place(values)?;
-        let mad = mad_into(values, median, deviations)?;
+        let (median, mad) = if values.len() <= SORT_UP_TO {
+            values.sort_unstable_by(f64::total_cmp);
+            median_mad_of_sorted(values, |v| v)?
+        } else {
+            let median = median_in_place(values)?;
+            (median, mad_into(values, median, deviations)?)
+        };
         Some(Self::floored(median, mad, level, floors))
     }
 
