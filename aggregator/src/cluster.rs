@@ -199,7 +199,11 @@ impl Aggregator {
         self.pass_node_findings();
 
         let open_domains = self.open_domains();
-        let rounds = self.comparisons.run(now, &self.nodes, &open_domains)?;
+        // Only a finding restored from the store needs its subject's every comparison.
+        let explain: HashSet<String> = self.restored.values().map(|r| r.entity.clone()).collect();
+        let rounds = self
+            .comparisons
+            .run(now, &self.nodes, &open_domains, &explain)?;
         let named: HashSet<&str> = rounds
             .iter()
             .flat_map(|r| r.report.opened.iter().chain(&r.report.updated))
@@ -366,15 +370,23 @@ impl Aggregator {
             pb::FindingKind::SickNode => NODE_FEATURES.iter().map(|f| (*f).to_owned()).collect(),
             _ => self.comparisons.features().to_vec(),
         };
+        if self.restored.is_empty() {
+            return;
+        }
         let detect = &self.config.detect;
         let mut closed = Vec::new();
         let mut straying = Vec::new();
+        let scores: HashMap<&str, &herd_detect::EntityScore> = report
+            .scores
+            .iter()
+            .map(|s| (s.entity.as_str(), s))
+            .collect();
         for (key, restored) in self
             .restored
             .iter_mut()
             .filter(|(_, r)| r.kind == kind as i32)
         {
-            let Some(score) = report.scores.iter().find(|s| s.entity == restored.entity) else {
+            let Some(score) = scores.get(restored.entity.as_str()) else {
                 restored.absent += 1;
                 if restored.absent >= detect.forget_after {
                     closed.push(key.clone());

@@ -218,20 +218,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = rounds.tick() => {
-                let started = std::time::Instant::now();
-                let mut cluster = aggregator.lock();
-                match cluster.round(SystemTime::now()) {
-                    Ok(report) => {
-                        let took = started.elapsed();
-                        tracing::debug!(?report, ?took, "round");
-                        metrics.after_round(
-                            &cluster,
-                            report.containers,
-                            took,
-                            alerts.as_ref().map_or(0, AlertSender::dropped),
-                        );
+                // A round of a large cluster is CPU work for a good part of a second: on a
+                // blocking thread, so that the runtime's workers go on taking summaries and
+                // answering the API meanwhile.
+                let (shared, metrics) = (aggregator.clone(), Arc::clone(&metrics));
+                let alerts_dropped = alerts.as_ref().map_or(0, AlertSender::dropped);
+                let round = tokio::task::spawn_blocking(move || {
+                    let started = std::time::Instant::now();
+                    let mut cluster = shared.lock();
+                    match cluster.round(SystemTime::now()) {
+                        Ok(report) => {
+                            let took = started.elapsed();
+                            tracing::debug!(?report, ?took, "round");
+                            metrics.after_round(&cluster, report.containers, took, alerts_dropped);
+                        }
+                        Err(err) => {
+                            warn!(%err, "a comparison round failed; the next one tries again");
+                        }
                     }
-                    Err(err) => warn!(%err, "a comparison round failed; the next one tries again"),
+                })
+                .await;
+                if let Err(err) = round {
+                    match err.try_into_panic() {
+                        Ok(panic) => std::panic::resume_unwind(panic),
+                        Err(err) => warn!(%err, "a comparison round did not finish"),
+                    }
                 }
             }
             _ = &mut deadline => { info!("--duration reached; stopping"); break; }

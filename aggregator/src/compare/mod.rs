@@ -9,9 +9,12 @@ mod nodes;
 mod replicas;
 mod workloads;
 
-use std::{collections::HashMap, time::SystemTime};
+use std::{
+    collections::{HashMap, HashSet},
+    time::SystemTime,
+};
 
-use herd_detect::{DetectConfig, DetectError, Detector, Observation, WindowReport};
+use herd_detect::{Detail, DetectConfig, DetectError, Detector, Observation, WindowReport};
 use herd_proto::herd::v1 as pb;
 
 use crate::nodes::NodeBook;
@@ -28,6 +31,8 @@ pub fn comparable(domain: &str) -> bool {
 /// One comparison's result in one round.
 pub struct Round {
     pub kind: pb::FindingKind,
+    /// Scores and findings; each feature's comparison only for the entities the round was
+    /// asked to explain.
     pub report: WindowReport,
 }
 
@@ -38,6 +43,11 @@ pub struct Comparisons {
     replicas: Option<Detector>,
     workloads: Option<Detector>,
     nodes: Detector,
+    /// The last round's observations of each comparison, rewritten in place by the next
+    /// round: the same containers come every window, so their strings and vectors are
+    /// reused rather than allocated again.
+    replica_observations: Vec<Observation>,
+    workload_observations: Vec<Observation>,
 }
 
 impl Comparisons {
@@ -62,6 +72,8 @@ impl Comparisons {
             replicas: None,
             workloads: None,
             nodes,
+            replica_observations: Vec::new(),
+            workload_observations: Vec::new(),
         })
     }
 
@@ -70,12 +82,15 @@ impl Comparisons {
     }
 
     /// One round over the live nodes' latest summaries. `open_domains` names, per node, the
-    /// domains with an open finding of any kind there.
+    /// domains with an open finding of any kind there; `explain` the entities whose every
+    /// comparison the reports should carry (a cluster's worth of them would be most of a
+    /// round's cost).
     pub fn run(
         &mut self,
         at: SystemTime,
         book: &NodeBook,
-        open_domains: &HashMap<String, std::collections::HashSet<String>>,
+        open_domains: &HashMap<String, HashSet<String>>,
+        explain: &HashSet<String>,
     ) -> Result<Vec<Round>, DetectError> {
         let mut rounds = Vec::new();
         if self.replicas.is_none()
@@ -99,9 +114,14 @@ impl Comparisons {
         // Nodes are compared with each other, never with their own past: with fewer nodes
         // than peers a comparison needs, there is nothing to compare them with.
         let enough_nodes = book.live().count() >= self.config.min_peers;
+        let detail = Detail::Only(explain);
         // The replicas and the workloads are independent and the largest part of a round
         // (150,000 containers and as many workloads on nodes at the top): one thread each.
         let features = &self.features;
+        let (replica_observations, workload_observations) = (
+            &mut self.replica_observations,
+            &mut self.workload_observations,
+        );
         let (replicas, workloads) = std::thread::scope(|scope| {
             let workloads = self
                 .workloads
@@ -109,13 +129,13 @@ impl Comparisons {
                 .filter(|_| enough_nodes)
                 .map(|detector| {
                     scope.spawn(move || {
-                        let observations = workloads::observations(book, features);
-                        detector.observe(at, &observations)
+                        workloads::observations(book, features, workload_observations);
+                        detector.observe_with(at, workload_observations, detail)
                     })
                 });
             let replicas = self.replicas.as_mut().map(|detector| {
-                let observations = replicas::observations(book, features);
-                detector.observe(at, &observations)
+                replicas::observations(book, features, replica_observations);
+                detector.observe_with(at, replica_observations, detail)
             });
             let workloads = workloads.map(|thread| {
                 thread
@@ -148,23 +168,87 @@ impl Comparisons {
     }
 }
 
+/// Where a node's values are in the comparison's feature order: its summaries name their
+/// features, and another release of the agent may have other ones or another order.
+pub enum FeatureMap {
+    /// The comparison's own order.
+    Same,
+    /// Per feature of the comparison, its place in the node's values, if it has one.
+    Places(Vec<Option<usize>>),
+}
+
+impl FeatureMap {
+    pub fn new(names: &[String], order: &[String]) -> Self {
+        if names == order {
+            return Self::Same;
+        }
+        let index: HashMap<&str, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
+        Self::Places(
+            order
+                .iter()
+                .map(|name| index.get(name.as_str()).copied())
+                .collect(),
+        )
+    }
+
+    /// A node's values in the comparison's order, into `out`; NaN is missing.
+    pub fn fill(&self, values: &[f64], out: &mut Vec<Option<f64>>) {
+        let finite = |v: f64| v.is_finite().then_some(v);
+        out.clear();
+        match self {
+            Self::Same => out.extend(values.iter().map(|v| finite(*v))),
+            Self::Places(places) => out.extend(
+                places
+                    .iter()
+                    .map(|p| p.and_then(|p| values.get(p)).and_then(|v| finite(*v))),
+            ),
+        }
+    }
+}
+
 /// A summary's values in the comparison's feature order, by name; NaN is missing.
 pub fn by_name(names: &[String], order: &[String], values: &[f64]) -> Vec<Option<f64>> {
-    if names == order {
-        return values.iter().map(|v| v.is_finite().then_some(*v)).collect();
+    let mut out = Vec::with_capacity(order.len());
+    FeatureMap::new(names, order).fill(values, &mut out);
+    out
+}
+
+/// Rewrites `slot` as `value`, reusing its allocation.
+fn set(slot: &mut String, value: &str) {
+    if slot != value {
+        slot.clear();
+        slot.push_str(value);
     }
-    let index: HashMap<&str, usize> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.as_str(), i))
-        .collect();
-    order
-        .iter()
-        .map(|name| {
-            let v = *values.get(*index.get(name.as_str())?)?;
-            v.is_finite().then_some(v)
-        })
-        .collect()
+}
+
+/// Rewrites `slot` as `value`, `None` when it is empty, reusing its allocation.
+fn set_nonempty(slot: &mut Option<String>, value: &str) {
+    match slot {
+        _ if value.is_empty() => *slot = None,
+        Some(s) => set(s, value),
+        None => *slot = Some(value.to_owned()),
+    }
+}
+
+/// The `n`th observation of `out`, added empty when `out` is shorter.
+fn slot(out: &mut Vec<Observation>, n: usize) -> &mut Observation {
+    if n == out.len() {
+        out.push(Observation {
+            subject: herd_detect::Subject {
+                entity: String::new(),
+                pod: None,
+                namespace: None,
+                domain: String::new(),
+                node: String::new(),
+            },
+            values: Vec::new(),
+        });
+    }
+    &mut out[n]
 }
 
 #[cfg(test)]

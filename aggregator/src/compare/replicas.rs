@@ -1,33 +1,38 @@
 //! Each container, as an observation of its domain across the cluster.
 
-use herd_detect::{Observation, Subject};
+use std::collections::HashSet;
+
+use herd_detect::Observation;
 
 use crate::{
-    compare::{by_name, comparable},
+    compare::{FeatureMap, comparable, set, set_nonempty, slot},
     nodes::NodeBook,
 };
 
-pub fn observations(book: &NodeBook, order: &[String]) -> Vec<Observation> {
-    let mut seen = std::collections::HashSet::new();
-    book.live()
-        .flat_map(|(node, entry)| {
-            let names = &entry.summary.features;
-            entry.summary.containers.iter().filter_map(move |c| {
-                let container = c.container.as_ref()?;
-                comparable(&container.domain).then(|| Observation {
-                    subject: Subject {
-                        entity: container.id.clone(),
-                        pod: (!container.pod.is_empty()).then(|| container.pod.clone()),
-                        namespace: (!container.namespace.is_empty())
-                            .then(|| container.namespace.clone()),
-                        domain: container.domain.clone(),
-                        node: node.clone(),
-                    },
-                    values: by_name(names, order, &c.values),
-                })
-            })
-        })
-        // A container reported by two nodes (a misconfigured agent) counts once.
-        .filter(|o| seen.insert(o.subject.entity.clone()))
-        .collect()
+/// Every live node's containers into `out`, in place of last round's.
+pub fn observations(book: &NodeBook, order: &[String], out: &mut Vec<Observation>) {
+    let mut seen = HashSet::with_capacity(out.len());
+    let mut n = 0;
+    for (node, entry) in book.live() {
+        let map = FeatureMap::new(&entry.summary.features, order);
+        for c in &entry.summary.containers {
+            let Some(container) = c.container.as_ref() else {
+                continue;
+            };
+            // A container reported by two nodes (a misconfigured agent) counts once.
+            if !comparable(&container.domain) || !seen.insert(container.id.as_str()) {
+                continue;
+            }
+            let obs = slot(out, n);
+            n += 1;
+            let subject = &mut obs.subject;
+            set(&mut subject.entity, &container.id);
+            set_nonempty(&mut subject.pod, &container.pod);
+            set_nonempty(&mut subject.namespace, &container.namespace);
+            set(&mut subject.domain, &container.domain);
+            set(&mut subject.node, node);
+            map.fill(&c.values, &mut obs.values);
+        }
+    }
+    out.truncate(n);
 }

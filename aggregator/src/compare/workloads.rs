@@ -1,10 +1,12 @@
 //! Each domain's median on each node, as an observation of the domain across nodes: the node
 //! where a whole workload runs differently stands out.
 
-use herd_detect::{Observation, Subject};
+use std::fmt::Write as _;
+
+use herd_detect::Observation;
 
 use crate::{
-    compare::{by_name, comparable},
+    compare::{FeatureMap, comparable, set, slot},
     nodes::NodeBook,
 };
 
@@ -13,25 +15,31 @@ pub fn entity(node: &str, domain: &str) -> String {
     format!("{node} {domain}")
 }
 
-pub fn observations(book: &NodeBook, order: &[String]) -> Vec<Observation> {
-    book.live()
-        .flat_map(|(node, entry)| {
-            let names = &entry.summary.features;
-            entry
-                .summary
-                .domains
-                .iter()
-                .filter(|d| comparable(&d.domain))
-                .map(move |d| Observation {
-                    subject: Subject {
-                        entity: entity(node, &d.domain),
-                        pod: None,
-                        namespace: d.domain.split('/').next().map(str::to_owned),
-                        domain: d.domain.clone(),
-                        node: node.clone(),
-                    },
-                    values: by_name(names, order, &d.medians),
-                })
-        })
-        .collect()
+/// Every live node's domains into `out`, in place of last round's.
+pub fn observations(book: &NodeBook, order: &[String], out: &mut Vec<Observation>) {
+    let mut n = 0;
+    for (node, entry) in book.live() {
+        let map = FeatureMap::new(&entry.summary.features, order);
+        for d in entry
+            .summary
+            .domains
+            .iter()
+            .filter(|d| comparable(&d.domain))
+        {
+            let obs = slot(out, n);
+            n += 1;
+            let subject = &mut obs.subject;
+            subject.entity.clear();
+            let _ = write!(subject.entity, "{node} {}", d.domain);
+            let namespace = d.domain.split('/').next().unwrap_or_default();
+            match &mut subject.namespace {
+                Some(s) => set(s, namespace),
+                None => subject.namespace = Some(namespace.to_owned()),
+            }
+            set(&mut subject.domain, &d.domain);
+            set(&mut subject.node, node);
+            map.fill(&d.medians, &mut obs.values);
+        }
+    }
+    out.truncate(n);
 }
