@@ -591,8 +591,8 @@ impl SharedAggregator {
 
     /// Takes a node's summary, refusing it at once when it is not whole; the aggregator
     /// has it from its next [`lock`](Self::lock) on, in the order summaries came.
-    pub fn ingest(&self, summary: pb::NodeSummary, now: SystemTime) -> Result<(), IngestError> {
-        let checked = crate::nodes::check(&summary);
+    pub fn ingest(&self, mut summary: pb::NodeSummary, now: SystemTime) -> Result<(), IngestError> {
+        let checked = crate::nodes::prepare(&mut summary);
         let mut inbox = self
             .inbox
             .lock()
@@ -618,8 +618,8 @@ impl SharedAggregator {
         );
         aggregator.refused += inbox.refused;
         for (summary, at) in inbox.summaries {
-            // Checked on the way in: this cannot refuse it.
-            let _ = aggregator.nodes.ingest(summary, at);
+            // Checked on the way in.
+            aggregator.nodes.take(summary, at);
         }
         aggregator
     }

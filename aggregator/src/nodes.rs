@@ -49,8 +49,18 @@ pub struct Silence {
 
 impl NodeBook {
     /// Takes a node's latest summary, after checking that it is whole.
-    pub fn ingest(&mut self, summary: pb::NodeSummary, now: SystemTime) -> Result<(), IngestError> {
-        check(&summary)?;
+    pub fn ingest(
+        &mut self,
+        mut summary: pb::NodeSummary,
+        now: SystemTime,
+    ) -> Result<(), IngestError> {
+        prepare(&mut summary)?;
+        self.take(summary, now);
+        Ok(())
+    }
+
+    /// Takes a summary that [`prepare`] accepted.
+    pub(crate) fn take(&mut self, summary: pb::NodeSummary, now: SystemTime) {
         self.received += 1;
         let node = summary.node.clone();
         match self.nodes.get_mut(&node) {
@@ -77,7 +87,6 @@ impl NodeBook {
                 );
             }
         }
-        Ok(())
     }
 
     /// Marks nodes unheard of for `expiry` as silent, and those heard again as back.
@@ -119,8 +128,19 @@ impl NodeBook {
     }
 }
 
+/// Checks that a summary is whole, and sets aside what the aggregator does not keep: each
+/// container's drivers on its node (three features with their statistics, a sixth of a
+/// summary's memory), which nothing here reads; its findings carry their own.
+pub(crate) fn prepare(summary: &mut pb::NodeSummary) -> Result<(), IngestError> {
+    check(summary)?;
+    for c in &mut summary.containers {
+        c.drivers = Vec::new();
+    }
+    Ok(())
+}
+
 /// Whether a summary is whole: a node name, valid sizes, values that match its features.
-pub(crate) fn check(s: &pb::NodeSummary) -> Result<(), IngestError> {
+fn check(s: &pb::NodeSummary) -> Result<(), IngestError> {
     if s.node.is_empty() {
         return Err(IngestError::NoNode);
     }
