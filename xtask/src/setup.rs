@@ -14,12 +14,15 @@ const BUILD_PACKAGES: &[&str] = &[
     "libzstd-dev",
     "zlib1g-dev",
 ];
+/// Debian packages the unit tests run: the TLS tests make their certificates with `openssl`.
+const TEST_PACKAGES: &[&str] = &["openssl"];
 /// The bpf-linker release that matches the aya 0.14 family and LLVM 22.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const NIGHTLY: &str = "nightly";
 
 pub fn run() -> anyhow::Result<()> {
     herd_tests::lab::ensure_packages(BUILD_PACKAGES)?;
+    herd_tests::lab::ensure_packages(TEST_PACKAGES)?;
     rust_src()?;
     bpf_linker()?;
     kubectl()?;
