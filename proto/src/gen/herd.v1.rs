@@ -1277,9 +1277,17 @@ pub struct NodeSummary {
     #[prost(uint64, tag = "10")]
     pub sequence: u64,
 }
+/// A container's identity (Container's id, pod, namespace, name, image, domain, cgroup, node
+/// and pod_uid) goes once per PushSummaries stream: in the stream's first summary, and again
+/// only in the summary where it changed or the container is new. In every other summary the
+/// container is named by `id` alone, and the aggregator takes the rest of its identity from
+/// earlier on the same stream; a new stream (a reconnect, a restarted aggregator) starts
+/// over with every identity. A container left out of a summary is gone. Agents before `id`
+/// send every identity every window, which stays valid.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ContainerSummary {
-    /// Identity: id, pod, namespace, name, image, domain, node.
+    /// Identity: id, pod, namespace, name, image, domain, node. Left out when this stream
+    /// already carried it unchanged.
     #[prost(message, optional, tag = "1")]
     pub container: ::core::option::Option<Container>,
     /// One value per feature in NodeSummary.features; NaN where the feature is missing.
@@ -1291,6 +1299,17 @@ pub struct ContainerSummary {
     /// The features that drove its score, strongest first.
     #[prost(message, repeated, tag = "4")]
     pub drivers: ::prost::alloc::vec::Vec<FeatureScore>,
+    /// The container's id, in every summary: with `container` left out, all that names it.
+    #[prost(string, tag = "5")]
+    pub id: ::prost::alloc::string::String,
+    /// What changes each window and is otherwise in `container`: its age, whether its score
+    /// is from a scored window, and whether it has an open finding. Set with `id`.
+    #[prost(message, optional, tag = "6")]
+    pub age: ::core::option::Option<::prost_types::Duration>,
+    #[prost(bool, tag = "7")]
+    pub scored: bool,
+    #[prost(bool, tag = "8")]
+    pub flagged: bool,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct DomainSummary {
