@@ -11,6 +11,7 @@
 mod alarm;
 mod config;
 mod error;
+pub mod evaluate;
 mod finding;
 pub mod floors;
 mod history;
