@@ -1,7 +1,10 @@
 //! Findings on disk, so that open findings and the last day of closed ones survive a crash
 //! and a restart. redb: one file, copy-on-write B-trees, each commit durable.
 
-use std::path::{Path, PathBuf};
+use std::{
+    os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+};
 
 use herd_proto::herd::v1 as pb;
 use prost::Message as _;
@@ -43,11 +46,15 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store in `dir`, and returns what it holds.
     pub fn open(dir: &Path) -> Result<(Self, Vec<pb::Finding>), StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+        private_dir(dir).map_err(|source| StoreError::Dir {
             path: dir.to_owned(),
             source,
         })?;
         let path = dir.join(FILE);
+        private_file(&path).map_err(|source| StoreError::Dir {
+            path: path.clone(),
+            source,
+        })?;
         let err = |source: redb::Error| StoreError::Db {
             path: path.clone(),
             source,
@@ -98,6 +105,33 @@ impl Store {
     }
 }
 
+/// The data directory, made or kept mode 0700: the findings name every pod of the cluster.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    // One made before becomes private too. A volume's mount point that is not ours (a
+    // Kubernetes fsGroup volume: root's, group-writable) stays as it is; the store file in it
+    // is private all the same.
+    match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => Ok(()),
+        other => other,
+    }
+}
+
+/// The store's file, made mode 0600 before redb opens it (redb takes an empty file as a new
+/// store), so that it is never readable by others, not even for an instant.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +160,25 @@ mod tests {
         }
         let (_, found) = Store::open(dir.path()).unwrap();
         assert_eq!(found, [finding("b")]);
+    }
+
+    #[test]
+    fn the_data_dir_and_the_store_are_the_owners_alone() {
+        let parent = tempfile::tempdir().unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let made = parent.path().join("new/data");
+        Store::open(&made).unwrap();
+        assert_eq!(mode(&made), 0o700);
+        assert_eq!(mode(&made.join(FILE)), 0o600);
+
+        // Left open to all by an older version or by hand: closed at the next start.
+        let old = parent.path().join("old");
+        std::fs::create_dir(&old).unwrap();
+        std::fs::write(old.join(FILE), "").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(old.join(FILE), std::fs::Permissions::from_mode(0o666)).unwrap();
+        Store::open(&old).unwrap();
+        assert_eq!(mode(&old), 0o700);
+        assert_eq!(mode(&old.join(FILE)), 0o600);
     }
 }
