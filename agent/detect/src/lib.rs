@@ -20,6 +20,7 @@ mod score;
 mod stats;
 
 use std::collections::{HashMap, HashSet};
+pub mod synthetic;
 use std::time::SystemTime;
 
 use tracing::debug;
