@@ -8,9 +8,10 @@
 //! - `api`: a canary running another build (another mix of CPU, memory and syscalls), and
 //!   a rolling restart of every replica, one by one, half-way;
 //! - `batch`: bursts of CPU and disk work that every replica does at once;
-//! - `cache`: an even domain, the control;
-//! and a daily ramp, compressed into `ramp_windows`, that every domain follows. Every value
-//! has noise and, now and then, a one-window spike.
+//! - `cache`: an even domain, the control.
+//!
+//! Every domain follows a daily ramp, compressed into `ramp_windows`. Every value has noise
+//! and, now and then, a one-window spike.
 //!
 //! Faults go into one replica at a time at known windows; [`Dataset::labels`] say which
 //! container-windows they cover. No I/O, no clock: the same seed gives the same fleet.
@@ -247,7 +248,7 @@ pub fn generate(spec: &FleetSpec) -> Dataset {
                     values[MEMORY] *= memory_growth[i];
                 }
                 Some(FaultKind::ErrorBurst) => values[FAILURES] += 300.0 + 200.0 * rng.unit(),
-                Some(FaultKind::ForkStorm) => values[PIDS] = 60.0 + values[PIDS],
+                Some(FaultKind::ForkStorm) => values[PIDS] += 60.0,
                 Some(FaultKind::IoStorm) => values[DISK] = values[DISK] * 20.0 + 50e6,
                 None => memory_growth[i] = 1.0,
             }
