@@ -17,6 +17,7 @@ use herd_proto::herd::v1 as pb;
 use crate::{
     compare::{Comparisons, NODE_FEATURES, comparable, workload_entity},
     findings::{BookLimits, FindingBook},
+    identities::{Identities, StreamIdentities},
     matrix,
     nodes::{IngestError, NodeBook},
     store::Store,
@@ -304,8 +305,7 @@ impl Aggregator {
         }
         self.nodes
             .live()
-            .flat_map(|(_, e)| e.summary.containers.iter())
-            .filter_map(|c| c.container.as_ref())
+            .flat_map(|(_, e)| e.identities.values())
             .filter(|c| ids.contains(c.id.as_str()))
             .map(|c| (c.id.clone(), (c.name.clone(), c.image.clone())))
             .collect()
@@ -453,9 +453,9 @@ impl Aggregator {
         let mut at = None;
         for (node, entry) in self.nodes.live() {
             let summary = &entry.summary;
-            for c in &summary.containers {
-                if let Some(container) = c.container.as_ref().filter(|c| c.domain == name) {
-                    members.push(container.clone());
+            for (identity, c) in entry.containers() {
+                if identity.domain == name {
+                    members.push(crate::identities::container(identity, c));
                     rows.push(
                         crate::compare::by_name(&summary.features, features, &c.values)
                             .into_iter()
@@ -577,7 +577,7 @@ pub struct SharedAggregator {
 /// Summaries checked and waiting for the aggregator's next lock, and those refused.
 #[derive(Default)]
 struct Inbox {
-    summaries: Vec<(pb::NodeSummary, SystemTime)>,
+    summaries: Vec<(pb::NodeSummary, Arc<Identities>, SystemTime)>,
     refused: u64,
 }
 
@@ -589,19 +589,36 @@ impl SharedAggregator {
         }
     }
 
-    /// Takes a node's summary, refusing it at once when it is not whole; the aggregator
-    /// has it from its next [`lock`](Self::lock) on, in the order summaries came.
-    pub fn ingest(&self, mut summary: pb::NodeSummary, now: SystemTime) -> Result<(), IngestError> {
-        let checked = crate::nodes::prepare(&mut summary);
+    /// Takes a node's summary with every container's identity in it, refusing it at once
+    /// when it is not whole; the aggregator has it from its next [`lock`](Self::lock) on,
+    /// in the order summaries came.
+    pub fn ingest(&self, summary: pb::NodeSummary, now: SystemTime) -> Result<(), IngestError> {
+        self.ingest_from(&mut StreamIdentities::default(), summary, now)
+    }
+
+    /// Takes the next summary of a node's `stream`, whose containers' identities may have
+    /// come in the stream's earlier summaries.
+    pub fn ingest_from(
+        &self,
+        stream: &mut StreamIdentities,
+        mut summary: pb::NodeSummary,
+        now: SystemTime,
+    ) -> Result<(), IngestError> {
+        let checked = crate::nodes::prepare(&mut summary, stream);
         let mut inbox = self
             .inbox
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match checked {
-            Ok(()) => inbox.summaries.push((summary, now)),
-            Err(_) => inbox.refused += 1,
+            Ok(identities) => {
+                inbox.summaries.push((summary, identities, now));
+                Ok(())
+            }
+            Err(err) => {
+                inbox.refused += 1;
+                Err(err)
+            }
         }
-        checked
     }
 
     /// The aggregator, with every summary taken so far.
@@ -617,9 +634,9 @@ impl SharedAggregator {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         aggregator.refused += inbox.refused;
-        for (summary, at) in inbox.summaries {
+        for (summary, identities, at) in inbox.summaries {
             // Checked on the way in.
-            aggregator.nodes.take(summary, at);
+            aggregator.nodes.take(summary, identities, at);
         }
         aggregator
     }

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod compare;
 pub mod export;
 pub mod findings;
+pub mod identities;
 pub mod matrix;
 pub mod metrics;
 pub mod nodes;

@@ -3,12 +3,15 @@
 
 use std::{
     collections::BTreeMap,
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
 use herd_detect::proto::from_timestamp;
 use herd_proto::herd::v1 as pb;
 use thiserror::Error;
+
+use crate::identities::{Identities, StreamIdentities};
 
 /// What a summary may hold: far above a real node, low enough to bound memory.
 pub const MAX_CONTAINERS: usize = 2_000;
@@ -25,7 +28,10 @@ pub enum IngestError {
 
 #[derive(Debug, Clone)]
 pub struct NodeEntry {
+    /// Its containers named by id, without their identities: those are in `identities`.
     pub summary: pb::NodeSummary,
+    /// Its containers' identities, as its stream carried them.
+    pub identities: Arc<Identities>,
     pub last_seen: SystemTime,
     pub received: u64,
     /// Summaries its sequence numbers say never arrived.
@@ -47,20 +53,36 @@ pub struct Silence {
     pub back: Vec<String>,
 }
 
+impl NodeEntry {
+    /// Each of its containers with its identity.
+    pub fn containers(&self) -> impl Iterator<Item = (&pb::Container, &pb::ContainerSummary)> {
+        self.summary
+            .containers
+            .iter()
+            .filter_map(|c| Some((self.identities.get(&c.id)?, c)))
+    }
+}
+
 impl NodeBook {
-    /// Takes a node's latest summary, after checking that it is whole.
+    /// Takes a node's latest summary with every container's identity in it, after checking
+    /// that it is whole.
     pub fn ingest(
         &mut self,
         mut summary: pb::NodeSummary,
         now: SystemTime,
     ) -> Result<(), IngestError> {
-        prepare(&mut summary)?;
-        self.take(summary, now);
+        let identities = prepare(&mut summary, &mut StreamIdentities::default())?;
+        self.take(summary, identities, now);
         Ok(())
     }
 
-    /// Takes a summary that [`prepare`] accepted.
-    pub(crate) fn take(&mut self, summary: pb::NodeSummary, now: SystemTime) {
+    /// Takes a summary that [`prepare`] accepted, with the identities it resolved.
+    pub(crate) fn take(
+        &mut self,
+        summary: pb::NodeSummary,
+        identities: Arc<Identities>,
+        now: SystemTime,
+    ) {
         self.received += 1;
         let node = summary.node.clone();
         match self.nodes.get_mut(&node) {
@@ -71,6 +93,7 @@ impl NodeBook {
                     entry.lost += summary.sequence - expected;
                 }
                 entry.summary = summary;
+                entry.identities = identities;
                 entry.last_seen = now;
                 entry.received += 1;
             }
@@ -79,6 +102,7 @@ impl NodeBook {
                     node,
                     NodeEntry {
                         summary,
+                        identities,
                         last_seen: now,
                         received: 1,
                         lost: 0,
@@ -128,15 +152,20 @@ impl NodeBook {
     }
 }
 
-/// Checks that a summary is whole, and sets aside what the aggregator does not keep: each
-/// container's drivers on its node (three features with their statistics, a sixth of a
-/// summary's memory), which nothing here reads; its findings carry their own.
-pub(crate) fn prepare(summary: &mut pb::NodeSummary) -> Result<(), IngestError> {
+/// Checks that a summary is whole, resolves its containers' identities on its `stream`,
+/// and sets aside what the aggregator does not keep: each container's drivers on its node
+/// (three features with their statistics, a sixth of a summary's memory), which nothing here
+/// reads; its findings carry their own.
+pub(crate) fn prepare(
+    summary: &mut pb::NodeSummary,
+    stream: &mut StreamIdentities,
+) -> Result<Arc<Identities>, IngestError> {
     check(summary)?;
+    let identities = stream.resolve(summary)?;
     for c in &mut summary.containers {
         c.drivers = Vec::new();
     }
-    Ok(())
+    Ok(identities)
 }
 
 /// Whether a summary is whole: a node name, valid sizes, values that match its features.
@@ -168,8 +197,11 @@ fn check(s: &pb::NodeSummary) -> Result<(), IngestError> {
     }
     let features = s.features.len();
     for c in &s.containers {
-        let id = c.container.as_ref().map_or("", |c| c.id.as_str());
-        if id.is_empty() || id.len() > MAX_NAME {
+        let id = c
+            .container
+            .as_ref()
+            .map_or(c.id.as_str(), |c| c.id.as_str());
+        if id.is_empty() || id.len() > MAX_NAME || (!c.id.is_empty() && c.id != id) {
             return Err(invalid("a container without a valid id".into()));
         }
         if c.values.len() != features {

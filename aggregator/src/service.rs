@@ -13,7 +13,7 @@ use herd_proto::{
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
-use crate::cluster::SharedAggregator;
+use crate::{cluster::SharedAggregator, identities::StreamIdentities};
 
 /// Largest summary taken: a node of 2,000 containers with every feature fits well inside.
 pub const MAX_SUMMARY_BYTES: usize = 8 * 1024 * 1024;
@@ -39,12 +39,17 @@ impl AggregatorService for ClusterApi {
         let mut summaries = request.into_inner();
         let mut received = 0u64;
         let mut node = String::new();
+        // The identities this stream carried: a new stream starts with none.
+        let mut identities = StreamIdentities::default();
         while let Some(summary) = summaries.message().await? {
             if node != summary.node {
                 node.clone_from(&summary.node);
                 info!(%node, ?peer, "a node reports");
             }
-            if let Err(err) = self.aggregator.ingest(summary, SystemTime::now()) {
+            if let Err(err) =
+                self.aggregator
+                    .ingest_from(&mut identities, summary, SystemTime::now())
+            {
                 warn!(%err, ?peer, "refused a summary");
                 return Err(Status::invalid_argument(err.to_string()));
             }

@@ -15,10 +15,7 @@ pub fn observations(book: &NodeBook, order: &[String], out: &mut Vec<Observation
     let mut n = 0;
     for (node, entry) in book.live() {
         let map = FeatureMap::new(&entry.summary.features, order);
-        for c in &entry.summary.containers {
-            let Some(container) = c.container.as_ref() else {
-                continue;
-            };
+        for (container, c) in entry.containers() {
             // A container reported by two nodes (a misconfigured agent) counts once.
             if !comparable(&container.domain) || !seen.insert(container.id.as_str()) {
                 continue;
