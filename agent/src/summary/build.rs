@@ -1,4 +1,5 @@
-//! One window of the node as a `herd.v1.NodeSummary`: each judged container's identity,
+//! One window of the node as a `herd.v1.NodeSummary`: each judged container's identity
+//! (which the sender leaves out where its stream already carried it, see `identities`),
 //! named features, score and drivers; the node's open findings; each domain's statistics;
 //! the agent's health.
 
@@ -76,6 +77,7 @@ impl SummaryBuilder {
                 drivers.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
                 drivers.truncate(DRIVERS);
                 let pod = c.pod.as_ref();
+                let age = Some(duration(c.age(at)));
                 Some(pb::ContainerSummary {
                     container: Some(pb::Container {
                         id: c.id.clone(),
@@ -85,7 +87,7 @@ impl SummaryBuilder {
                         image: c.image.clone().unwrap_or_default(),
                         domain: obs.subject.domain.clone(),
                         cgroup: c.cgroup.display().to_string(),
-                        age: Some(duration(c.age(at))),
+                        age,
                         judged: true,
                         score: scored.map_or(0.0, |s| s.score),
                         flagged: scored.is_some_and(|s| s.flagged),
@@ -96,6 +98,10 @@ impl SummaryBuilder {
                     values: obs.values.iter().map(|v| v.unwrap_or(f64::NAN)).collect(),
                     score: scored.map_or(0.0, |s| s.score),
                     drivers,
+                    id: c.id.clone(),
+                    age,
+                    scored: scored.is_some(),
+                    flagged: scored.is_some_and(|s| s.flagged),
                 })
             })
             .collect();

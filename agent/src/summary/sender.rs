@@ -25,6 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
+use super::identities::SentIdentities;
 use crate::backoff::Backoff;
 
 #[derive(Debug, Clone)]
@@ -234,6 +235,8 @@ async fn run(config: SenderConfig, target: Target, outbox: Arc<Mutex<Outbox>>, r
                 continue;
             }
         };
+        // Each identity once per stream: this new one starts with none carried.
+        let mut identities = SentIdentities::default();
         let (tx, rx) = mpsc::channel(1);
         let mut client = AggregatorServiceClient::new(channel);
         let call = client.push_summaries(ReceiverStream::new(rx));
@@ -244,16 +247,18 @@ async fn run(config: SenderConfig, target: Target, outbox: Arc<Mutex<Outbox>>, r
                 .unwrap_or_else(|e| e.into_inner())
                 .queue
                 .pop_front();
-            let Some(summary) = next else {
+            let Some(mut summary) = next else {
                 tokio::select! {
                     result = &mut call => break result.map(|r| r.into_inner().received),
                     () = ready.notified() => continue,
                 }
             };
+            identities.elide(&mut summary);
             tokio::select! {
                 result = &mut call => break result.map(|r| r.into_inner().received),
                 sent = tx.send(summary) => {
-                    if let Err(mpsc::error::SendError(summary)) = sent {
+                    if let Err(mpsc::error::SendError(mut summary)) = sent {
+                        identities.restore(&mut summary);
                         outbox.lock().unwrap_or_else(|e| e.into_inner()).queue.push_front(summary);
                         continue;
                     }
