@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 pub mod agent;
+pub mod aggregator;
 pub mod certs;
 pub mod cgroup;
 pub mod eval;

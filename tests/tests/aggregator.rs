@@ -8,14 +8,14 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use herd_proto::herd::v1::{self as pb, cluster_service_client::ClusterServiceClient};
 use herd_tests::{
     agent::AgentProcess,
+    aggregator::{AggregatorProcess, eventually},
     built_binary,
     export::{self, free_port},
     lab::{self, Lab, LabSpec},
@@ -34,78 +34,43 @@ fn the_aggregator_finds_the_stray_and_keeps_it_through_a_crash() -> anyhow::Resu
     lab::run_test(scenario())
 }
 
-/// A `herd-aggregator` process on a store directory, killed when dropped.
-struct AggregatorProcess {
-    child: Child,
-    socket: PathBuf,
+/// The aggregator of this test: on TCP loopback in plain text, with its metrics.
+struct Aggregator {
+    process: AggregatorProcess,
     metrics_port: u16,
 }
 
-impl AggregatorProcess {
+impl Aggregator {
     async fn start(dir: &Path, port: u16) -> anyhow::Result<Self> {
-        let socket = dir.join("aggregator.sock");
         let metrics_port = free_port()?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("aggregator.log"))?;
-        let child = Command::new(built_binary("herd-aggregator")?)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args([
-                "--window",
-                "2s",
-                "--node-expiry",
-                &format!("{EXPIRY_SECS}s"),
-            ])
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--insecure"])
-            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--duration", "10m"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("starting herd-aggregator")?;
-        let aggregator = Self {
-            child,
-            socket,
+        let process = AggregatorProcess::start(
+            None,
+            dir,
+            &[
+                "--window".to_owned(),
+                "2s".to_owned(),
+                "--node-expiry".to_owned(),
+                format!("{EXPIRY_SECS}s"),
+                "--listen".to_owned(),
+                format!("127.0.0.1:{port}"),
+                "--insecure".to_owned(),
+                "--metrics-listen".to_owned(),
+                format!("127.0.0.1:{metrics_port}"),
+                "--duration".to_owned(),
+                "10m".to_owned(),
+            ],
+        )
+        .await?;
+        Ok(Self {
+            process,
             metrics_port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while aggregator.client().await.is_err() {
-            ensure!(
-                Instant::now() < deadline,
-                "the aggregator did not come up in 20 s"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        Ok(aggregator)
-    }
-
-    async fn client(&self) -> anyhow::Result<ClusterServiceClient<Channel>> {
-        Ok(ClusterServiceClient::new(
-            herd_proto::uds::connect(&self.socket).await?,
-        ))
-    }
-
-    fn kill(&mut self) -> anyhow::Result<()> {
-        self.child.kill()?;
-        self.child.wait()?;
-        Ok(())
-    }
-}
-
-impl Drop for AggregatorProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        })
     }
 }
 
 /// The aggregator's /metrics passes `promtool check metrics` and shows the node, what it
 /// sent, and the open findings by kind, the cluster's own among them.
-async fn scraped(aggregator: &AggregatorProcess, dir: &Path) -> anyhow::Result<()> {
+async fn scraped(aggregator: &Aggregator, dir: &Path) -> anyhow::Result<()> {
     // The findings are counted after the round that follows them.
     eventually(
         Duration::from_secs(10),
@@ -156,24 +121,6 @@ async fn open_findings(
         .findings)
 }
 
-/// Polls `check` every second until it gives a value or `within` runs out.
-async fn eventually<T>(
-    within: Duration,
-    what: &str,
-    mut check: impl AsyncFnMut() -> anyhow::Result<Option<T>>,
-) -> anyhow::Result<T> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        if Instant::now() > deadline {
-            bail!("{what}: not within {within:?}");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
 async fn scenario() -> anyhow::Result<()> {
     let spec = LabSpec::new().workload(stray::web_with_cpu_hog(
         FAULTY_REPLICA,
@@ -186,7 +133,7 @@ async fn scenario() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let port = free_port()?;
-    let mut aggregator = AggregatorProcess::start(&dir, port).await?;
+    let mut aggregator = Aggregator::start(&dir, port).await?;
     let socket = lab.socket();
     let agent = AgentProcess::start(
         &built_binary("herd-agent")?,
@@ -223,13 +170,13 @@ async fn scenario() -> anyhow::Result<()> {
 }
 
 async fn checks(
-    aggregator: &mut AggregatorProcess,
+    aggregator: &mut Aggregator,
     agent: AgentProcess,
     dir: &Path,
     port: u16,
     faulty: &str,
 ) -> anyhow::Result<()> {
-    let mut client = aggregator.client().await?;
+    let mut client = aggregator.process.client().await?;
     // Both the node's finding (passed through) and the aggregator's own.
     let (node_finding, replica) = eventually(
         Duration::from_secs(FAULT_AFTER_SECS + 60),
@@ -259,11 +206,11 @@ async fn checks(
 
     // The aggregator dies; the agent keeps its last few summaries and no more.
     let rss_before = agent.rss_kib().context("the agent's RSS")?;
-    aggregator.kill()?;
+    aggregator.process.kill()?;
     tokio::time::sleep(Duration::from_secs(20)).await;
     let rss_away = agent.rss_kib().context("the agent's RSS")?;
-    *aggregator = AggregatorProcess::start(dir, port).await?;
-    let mut client = aggregator.client().await?;
+    *aggregator = Aggregator::start(dir, port).await?;
+    let mut client = aggregator.process.client().await?;
     let restored = open_findings(&mut client).await?;
     ensure!(
         restored.iter().any(|f| f.id == replica.id)

@@ -3,14 +3,11 @@
 //! cgroups, when its aggregator dies (killed with SIGKILL), and when the aggregator is back;
 //! however many windows and polls fail in between. Root only; no lab.
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, ensure};
 use herd_tests::{
+    aggregator::AggregatorProcess,
     built_binary,
     export::{self, field, journal_entries},
     lab, require_root,
@@ -23,18 +20,25 @@ const AGENT_SECS: u64 = 36;
 fn the_agents_life_is_in_the_journal_once_each() -> anyhow::Result<()> {
     require_root();
     lab::install::ensure(export::PACKAGES)?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(scenario())
+}
+
+async fn scenario() -> anyhow::Result<()> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/herd-journal-life-test");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let socket = dir.join("aggregator.sock");
+    let aggregator_args = ["--window", "1s", "--duration", "2m"];
 
-    let mut aggregator = Aggregator::start(&dir, &socket)?;
+    let mut aggregator = AggregatorProcess::start(None, &dir, &aggregator_args).await?;
     let mut agent = export::under_private_journal(&dir, built_binary("herd-agent")?)
         .args(["--log-target", "journald", "--interval", "1s"])
         .args(["--discovery-interval", "1s"])
         .args(["--duration", &format!("{AGENT_SECS}s")])
         .arg("--aggregator")
-        .arg(format!("unix://{}", socket.display()))
+        .arg(format!("unix://{}", aggregator.socket().display()))
         .arg("--socket")
         .arg(dir.join("agent.sock"))
         // No runtime answers here: discovery goes on from cgroups.
@@ -44,11 +48,11 @@ fn the_agents_life_is_in_the_journal_once_each() -> anyhow::Result<()> {
         .context("starting the agent under a private journald")?;
 
     // Summaries flow for a while, the aggregator dies for a while, then it is back.
-    std::thread::sleep(Duration::from_secs(10));
-    aggregator.kill();
-    std::thread::sleep(Duration::from_secs(10));
-    let aggregator = Aggregator::start(&dir, &socket)?;
-    let status = agent.wait()?;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    aggregator.kill()?;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let aggregator = AggregatorProcess::start(None, &dir, &aggregator_args).await?;
+    let status = tokio::task::spawn_blocking(move || agent.wait()).await??;
     drop(aggregator);
     let stderr = std::fs::read_to_string(dir.join("agent.stderr")).unwrap_or_default();
     ensure!(
@@ -92,48 +96,4 @@ fn check(journal: &[Value]) -> anyhow::Result<()> {
         .position(|m| m.contains("the aggregator is reachable again"));
     ensure!(lost < back, "lost, then back: {messages:#?}");
     Ok(())
-}
-
-/// A `herd-aggregator` on a unix socket in the test's directory, killed when dropped.
-struct Aggregator {
-    child: Child,
-}
-
-impl Aggregator {
-    fn start(dir: &Path, socket: &Path) -> anyhow::Result<Self> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("aggregator.log"))?;
-        let child = Command::new(built_binary("herd-aggregator")?)
-            .arg("--socket")
-            .arg(socket)
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args(["--window", "1s", "--duration", "2m"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("starting herd-aggregator")?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(socket).is_err() {
-            ensure!(
-                Instant::now() < deadline,
-                "the aggregator did not come up in 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(Self { child })
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Aggregator {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }

@@ -15,14 +15,14 @@
 use std::{
     net::{SocketAddr, TcpListener},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use herd_proto::herd::v1::{self as pb, cluster_service_client::ClusterServiceClient};
 use herd_tests::{
     agent::AgentProcess,
+    aggregator::{AggregatorProcess, eventually},
     built_binary,
     certs::{Ca, Issued},
     eval::STEADY_LOAD,
@@ -125,74 +125,31 @@ fn spec() -> ClusterSpec {
     spec
 }
 
-/// A `herd-aggregator` process on a store directory, killed when dropped.
-struct AggregatorProcess {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl AggregatorProcess {
-    /// Listens on `listen` with mutual TLS: `tls` is its server certificate.
-    async fn start(dir: &Path, listen: SocketAddr, tls: &Issued) -> anyhow::Result<Self> {
-        let socket = dir.join("aggregator.sock");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("aggregator.log"))?;
-        // A changed aggregator may stand in, to see these checks fail when it is broken.
-        let program = match std::env::var_os("HERD_MULTINODE_AGGREGATOR") {
-            Some(path) => PathBuf::from(path),
-            None => built_binary("herd-aggregator")?,
-        };
-        let child = Command::new(program)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args([
-                "--window",
-                WINDOW,
-                "--node-expiry",
-                &format!("{EXPIRY_SECS}s"),
-            ])
-            .args(["--listen", &listen.to_string()])
-            .args(tls.daemon_args())
-            .args(["--duration", "15m"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("starting herd-aggregator")?;
-        let aggregator = Self { child, socket };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while aggregator.client().await.is_err() {
-            ensure!(
-                Instant::now() < deadline,
-                "the aggregator did not come up in 20 s"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        Ok(aggregator)
-    }
-
-    async fn client(&self) -> anyhow::Result<ClusterServiceClient<Channel>> {
-        Ok(ClusterServiceClient::new(
-            herd_proto::uds::connect(&self.socket).await?,
-        ))
-    }
-
-    /// SIGKILL: no chance to flush anything.
-    fn kill(&mut self) -> anyhow::Result<()> {
-        self.child.kill()?;
-        self.child.wait()?;
-        Ok(())
-    }
-}
-
-impl Drop for AggregatorProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The aggregator, listening on `listen` with mutual TLS (`tls` is its server
+/// certificate). `HERD_MULTINODE_AGGREGATOR` names a changed aggregator to stand in, to see
+/// these checks fail when it is broken.
+async fn start_aggregator(
+    dir: &Path,
+    listen: SocketAddr,
+    tls: &Issued,
+) -> anyhow::Result<AggregatorProcess> {
+    let mut args = vec![
+        "--window".to_owned(),
+        WINDOW.to_owned(),
+        "--node-expiry".to_owned(),
+        format!("{EXPIRY_SECS}s"),
+        "--listen".to_owned(),
+        listen.to_string(),
+        "--duration".to_owned(),
+        "15m".to_owned(),
+    ];
+    args.extend(tls.daemon_args());
+    AggregatorProcess::start(
+        AggregatorProcess::program_from_env("HERD_MULTINODE_AGGREGATOR"),
+        dir,
+        &args,
+    )
+    .await
 }
 
 /// The agent of `node`, in the node's network namespace, scoped to its cgroup root and
@@ -265,24 +222,6 @@ async fn nodes(client: &mut ClusterServiceClient<Channel>) -> anyhow::Result<Vec
         .await?
         .into_inner()
         .nodes)
-}
-
-/// Polls `check` every second until it gives a value or `within` runs out.
-async fn eventually<T>(
-    within: Duration,
-    what: &str,
-    mut check: impl AsyncFnMut() -> anyhow::Result<Option<T>>,
-) -> anyhow::Result<T> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        if Instant::now() > deadline {
-            bail!("{what}: not within {within:?}");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
 }
 
 /// The pod of `workload`'s replica `replica` on `node`.
@@ -375,7 +314,7 @@ async fn scenarios() -> anyhow::Result<()> {
     // certificate for the aggregator's address on the bridge, a client certificate a node.
     let ca = Ca::new(&dir.join("certs"), "herd-ca")?;
     let server = ca.server("aggregator", &[&format!("IP:{HOST_ADDRESS}")])?;
-    let mut aggregator = AggregatorProcess::start(&dir, listen, &server).await?;
+    let mut aggregator = start_aggregator(&dir, listen, &server).await?;
     let mut agents = Agents(Vec::new());
     for node in cluster.nodes() {
         let cert = ca.client(&node.name)?;
@@ -603,7 +542,7 @@ async fn checks(
         .iter()
         .map(|n| agents.get(n).rss_kib().context("an agent's RSS"))
         .collect::<anyhow::Result<_>>()?;
-    *aggregator = AggregatorProcess::start(dir, listen, tls).await?;
+    *aggregator = start_aggregator(dir, listen, tls).await?;
     let mut client = aggregator.client().await?;
     let restored = open_findings(&mut client).await?;
     for kept in [

@@ -7,17 +7,18 @@
 //! only: the agent loads eBPF.
 
 use std::{
-    net::TcpListener,
     path::Path,
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail, ensure};
 use herd_tests::{
     agent::AgentProcess,
+    aggregator::AggregatorProcess,
     built_binary,
     certs::{Ca, Issued},
+    export::free_port,
     require_root,
 };
 
@@ -30,20 +31,6 @@ fn mutual_tls_lets_the_cluster_in_and_keeps_strangers_out() -> anyhow::Result<()
         .enable_all()
         .build()?
         .block_on(scenario())
-}
-
-/// A `herd-aggregator` process, killed when dropped.
-struct Aggregator(Child);
-
-impl Drop for Aggregator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// `herd --server <server> <tls args> <command…>`, with nothing from the environment.
@@ -128,19 +115,16 @@ async fn scenario() -> anyhow::Result<()> {
 
     let aggregator_port = free_port()?;
     let aggregator_url = format!("https://127.0.0.1:{aggregator_port}");
-    let _aggregator = Aggregator(
-        Command::new(built_binary("herd-aggregator")?)
-            .args(["--socket", ""])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--window", "1s", "--duration", "5m"])
-            .args(["--listen", &format!("127.0.0.1:{aggregator_port}")])
-            .args(aggregator_cert.daemon_args())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("aggregator.log"))?)
-            .spawn()
-            .context("starting herd-aggregator")?,
-    );
+    let mut aggregator_args = vec![
+        "--window".to_owned(),
+        "1s".to_owned(),
+        "--duration".to_owned(),
+        "5m".to_owned(),
+        "--listen".to_owned(),
+        format!("127.0.0.1:{aggregator_port}"),
+    ];
+    aggregator_args.extend(aggregator_cert.daemon_args());
+    let aggregator = AggregatorProcess::start(None, dir.path(), &aggregator_args).await?;
 
     let agent_port = free_port()?;
     let mut agent_args = vec![
@@ -170,7 +154,7 @@ async fn scenario() -> anyhow::Result<()> {
     if outcome.is_err() {
         eprintln!(
             "the aggregator's log:\n{}\nthe agent's log:\n{}",
-            std::fs::read_to_string(dir.path().join("aggregator.log")).unwrap_or_default(),
+            aggregator.log_text(),
             agent.log_text()
         );
     }
