@@ -237,16 +237,12 @@ fn observations(
         .collect()
 }
 
-/// VmRSS of this process, in KiB.
+/// VmRSS of this process, in KiB (procfs reads `/proc/self/status`).
 fn rss_kib() -> u64 {
-    fs::read_to_string("/proc/self/status")
+    procfs::process::Process::myself()
+        .and_then(|me| me.status())
         .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
+        .and_then(|status| status.vmrss)
         .unwrap_or(0)
 }
 

@@ -140,13 +140,12 @@ impl Drop for FakeNode {
     }
 }
 
-/// A `/proc/<pid>/status` field in KiB.
-fn status_kib(pid: u32, name: &str) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+/// `/proc/<pid>/status`, read by procfs (memory fields in KiB); `None` once the process is gone.
+fn status(pid: u32) -> Option<procfs::process::Status> {
+    procfs::process::Process::new(i32::try_from(pid).ok()?)
+        .ok()?
+        .status()
+        .ok()
 }
 
 /// The agent beside the bench's containers, without a runtime (so that every container is
@@ -178,9 +177,9 @@ fn agent_memory_kib(agent: &Path, socket: &Path, seconds: u64) -> anyhow::Result
     let (mut steady, mut peak) = (0, 0);
     while child.try_wait()?.is_none() {
         if started.elapsed() > Duration::from_secs(seconds / 3) {
-            steady = steady.max(status_kib(pid, "VmRSS:").unwrap_or(0));
+            steady = steady.max(status(pid).and_then(|s| s.vmrss).unwrap_or(0));
         }
-        peak = peak.max(status_kib(pid, "VmHWM:").unwrap_or(0));
+        peak = peak.max(status(pid).and_then(|s| s.vmhwm).unwrap_or(0));
         thread::sleep(Duration::from_millis(200));
     }
     Ok((steady, peak))
@@ -278,12 +277,12 @@ async fn full_history(child: &mut Child, socket: &Path) -> anyhow::Result<FullHi
     let pid = child.id();
     let mut steady_kib = 0;
     for _ in 0..20 {
-        steady_kib = steady_kib.max(status_kib(pid, "VmRSS:").unwrap_or(0));
+        steady_kib = steady_kib.max(status(pid).and_then(|s| s.vmrss).unwrap_or(0));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(FullHistory {
         steady_kib,
-        peak_kib: status_kib(pid, "VmHWM:").unwrap_or(0),
+        peak_kib: status(pid).and_then(|s| s.vmhwm).unwrap_or(0),
         windows,
         explained,
         took: started.elapsed(),

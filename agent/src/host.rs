@@ -7,7 +7,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use procfs::process::MountInfo;
 use thiserror::Error;
+use tracing::debug;
 
 /// Where the host's kernel interfaces are mounted. Tests point this at a temporary tree.
 #[derive(Clone, Debug)]
@@ -147,28 +149,44 @@ pub fn cgroup_mounts(proc: &Path) -> Result<Host, PreflightError> {
         path: path.clone(),
         source,
     })?;
-    let cgroup2 = find_cgroup2(&text).ok_or(PreflightError::NoCgroup2(path))?;
-    Ok(Host {
-        cgroup2,
-        cgroup_v1: find_cgroup_v1(&text),
+    mounts_from(&text).ok_or(PreflightError::NoCgroup2(path))
+}
+
+/// The cgroup mounts of a mountinfo table's text; `None` without a cgroup2 mount.
+pub fn mounts_from(mountinfo: &str) -> Option<Host> {
+    let mounts = mount_table(mountinfo);
+    Some(Host {
+        cgroup2: find_cgroup2(&mounts)?,
+        cgroup_v1: find_cgroup_v1(&mounts),
     })
 }
 
-/// The mount point of the first cgroup2 line of a mountinfo table.
-///
-/// A line reads `id parent major:minor root mount-point options [optional…] - fstype source
-/// super-options`; the optional fields vary in number, so the file system type is found after
-/// the lone `-`.
-fn find_cgroup2(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (head, tail) = line.split_once(" - ")?;
-        let fstype = tail.split_whitespace().next()?;
-        if fstype != "cgroup2" {
-            return None;
-        }
-        let mount_point = head.split_whitespace().nth(4)?;
-        Some(PathBuf::from(unescape_octal(mount_point)))
-    })
+/// The mounts of a mountinfo table, read by procfs, with their mount points unescaped:
+/// procfs leaves mountinfo's `\ooo` escapes (space, tab, newline, backslash) in place. A line
+/// procfs cannot read is passed over, so that one odd mount does not hide the cgroup ones.
+pub fn mount_table(mountinfo: &str) -> Vec<MountInfo> {
+    mountinfo
+        .lines()
+        .filter_map(|line| match MountInfo::from_line(line) {
+            Ok(mut mount) => {
+                let point = unescape_octal(&mount.mount_point.to_string_lossy());
+                mount.mount_point = PathBuf::from(point);
+                Some(mount)
+            }
+            Err(err) => {
+                debug!(line, %err, "passing over a mountinfo line procfs cannot read");
+                None
+            }
+        })
+        .collect()
+}
+
+/// The mount point of the first cgroup2 mount.
+fn find_cgroup2(mounts: &[MountInfo]) -> Option<PathBuf> {
+    mounts
+        .iter()
+        .find(|mount| mount.fs_type == "cgroup2")
+        .map(|mount| mount.mount_point.clone())
 }
 
 /// The v1 controllers; the other options of a cgroup mount (`rw`, `xattr`, `noprefix`, …)
@@ -193,31 +211,18 @@ const V1_CONTROLLERS: &[&str] = &[
 /// The v1 controllers and where each is mounted; a hierarchy mounted with several
 /// controllers (`cpu,cpuacct`) gives one entry per controller, named hierarchies
 /// (`name=systemd`) none.
-fn find_cgroup_v1(mountinfo: &str) -> HashMap<String, PathBuf> {
-    let mut mounts = HashMap::new();
-    for line in mountinfo.lines() {
-        let Some((head, tail)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut tail = tail.split_whitespace();
-        let (Some("cgroup"), Some(_source), Some(options)) =
-            (tail.next(), tail.next(), tail.next())
-        else {
-            continue;
-        };
-        let Some(mount_point) = head.split_whitespace().nth(4) else {
-            continue;
-        };
-        let mount_point = PathBuf::from(unescape_octal(mount_point));
-        for option in options.split(',') {
-            if V1_CONTROLLERS.contains(&option) {
-                mounts
-                    .entry(option.to_owned())
-                    .or_insert_with(|| mount_point.clone());
+fn find_cgroup_v1(mounts: &[MountInfo]) -> HashMap<String, PathBuf> {
+    let mut found = HashMap::new();
+    for mount in mounts.iter().filter(|mount| mount.fs_type == "cgroup") {
+        for option in mount.super_options.keys() {
+            if V1_CONTROLLERS.contains(&option.as_str()) {
+                found
+                    .entry(option.clone())
+                    .or_insert_with(|| mount.mount_point.clone());
             }
         }
     }
-    mounts
+    found
 }
 
 /// Mount points in mountinfo escape space, tab, newline and backslash as `\ooo`.
@@ -260,7 +265,7 @@ mod tests {
     #[test]
     fn finds_the_unified_mount_on_a_hybrid_host() {
         assert_eq!(
-            find_cgroup2(HYBRID),
+            find_cgroup2(&mount_table(HYBRID)),
             Some(PathBuf::from("/sys/fs/cgroup/unified"))
         );
     }
@@ -268,7 +273,10 @@ mod tests {
     #[test]
     fn finds_the_mount_with_no_optional_fields_and_escaped_spaces() {
         let line = "40 1 0:30 / /mnt/my\\040cgroups rw - cgroup2 none rw\n";
-        assert_eq!(find_cgroup2(line), Some(PathBuf::from("/mnt/my cgroups")));
+        assert_eq!(
+            find_cgroup2(&mount_table(line)),
+            Some(PathBuf::from("/mnt/my cgroups"))
+        );
     }
 
     #[test]
@@ -277,7 +285,7 @@ mod tests {
             "{HYBRID}34 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
              35 31 0:30 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n"
         );
-        let mounts = find_cgroup_v1(&text);
+        let mounts = find_cgroup_v1(&mount_table(&text));
         assert_eq!(mounts["cpu"], PathBuf::from("/sys/fs/cgroup/cpu"));
         assert_eq!(
             mounts["cpuacct"],
@@ -289,8 +297,20 @@ mod tests {
 
     #[test]
     fn v1_only_hosts_have_no_cgroup2() {
-        let v1_only: String = HYBRID.lines().filter(|l| !l.contains("cgroup2")).collect();
-        assert_eq!(find_cgroup2(&v1_only), None);
+        let v1_only: String = HYBRID
+            .lines()
+            .filter(|l| !l.contains("cgroup2"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(find_cgroup2(&mount_table(&v1_only)), None);
+    }
+
+    #[test]
+    fn a_line_procfs_cannot_read_hides_no_other() {
+        let text = format!("garbage\n40 1 0:30 / /x rw - cgroup2\n{HYBRID}");
+        let host = mounts_from(&text).unwrap();
+        assert_eq!(host.cgroup2, PathBuf::from("/sys/fs/cgroup/unified"));
+        assert_eq!(host.cgroup_v1["cpu"], PathBuf::from("/sys/fs/cgroup/cpu"));
     }
 
     fn fake_host(mountinfo: &str, btf: bool) -> (tempfile::TempDir, HostPaths) {

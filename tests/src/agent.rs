@@ -75,15 +75,12 @@ impl AgentProcess {
 
     /// Resident memory now, in KiB.
     pub fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()
+        let pid = i32::try_from(self.pid()).ok()?;
+        procfs::process::Process::new(pid)
+            .ok()?
+            .status()
+            .ok()?
+            .vmrss
     }
 
     pub fn socket(&self) -> &Path {

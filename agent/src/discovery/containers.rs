@@ -8,6 +8,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use procfs::{FromBufRead as _, ProcessCGroups};
 use tracing::debug;
 
 use crate::discovery::{
@@ -232,19 +233,23 @@ fn refresh_process(container: &mut Container, proc: &Path, cgroup2: &Path) {
     }
 }
 
-/// The v1 hierarchies of `/proc/<pid>/cgroup` (`id:controllers:path`), one entry per
-/// controller; the cgroup2 line (`0::path`) is skipped.
+/// The v1 hierarchies of `/proc/<pid>/cgroup` (`id:controllers:path`, read by procfs), one
+/// entry per controller; the cgroup2 line (`0::path`) has none. A line procfs cannot read is
+/// passed over.
 pub fn v1_paths(proc_cgroup: &str) -> BTreeMap<String, PathBuf> {
     let mut paths = BTreeMap::new();
     for line in proc_cgroup.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
+        let Ok(groups) = ProcessCGroups::from_buf_read(line.as_bytes()) else {
+            debug!(
+                line,
+                "passing over a /proc/<pid>/cgroup line procfs cannot read"
+            );
             continue;
         };
-        for controller in controllers.split(',').filter(|c| !c.is_empty()) {
-            paths.insert(controller.to_owned(), PathBuf::from(path));
+        for group in groups {
+            for controller in group.controllers {
+                paths.insert(controller, PathBuf::from(&group.pathname));
+            }
         }
     }
     paths

@@ -1,7 +1,9 @@
 //! This process's own resident memory and CPU time, from `/proc/self`, and the standard
 //! `process_*` metrics that show them.
 
-use std::{fs, sync::Mutex};
+use std::sync::Mutex;
+
+use procfs::process::Process;
 
 use prometheus_client::{
     metrics::{counter::Counter, gauge::Gauge},
@@ -47,49 +49,20 @@ impl ProcessMetrics {
     }
 }
 
-/// Resident set size in bytes and CPU seconds (user + system) of this process.
+/// Resident set size in bytes and CPU seconds (user + system) of this process, read by
+/// procfs from `/proc/self/status` and `/proc/self/stat`.
 pub fn usage() -> Option<(u64, f64)> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let rss_kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    let stat = fs::read_to_string("/proc/self/stat").ok()?;
-    let cpu = cpu_seconds(&stat, clock_ticks())?;
+    let me = Process::myself().ok()?;
+    let rss_kib = me.status().ok()?.vmrss?;
+    let stat = me.stat().ok()?;
+    let ticks = procfs::ticks_per_second().max(1) as f64;
+    let cpu = stat.utime.saturating_add(stat.stime) as f64 / ticks;
     Some((rss_kib.saturating_mul(1024), cpu))
-}
-
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 { ticks as f64 } else { 100.0 }
-}
-
-/// utime + stime of a `/proc/<pid>/stat` line, in seconds. The command name may hold spaces
-/// and parentheses, so fields are counted from the last `)`.
-fn cpu_seconds(stat: &str, ticks: f64) -> Option<f64> {
-    let after = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after.split_whitespace();
-    // After the name: state is field 3, utime 14 and stime 15.
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime.saturating_add(stime) as f64 / ticks)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_time_is_read_past_a_name_with_spaces_and_parentheses() {
-        let stat = "42 (herd (agent) x) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0";
-        assert_eq!(cpu_seconds(stat, 100.0), Some(3.0));
-        assert_eq!(cpu_seconds("garbage", 100.0), None);
-    }
 
     #[test]
     fn this_process_has_memory_and_cpu() {

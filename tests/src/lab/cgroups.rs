@@ -8,6 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use procfs::process::Process;
+
 use super::{
     LabError, mounts,
     paths::{CGROUP_ROOT, KUBEPODS},
@@ -69,8 +71,9 @@ pub fn hierarchies() -> Result<Vec<Hierarchy>, LabError> {
                 "cgroup2" => String::new(),
                 "cgroup" => m
                     .super_options
-                    .split(',')
-                    .filter(|o| !matches!(*o, "rw" | "ro") && !o.contains("xattr"))
+                    .iter()
+                    .filter(|o| !matches!(o.as_str(), "rw" | "ro") && !o.contains("xattr"))
+                    .map(String::as_str)
                     .collect::<Vec<_>>()
                     .join(","),
                 _ => return None,
@@ -179,17 +182,18 @@ pub fn dirs(path: &str) -> Result<Vec<PathBuf>, LabError> {
         .collect())
 }
 
-/// A process's cgroup path per hierarchy, from /proc/<pid>/cgroup: (controllers, path),
-/// controllers empty for cgroup2.
+/// A process's cgroup path per hierarchy, from /proc/<pid>/cgroup (read by procfs):
+/// (controllers, path), controllers empty for cgroup2; empty when the process is gone.
 pub fn of_process(pid: u32) -> Vec<(String, String)> {
-    fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .map(|text| {
-            text.lines()
-                .filter_map(|line| {
-                    let mut parts = line.splitn(3, ':');
-                    let _id = parts.next()?;
-                    Some((parts.next()?.to_owned(), parts.next()?.to_owned()))
-                })
+    let Ok(pid) = i32::try_from(pid) else {
+        return Vec::new();
+    };
+    Process::new(pid)
+        .and_then(|process| process.cgroups())
+        .map(|groups| {
+            groups
+                .into_iter()
+                .map(|group| (group.controllers.join(","), group.pathname))
                 .collect()
         })
         .unwrap_or_default()
