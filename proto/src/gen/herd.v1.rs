@@ -1276,6 +1276,18 @@ pub struct NodeSummary {
     /// Counts up by one a window, per agent run: a gap is a lost summary.
     #[prost(uint64, tag = "10")]
     pub sequence: u64,
+    /// Every container's values as one matrix: a row per container, in the order of
+    /// `containers`, of one value per feature in `features`; NaN where the feature is
+    /// missing. Agents since this field send their values here, one packed field a summary,
+    /// and leave ContainerSummary.values empty; older agents fill those instead.
+    #[prost(float, repeated, tag = "11")]
+    pub values: ::prost::alloc::vec::Vec<f32>,
+    /// Every domain's statistics likewise, a row per domain in the order of `domains`:
+    /// the medians and the MADs that DomainSummary.medians and .mads otherwise hold.
+    #[prost(float, repeated, tag = "12")]
+    pub domain_medians: ::prost::alloc::vec::Vec<f32>,
+    #[prost(float, repeated, tag = "13")]
+    pub domain_mads: ::prost::alloc::vec::Vec<f32>,
 }
 /// A container's identity (Container's id, pod, namespace, name, image, domain, cgroup, node
 /// and pod_uid) goes once per PushSummaries stream: in the stream's first summary, and again
@@ -1290,7 +1302,8 @@ pub struct ContainerSummary {
     /// already carried it unchanged.
     #[prost(message, optional, tag = "1")]
     pub container: ::core::option::Option<Container>,
-    /// One value per feature in NodeSummary.features; NaN where the feature is missing.
+    /// One value per feature in NodeSummary.features; NaN where the feature is missing. Empty
+    /// where the summary has them in NodeSummary.values.
     #[prost(double, repeated, tag = "2")]
     pub values: ::prost::alloc::vec::Vec<f64>,
     /// Its score on the node.
@@ -1319,10 +1332,11 @@ pub struct DomainSummary {
     #[prost(uint32, tag = "2")]
     pub members: u32,
     /// Per feature in NodeSummary.features: the median across the node's members; NaN where
-    /// no member had a value.
+    /// no member had a value. Empty where the summary has them in NodeSummary.domain_medians.
     #[prost(double, repeated, tag = "3")]
     pub medians: ::prost::alloc::vec::Vec<f64>,
-    /// Per feature: the MAD raised to the feature's floor.
+    /// Per feature: the MAD raised to the feature's floor. Empty where the summary has them
+    /// in NodeSummary.domain_mads.
     #[prost(double, repeated, tag = "4")]
     pub mads: ::prost::alloc::vec::Vec<f64>,
 }
