@@ -2,13 +2,11 @@
 //! containers discovery knows. The run loop calls [`Pipeline::window`] once per window.
 
 use std::{
-    io::Write,
     path::PathBuf,
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
 use thiserror::Error;
-use tracing::{info, warn};
 
 use crate::{
     collect::{
@@ -19,8 +17,9 @@ use crate::{
     },
     detect::{DetectConfig, DetectError, Detector, Observation, Subject, WindowReport},
     discovery::containers::ContainerTable,
-    export::frames::{FrameError, FrameRow, FrameWriter},
+    export::frames::{FrameError, FrameRow, FrameSink, FrameWriter},
     features::{self, FeatureBuilder, NodeCapacity, WindowInput},
+    transient::Transient,
 };
 
 #[derive(Debug, Error)]
@@ -46,14 +45,14 @@ pub struct Pipeline {
     netns: NetnsCollector,
     features: FeatureBuilder,
     detector: Detector,
-    frames: Option<FrameWriter<Box<dyn Write + Send>>>,
+    frames: Option<FrameWriter>,
     /// The eBPF signals that are loaded.
     loaded: Vec<Signal>,
     last: Instant,
     /// How long the last window's collection took.
     collection: std::time::Duration,
-    /// Windows in a row whose frames could not be written.
-    frames_lost: u64,
+    /// Windows whose frames could not be written.
+    frames_lost: Transient,
 }
 
 impl Pipeline {
@@ -63,7 +62,7 @@ impl Pipeline {
         proc: PathBuf,
         capacity: NodeCapacity,
         loaded: Vec<Signal>,
-        record: Option<Box<dyn Write + Send>>,
+        record: Option<Box<dyn FrameSink>>,
         detect: DetectConfig,
     ) -> Result<Self, PipelineError> {
         let names = features::names();
@@ -86,8 +85,16 @@ impl Pipeline {
             loaded,
             last: Instant::now(),
             collection: std::time::Duration::ZERO,
-            frames_lost: 0,
+            frames_lost: Transient::new(
+                "--record",
+                "scoring goes on, and recording resumes when writes succeed",
+            ),
         })
+    }
+
+    /// Windows whose frames could not be written (`--record`), since the start.
+    pub fn frame_write_failures(&self) -> u64 {
+        self.frames_lost.total()
     }
 
     /// How long the last window took to read every container's counters.
@@ -154,22 +161,7 @@ impl Pipeline {
                 }),
             );
             // A full disk must not stop the agent: the window is scored all the same.
-            match written {
-                Err(err) => {
-                    if self.frames_lost == 0 {
-                        warn!("{err}; scoring goes on, recording resumes when writes succeed");
-                    }
-                    self.frames_lost += 1;
-                }
-                Ok(()) if self.frames_lost > 0 => {
-                    info!(
-                        lost = self.frames_lost,
-                        "recording frames again after {} lost windows", self.frames_lost
-                    );
-                    self.frames_lost = 0;
-                }
-                Ok(()) => {}
-            }
+            self.frames_lost.check(written);
         }
         let report = self.detector.observe(at, &observations)?;
         Ok(Window {
@@ -184,13 +176,14 @@ mod tests {
     use std::{
         collections::HashMap,
         fs,
+        io::Write,
         path::Path,
         sync::{Arc, Mutex},
         time::Duration,
     };
 
     use super::*;
-    use crate::discovery::domain::LabelOwners;
+    use crate::{discovery::domain::LabelOwners, export::frames::FrameStream};
 
     /// A frame file in memory.
     #[derive(Clone, Default)]
@@ -252,7 +245,7 @@ mod tests {
                 memory_bytes: 1e9,
             },
             Vec::new(),
-            Some(Box::new(FillsUp { writes_left: 1 })),
+            Some(Box::new(FrameStream(FillsUp { writes_left: 1 }))),
             features::detect_config(&features::names()),
         )
         .unwrap();
@@ -260,7 +253,7 @@ mod tests {
             let at = SystemTime::UNIX_EPOCH + Duration::from_secs(s);
             assert!(pipeline.window(&table, None, at).is_ok());
         }
-        assert_eq!(pipeline.frames_lost, 3);
+        assert_eq!(pipeline.frame_write_failures(), 3);
     }
 
     #[test]
@@ -289,7 +282,7 @@ mod tests {
                 memory_bytes: 1e9,
             },
             Vec::new(),
-            Some(Box::new(frames.clone())),
+            Some(Box::new(FrameStream(frames.clone()))),
             features::detect_config(&features::names()),
         )
         .unwrap();

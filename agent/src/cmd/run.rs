@@ -3,8 +3,6 @@
 //! the API.
 
 use std::{
-    fs::File,
-    io::BufWriter,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::Arc,
@@ -25,12 +23,17 @@ use herd_agent::{
         signals::SignalSampler,
     },
     discovery::{cgroup2::CgroupIndex, poller::Discovery},
-    export::{findings, table},
+    export::{
+        findings,
+        frames::{FrameSink, RecordFiles, Rotation, parse_size},
+        table,
+    },
     features::{self, NodeCapacity},
     host::{self, Host, HostPaths, Tracefs},
     metrics::{MetricsLimits, MetricsServer, NodeMetrics, WindowTimes},
     pipeline::Pipeline,
     summary::{Health, SenderConfig, SummaryBuilder, SummarySender},
+    transient,
 };
 use herd_aggregator::{
     Aggregator, AggregatorConfig, SharedAggregator,
@@ -63,6 +66,13 @@ pub struct RunArgs {
     /// Also write every window's feature frames to this CSV file (`replay` reads it).
     #[arg(long)]
     record: Option<PathBuf>,
+    /// A --record file is rotated before it grows past this size (bytes, or K, M, G in powers
+    /// of 1024); 0 never rotates.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    record_max_size: u64,
+    /// Rotated --record files kept beside the current one: FILE.1 (the newest) to FILE.<N>.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=100))]
+    record_keep: u32,
     /// The API's unix socket (herd.v1.NodeService), created mode 0600: root only. An empty
     /// value serves no socket.
     #[arg(
@@ -180,10 +190,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut discovery = args.discovery.discovery(&host.cgroup2, &paths.proc)?;
     let record = match &args.record {
         Some(path) => {
-            let file = File::create(path)
+            let rotation = Rotation {
+                max_bytes: args.record_max_size,
+                keep: args.record_keep,
+            };
+            let files = RecordFiles::create(path, rotation)
                 .with_context(|| format!("creating the frame file {}", path.display()))?;
             info!(file = %path.display(), "recording feature frames");
-            Some(Box::new(BufWriter::new(file)) as Box<dyn std::io::Write + Send>)
+            Some(Box::new(files) as Box<dyn FrameSink>)
         }
         None => None,
     };
@@ -293,7 +307,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .after_poll(discovery.table(), runtime_state(&discovery));
     let mut finding_log = findings::FindingLogger::default();
     let mut discovery_errors = 0u64;
-    let mut sample_failures = 0u64;
+    let mut ebpf_faults = transient::ebpf_reads();
     let mut windows =
         tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
     windows.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -349,22 +363,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = windows.tick() => {
                 // A map that cannot be read this window costs this window's eBPF signals,
                 // not the agent.
-                let sample = match sampler.as_mut().map(SignalSampler::sample).transpose() {
-                    Ok(sample) => {
-                        if sample_failures > 0 {
-                            info!(windows = sample_failures, "eBPF counters readable again");
-                            sample_failures = 0;
-                        }
-                        sample
-                    }
-                    Err(err) => {
-                        if sample_failures == 0 {
-                            warn!("{err}; this window goes on without eBPF counters");
-                        }
-                        sample_failures += 1;
-                        None
-                    }
-                };
+                let sample = transient::sample_signals(sampler.as_mut(), &mut ebpf_faults);
                 let containers = discovery.table();
                 let at = SystemTime::now();
                 let started = std::time::Instant::now();
@@ -404,6 +403,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     upstream.dropped(),
                     alerts.as_ref().map_or(0, AlertSender::dropped),
                 );
+                metrics.faults(ebpf_faults.total(), pipeline.frame_write_failures());
                 if let Some(sample) = &sample {
                     table::log_busiest(&sample.syscall_sample(), args.top, |row| {
                         containers

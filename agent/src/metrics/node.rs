@@ -95,6 +95,8 @@ pub struct NodeMetrics {
     summaries_sent: Counter,
     summaries_dropped: Counter,
     alerts_dropped: Counter,
+    ebpf_read_errors: Counter,
+    frame_write_errors: Counter,
     program_seconds: Family<ProgramLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     program_runs: Family<ProgramLabels, Counter>,
     process: ProcessMetrics,
@@ -118,6 +120,8 @@ impl NodeMetrics {
             summaries_sent: Counter::default(),
             summaries_dropped: Counter::default(),
             alerts_dropped: Counter::default(),
+            ebpf_read_errors: Counter::default(),
+            frame_write_errors: Counter::default(),
             program_seconds: Family::default(),
             program_runs: Family::default(),
             process: ProcessMetrics::default(),
@@ -187,6 +191,16 @@ impl NodeMetrics {
             "Alert resolutions dropped from the queue while Alertmanager was away",
             metrics.alerts_dropped.clone(),
         );
+        herd.register(
+            "ebpf_read_errors",
+            "Windows whose eBPF counter maps could not be read; they went on without them",
+            metrics.ebpf_read_errors.clone(),
+        );
+        herd.register(
+            "frame_write_errors",
+            "Windows whose feature frames could not be written to the --record file",
+            metrics.frame_write_errors.clone(),
+        );
         herd.register_with_unit(
             "ebpf_program_run",
             "Time the kernel ran each eBPF program (counted while kernel.bpf_stats_enabled is 1)",
@@ -219,6 +233,16 @@ impl NodeMetrics {
             (&self.summaries_sent, summaries_sent),
             (&self.summaries_dropped, summaries_dropped),
             (&self.alerts_dropped, alerts_dropped),
+        ] {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+    }
+
+    /// The transient faults' running totals: eBPF map reads and `--record` writes that failed.
+    pub fn faults(&self, ebpf_read_errors: u64, frame_write_errors: u64) {
+        for (counter, total) in [
+            (&self.ebpf_read_errors, ebpf_read_errors),
+            (&self.frame_write_errors, frame_write_errors),
         ] {
             counter.inc_by(total.saturating_sub(counter.get()));
         }
