@@ -44,7 +44,15 @@ impl KeptFile {
             if n < buf.len() {
                 break n;
             }
-            buf.resize(buf.len() * 2, 0);
+            if buf.len() >= MAX_BUFFER {
+                // No counter file is this large: something else sits at the path, and the
+                // agent's memory is not for it.
+                return Err(io::Error::new(
+                    io::ErrorKind::FileTooLarge,
+                    format!("{} holds {MAX_BUFFER} bytes or more", self.path.display()),
+                ));
+            }
+            buf.resize((buf.len() * 2).min(MAX_BUFFER), 0);
         };
         std::str::from_utf8(&buf[..n])
             .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))
@@ -53,6 +61,9 @@ impl KeptFile {
 
 /// Large enough for every cgroup file and most of /proc/<pid>/net in one read.
 const MIN_BUFFER: usize = 16 * 1024;
+/// The most a read may take: the largest file read (a `memory.stat`, a `net/netstat`) is a
+/// few KiB, so 1 MiB is far above any real one and bounds what a strange file costs.
+const MAX_BUFFER: usize = 1024 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -79,6 +90,26 @@ mod tests {
             kept.read(&mut buf).unwrap(),
             "1\n",
             "shorter than the last read"
+        );
+    }
+
+    #[test]
+    fn a_file_past_the_cap_is_an_error_and_the_buffer_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memory.stat");
+        std::fs::write(&path, "x".repeat(MAX_BUFFER)).unwrap();
+        let kept = KeptFile::open(&path).unwrap();
+        let mut buf = Vec::new();
+        let err = kept.read(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::FileTooLarge);
+        assert!(err.to_string().contains("memory.stat"), "{err}");
+        assert_eq!(buf.len(), MAX_BUFFER, "grown to the cap, no further");
+
+        std::fs::write(&path, "x".repeat(MAX_BUFFER - 1)).unwrap();
+        assert_eq!(
+            kept.read(&mut buf).unwrap().len(),
+            MAX_BUFFER - 1,
+            "just below it"
         );
     }
 }
