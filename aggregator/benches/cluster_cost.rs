@@ -16,8 +16,10 @@
 //!
 //! The summaries carry every feature of the agent (`herd_detect::floors`, which the agent's
 //! catalog checks names each of its features, in its order), identities as the agent sends
-//! them (64-digit ids, systemd cgroup paths, images), three drivers per container and each
-//! domain's statistics on the node. Workloads: three DaemonSets on every node and
+//! them (64-digit ids, systemd cgroup paths, images; each once per stream, in its first
+//! summary, and the container's id alone after that), three drivers per container and each
+//! domain's statistics on the node, the values as the agent sends them (one matrix of floats
+//! for the containers and two for the domains). Workloads: three DaemonSets on every node and
 //! Deployments of 1 to 50 replicas spread across nodes, with levels per workload and feature
 //! and noise per replica and window. From window [`ANOMALY_FROM`] on, one Deployment in 50
 //! has a replica that burns five times its peers' CPU, and one node is sick: every container
@@ -414,8 +416,14 @@ impl Cluster {
                                 }
                             })
                             .collect();
+                        let age = Some(duration(
+                            at.duration_since(self.started).unwrap_or_default(),
+                        ));
                         pb::ContainerSummary {
-                            container: Some(pb::Container {
+                            // Its identity once per stream, as the agent sends it: every
+                            // node's stream opens before the first window and its pods
+                            // never change.
+                            container: (w == 0).then(|| pb::Container {
                                 id: pod.id.clone(),
                                 pod: pod.pod.clone(),
                                 namespace: workload.namespace.clone(),
@@ -423,9 +431,7 @@ impl Cluster {
                                 image: workload.image.clone(),
                                 domain: workload.domain.clone(),
                                 cgroup: pod.cgroup.clone(),
-                                age: Some(duration(
-                                    at.duration_since(self.started).unwrap_or_default(),
-                                )),
+                                age,
                                 judged: true,
                                 score,
                                 flagged: false,
@@ -436,6 +442,10 @@ impl Cluster {
                             values,
                             score,
                             drivers,
+                            id: pod.id.clone(),
+                            age,
+                            scored: true,
+                            flagged: false,
                         }
                     })
                     .collect();
@@ -444,6 +454,17 @@ impl Cluster {
                     .map(|(workload, slots)| self.domain(workload, &slots, &containers))
                     .collect();
                 domains.sort_by(|a, b| a.domain.cmp(&b.domain));
+                // The values in the summary's matrices, as the agent sends them.
+                let values: Vec<f32> = containers
+                    .iter_mut()
+                    .flat_map(|c| std::mem::take(&mut c.values))
+                    .map(|v| v as f32)
+                    .collect();
+                let (mut domain_medians, mut domain_mads) = (Vec::new(), Vec::new());
+                for d in &mut domains {
+                    domain_medians.extend(std::mem::take(&mut d.medians).iter().map(|v| *v as f32));
+                    domain_mads.extend(std::mem::take(&mut d.mads).iter().map(|v| *v as f32));
+                }
                 let collection_ms = if sick { 80.0 } else { 5.0 + noise.next() * 2.0 };
                 pb::NodeSummary {
                     node: node.name.clone(),
@@ -463,6 +484,9 @@ impl Cluster {
                         containers: PODS_PER_NODE as u32,
                     }),
                     sequence: w as u64 + 1,
+                    values,
+                    domain_medians,
+                    domain_mads,
                 }
             })
             .collect()

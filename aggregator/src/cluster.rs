@@ -453,18 +453,24 @@ impl Aggregator {
         let mut at = None;
         for (node, entry) in self.nodes.live() {
             let summary = &entry.summary;
-            for (identity, c) in entry.containers() {
+            for (identity, c, values) in entry.containers() {
                 if identity.domain == name {
                     members.push(crate::identities::container(identity, c));
                     rows.push(
-                        crate::compare::by_name(&summary.features, features, &c.values)
+                        crate::compare::by_name(&summary.features, features, values)
                             .into_iter()
                             .map(|v| v.unwrap_or(f64::NAN))
                             .collect(),
                     );
                 }
             }
-            if let Some(d) = summary.domains.iter().find(|d| d.domain == name) {
+            if let Some((i, d)) = summary
+                .domains
+                .iter()
+                .enumerate()
+                .find(|(_, d)| d.domain == name)
+            {
+                let (medians, mads) = crate::nodes::domain_stats(summary, i);
                 let this = summary.at.as_ref().and_then(convert::from_timestamp);
                 at = at.max(this);
                 nodes.push(pb::NodeDomainStats {
@@ -473,12 +479,12 @@ impl Aggregator {
                     features: summary
                         .features
                         .iter()
-                        .zip(d.medians.iter().zip(&d.mads))
+                        .zip(medians.iter().zip(mads))
                         .filter(|(_, (m, _))| m.is_finite())
                         .map(|(feature, (median, mad))| pb::FeatureStats {
                             feature: feature.clone(),
-                            median: *median,
-                            mad: *mad,
+                            median: f64::from(*median),
+                            mad: f64::from(*mad),
                             members: d.members,
                             basis: pb::Basis::Peers.into(),
                         })

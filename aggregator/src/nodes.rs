@@ -54,12 +54,18 @@ pub struct Silence {
 }
 
 impl NodeEntry {
-    /// Each of its containers with its identity.
-    pub fn containers(&self) -> impl Iterator<Item = (&pb::Container, &pb::ContainerSummary)> {
+    /// Each of its containers with its identity and values.
+    pub fn containers(
+        &self,
+    ) -> impl Iterator<Item = (&pb::Container, &pb::ContainerSummary, &[f32])> {
         self.summary
             .containers
             .iter()
-            .filter_map(|c| Some((self.identities.get(&c.id)?, c)))
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let values = container_values(&self.summary, i);
+                Some((self.identities.get(&c.id)?, c, values))
+            })
     }
 }
 
@@ -153,7 +159,7 @@ impl NodeBook {
 }
 
 /// Checks that a summary is whole, resolves its containers' identities on its `stream`,
-/// and sets aside what the aggregator does not keep: each container's drivers on its node
+/// puts its values in matrices (see [`pack`]), and sets aside what the aggregator does not keep: each container's drivers on its node
 /// (three features with their statistics, a sixth of a summary's memory), which nothing here
 /// reads; its findings carry their own.
 pub(crate) fn prepare(
@@ -162,6 +168,7 @@ pub(crate) fn prepare(
 ) -> Result<Arc<Identities>, IngestError> {
     check(summary)?;
     let identities = stream.resolve(summary)?;
+    pack(summary);
     for c in &mut summary.containers {
         c.drivers = Vec::new();
     }
@@ -196,6 +203,18 @@ fn check(s: &pb::NodeSummary) -> Result<(), IngestError> {
         return Err(invalid("no valid window time".into()));
     }
     let features = s.features.len();
+    // Values come in the summary's matrix or, from older agents, in each container's own.
+    let packed = !s.values.is_empty();
+    if packed && s.values.len() != s.containers.len() * features {
+        return Err(invalid(format!(
+            "{} values for {} containers of {features} features",
+            s.values.len(),
+            s.containers.len()
+        )));
+    }
+    if s.values.iter().any(|v| v.is_infinite()) {
+        return Err(invalid("an infinite value".into()));
+    }
     for c in &s.containers {
         let id = c
             .container
@@ -204,7 +223,7 @@ fn check(s: &pb::NodeSummary) -> Result<(), IngestError> {
         if id.is_empty() || id.len() > MAX_NAME || (!c.id.is_empty() && c.id != id) {
             return Err(invalid("a container without a valid id".into()));
         }
-        if c.values.len() != features {
+        if c.values.len() != if packed { 0 } else { features } {
             return Err(invalid(format!(
                 "container {id} has {} values for {features} features",
                 c.values.len()
@@ -214,8 +233,19 @@ fn check(s: &pb::NodeSummary) -> Result<(), IngestError> {
             return Err(invalid(format!("container {id} has an infinite value")));
         }
     }
+    let packed = !s.domain_medians.is_empty() || !s.domain_mads.is_empty();
+    let rows = s.domains.len() * features;
+    if packed && (s.domain_medians.len() != rows || s.domain_mads.len() != rows) {
+        return Err(invalid(format!(
+            "{} domain medians and {} MADs for {} domains of {features} features",
+            s.domain_medians.len(),
+            s.domain_mads.len(),
+            s.domains.len()
+        )));
+    }
+    let each = if packed { 0 } else { features };
     for d in &s.domains {
-        if d.medians.len() != features || d.mads.len() != features {
+        if d.medians.len() != each || d.mads.len() != each {
             return Err(invalid(format!(
                 "domain {} has {} medians and {} MADs for {features} features",
                 d.domain,
@@ -225,6 +255,49 @@ fn check(s: &pb::NodeSummary) -> Result<(), IngestError> {
         }
     }
     Ok(())
+}
+
+/// Moves the values of an older agent's summary, a vector per container and domain, into
+/// the summary's matrices, as newer agents send them: one allocation a node, not one a
+/// container, and 4 bytes a value.
+fn pack(s: &mut pb::NodeSummary) {
+    let features = s.features.len();
+    if s.values.is_empty() && !s.containers.is_empty() {
+        let mut values = Vec::with_capacity(s.containers.len() * features);
+        for c in &mut s.containers {
+            values.extend(c.values.iter().map(|v| *v as f32));
+            c.values = Vec::new();
+        }
+        s.values = values;
+    }
+    if s.domain_medians.is_empty() && !s.domains.is_empty() {
+        let rows = s.domains.len() * features;
+        let (mut medians, mut mads) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+        for d in &mut s.domains {
+            medians.extend(d.medians.iter().map(|v| *v as f32));
+            mads.extend(d.mads.iter().map(|v| *v as f32));
+            d.medians = Vec::new();
+            d.mads = Vec::new();
+        }
+        s.domain_medians = medians;
+        s.domain_mads = mads;
+    }
+}
+
+/// Row `i` of a prepared summary's matrix `m` of its features' width.
+fn row<'a>(s: &pb::NodeSummary, m: &'a [f32], i: usize) -> &'a [f32] {
+    let width = s.features.len();
+    m.get(i * width..(i + 1) * width).unwrap_or_default()
+}
+
+/// The values of container `i` of a prepared summary, in its features' order.
+pub fn container_values(s: &pb::NodeSummary, i: usize) -> &[f32] {
+    row(s, &s.values, i)
+}
+
+/// The medians and MADs of domain `i` of a prepared summary, in its features' order.
+pub fn domain_stats(s: &pb::NodeSummary, i: usize) -> (&[f32], &[f32]) {
+    (row(s, &s.domain_medians, i), row(s, &s.domain_mads, i))
 }
 
 #[cfg(test)]
@@ -296,5 +369,43 @@ mod tests {
             "{err}"
         );
         assert!(book.is_empty(), "nothing of a refused summary is kept");
+    }
+
+    #[test]
+    fn values_in_the_matrix_or_per_container_read_the_same() {
+        let container = |values: Vec<f64>| pb::ContainerSummary {
+            container: Some(pb::Container {
+                id: "c1".into(),
+                ..Default::default()
+            }),
+            values,
+            ..Default::default()
+        };
+        let domain = |stats: Vec<f64>| pb::DomainSummary {
+            domain: "shop/Deployment/web/app".into(),
+            medians: stats.clone(),
+            mads: stats,
+            ..Default::default()
+        };
+        let mut old = summary("a", 1);
+        old.containers.push(container(vec![0.5]));
+        old.domains.push(domain(vec![0.25]));
+        let mut new = summary("b", 1);
+        new.containers.push(container(vec![]));
+        new.domains.push(domain(vec![]));
+        new.values = vec![0.5];
+        (new.domain_medians, new.domain_mads) = (vec![0.25], vec![0.25]);
+        let mut book = NodeBook::default();
+        book.ingest(old, UNIX_EPOCH).unwrap();
+        book.ingest(new.clone(), UNIX_EPOCH).unwrap();
+        for (_, entry) in book.all() {
+            let (_, _, values) = entry.containers().next().unwrap();
+            assert_eq!(values, [0.5]);
+            assert_eq!(domain_stats(&entry.summary, 0), (&[0.25][..], &[0.25][..]));
+        }
+        // A matrix that does not fit its containers is refused.
+        new.values.push(1.0);
+        let err = book.ingest(new, UNIX_EPOCH).unwrap_err().to_string();
+        assert!(err.contains("2 values for 1 containers"), "{err}");
     }
 }

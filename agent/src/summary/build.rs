@@ -8,7 +8,10 @@ use std::{collections::HashMap, time::Duration, time::SystemTime};
 use herd_proto::herd::v1 as pb;
 
 use crate::{
-    detect::proto::{duration, feature_score, timestamp},
+    detect::{
+        FeatureStats,
+        proto::{duration, feature_score, timestamp},
+    },
     discovery::containers::ContainerTable,
     pipeline::Window,
 };
@@ -24,6 +27,13 @@ pub struct Health {
     pub runtime_connected: bool,
     pub discovery_errors: u64,
     pub summaries_dropped: u64,
+}
+
+/// One row of `width` values onto a summary's matrix, as floats; NaN for any it lacks.
+fn push_row(matrix: &mut Vec<f32>, width: usize, row: impl Iterator<Item = f64>) {
+    let end = matrix.len() + width;
+    matrix.extend(row.take(width).map(|v| v as f32));
+    matrix.resize(end, f32::NAN);
 }
 
 pub struct SummaryBuilder {
@@ -58,6 +68,9 @@ impl SummaryBuilder {
             .iter()
             .map(|s| (s.entity.as_str(), s))
             .collect();
+        // Every container's and domain's values in one matrix each, as floats: one packed
+        // field a summary rather than a vector a container.
+        let mut values = Vec::with_capacity(window.observations.len() * self.features.len());
         let containers = window
             .observations
             .iter()
@@ -76,6 +89,12 @@ impl SummaryBuilder {
                     .unwrap_or_default();
                 drivers.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
                 drivers.truncate(DRIVERS);
+                let width = self.features.len();
+                push_row(
+                    &mut values,
+                    width,
+                    obs.values.iter().map(|v| v.unwrap_or(f64::NAN)),
+                );
                 let pod = c.pod.as_ref();
                 let age = Some(duration(c.age(at)));
                 Some(pb::ContainerSummary {
@@ -95,7 +114,7 @@ impl SummaryBuilder {
                         pod_uid: c.pod_uid.clone().unwrap_or_default(),
                         scored: scored.is_some(),
                     }),
-                    values: obs.values.iter().map(|v| v.unwrap_or(f64::NAN)).collect(),
+                    values: Vec::new(),
                     score: scored.map_or(0.0, |s| s.score),
                     drivers,
                     id: c.id.clone(),
@@ -105,23 +124,28 @@ impl SummaryBuilder {
                 })
             })
             .collect();
+        let stats = window.report.domains.len() * self.features.len();
+        let (mut domain_medians, mut domain_mads) =
+            (Vec::with_capacity(stats), Vec::with_capacity(stats));
         let domains = window
             .report
             .domains
             .iter()
-            .map(|d| pb::DomainSummary {
-                domain: d.domain.clone(),
-                members: u32::try_from(d.members).unwrap_or(u32::MAX),
-                medians: d
-                    .features
-                    .iter()
-                    .map(|s| s.map_or(f64::NAN, |s| s.median))
-                    .collect(),
-                mads: d
-                    .features
-                    .iter()
-                    .map(|s| s.map_or(f64::NAN, |s| s.scale))
-                    .collect(),
+            .map(|d| {
+                let width = self.features.len();
+                let stats = |f: fn(&FeatureStats) -> f64| {
+                    d.features
+                        .iter()
+                        .map(move |s| s.as_ref().map_or(f64::NAN, f))
+                };
+                push_row(&mut domain_medians, width, stats(|s| s.median));
+                push_row(&mut domain_mads, width, stats(|s| s.scale));
+                pb::DomainSummary {
+                    domain: d.domain.clone(),
+                    members: u32::try_from(d.members).unwrap_or(u32::MAX),
+                    medians: Vec::new(),
+                    mads: Vec::new(),
+                }
             })
             .collect();
         pb::NodeSummary {
@@ -142,6 +166,9 @@ impl SummaryBuilder {
                 containers: u32::try_from(table.len()).unwrap_or(u32::MAX),
             }),
             sequence: self.sequence,
+            values,
+            domain_medians,
+            domain_mads,
         }
     }
 }

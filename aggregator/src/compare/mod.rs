@@ -196,8 +196,8 @@ impl FeatureMap {
     }
 
     /// A node's values in the comparison's order, into `out`; NaN is missing.
-    pub fn fill(&self, values: &[f64], out: &mut Vec<Option<f64>>) {
-        let finite = |v: f64| v.is_finite().then_some(v);
+    pub fn fill(&self, values: &[f32], out: &mut Vec<Option<f64>>) {
+        let finite = |v: f32| v.is_finite().then_some(f64::from(v));
         out.clear();
         match self {
             Self::Same => out.extend(values.iter().map(|v| finite(*v))),
@@ -211,7 +211,7 @@ impl FeatureMap {
 }
 
 /// A summary's values in the comparison's feature order, by name; NaN is missing.
-pub fn by_name(names: &[String], order: &[String], values: &[f64]) -> Vec<Option<f64>> {
+pub fn by_name(names: &[String], order: &[String], values: &[f32]) -> Vec<Option<f64>> {
     let mut out = Vec::with_capacity(order.len());
     FeatureMap::new(names, order).fill(values, &mut out);
     out
@@ -260,7 +260,7 @@ mod tests {
         let order = vec!["cpu".to_owned(), "memory".to_owned()];
         let theirs = vec!["memory".to_owned(), "disk".to_owned(), "cpu".to_owned()];
         assert_eq!(
-            by_name(&theirs, &order, &[5.0, 1.0, f64::NAN]),
+            by_name(&theirs, &order, &[5.0, 1.0, f32::NAN]),
             [None, Some(5.0)]
         );
         assert_eq!(by_name(&order, &order, &[1.0, 2.0]), [Some(1.0), Some(2.0)]);

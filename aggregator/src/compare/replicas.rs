@@ -15,7 +15,7 @@ pub fn observations(book: &NodeBook, order: &[String], out: &mut Vec<Observation
     let mut n = 0;
     for (node, entry) in book.live() {
         let map = FeatureMap::new(&entry.summary.features, order);
-        for (container, c) in entry.containers() {
+        for (container, _, values) in entry.containers() {
             // A container reported by two nodes (a misconfigured agent) counts once.
             if !comparable(&container.domain) || !seen.insert(container.id.as_str()) {
                 continue;
@@ -28,7 +28,7 @@ pub fn observations(book: &NodeBook, order: &[String], out: &mut Vec<Observation
             set_nonempty(&mut subject.namespace, &container.namespace);
             set(&mut subject.domain, &container.domain);
             set(&mut subject.node, node);
-            map.fill(&c.values, &mut obs.values);
+            map.fill(values, &mut obs.values);
         }
     }
     out.truncate(n);

@@ -7,7 +7,7 @@ use herd_detect::Observation;
 
 use crate::{
     compare::{FeatureMap, comparable, set, slot},
-    nodes::NodeBook,
+    nodes::{NodeBook, domain_stats},
 };
 
 /// The entity of a domain on a node.
@@ -20,11 +20,8 @@ pub fn observations(book: &NodeBook, order: &[String], out: &mut Vec<Observation
     let mut n = 0;
     for (node, entry) in book.live() {
         let map = FeatureMap::new(&entry.summary.features, order);
-        for d in entry
-            .summary
-            .domains
-            .iter()
-            .filter(|d| comparable(&d.domain))
+        for (i, d) in
+            (entry.summary.domains.iter().enumerate()).filter(|(_, d)| comparable(&d.domain))
         {
             let obs = slot(out, n);
             n += 1;
@@ -38,7 +35,7 @@ pub fn observations(book: &NodeBook, order: &[String], out: &mut Vec<Observation
             }
             set(&mut subject.domain, &d.domain);
             set(&mut subject.node, node);
-            map.fill(&d.medians, &mut obs.values);
+            map.fill(domain_stats(&entry.summary, i).0, &mut obs.values);
         }
     }
     out.truncate(n);
