@@ -55,6 +55,24 @@ pub struct DetectConfig {
     /// Whether a domain's members are compared node by node (the agent) or across every
     /// node at once (the aggregator's cluster-wide comparisons).
     pub per_node: bool,
+    /// Whether each domain learns the usual spread of its members' moves, per feature, and
+    /// judges a move against at least that (see `spread_quantile`). Costs a small sketch
+    /// per domain and feature (at most about 300 bytes).
+    pub learned_spreads: bool,
+    /// The share of a domain's ordinary moves that its learned spread must cover: moves up
+    /// to this quantile of the recent ones score at most as that quantile of normal noise
+    /// does (0.99: about 2.6 standard deviations).
+    pub spread_quantile: f64,
+    /// Windows after which what a domain learned counts half (360 windows of 10 s: an hour).
+    pub spread_half_life: usize,
+    /// An anomalous run of at most this many windows that is followed by `spike_settle`
+    /// calm ones was a spike: its values join the entity's own history, so that a spike
+    /// size that recurs becomes part of its normal. Longer runs stay out (see
+    /// `adapt_after`). 0 keeps every spike out.
+    pub spike_windows: usize,
+    /// Calm windows after a spike before it joins the history; a fault that comes and goes
+    /// faster than this never becomes its own baseline.
+    pub spike_settle: usize,
 }
 
 impl Default for DetectConfig {
@@ -77,6 +95,11 @@ impl Default for DetectConfig {
             top_features: 3,
             critical_score: 7.0,
             per_node: true,
+            learned_spreads: true,
+            spread_quantile: 0.99,
+            spread_half_life: 360,
+            spike_windows: 3,
+            spike_settle: 6,
         }
     }
 }
@@ -145,7 +168,18 @@ impl DetectConfig {
             positive(self.critical_score),
             "critical_score",
             "must be above 0",
-        )
+        )?;
+        check(
+            self.spread_quantile > 0.5 && self.spread_quantile < 1.0,
+            "spread_quantile",
+            "must be above 0.5 and below 1",
+        )?;
+        check(
+            self.spike_windows <= 8,
+            "spike_windows",
+            "must be at most 8",
+        )?;
+        check(self.spike_settle >= 1, "spike_settle", "must be at least 1")
     }
 }
 

@@ -3,10 +3,30 @@
 //! ascending order with the age of every value, so that a baseline's median is read rather
 //! than computed, and the oldest value is found to make room for the newest.
 
-use super::stats::{Floors, Spread, median_mad_of_sorted};
+use statrs::distribution::{ContinuousCDF, Normal};
+
+use super::stats::{CONSISTENCY, Floors, Spread, median_mad_of_sorted};
 
 /// The most values a row can keep: ages are one byte.
 pub const MAX_CAPACITY: usize = u8::MAX as usize;
+
+/// Fewest values from which a row's tail tells its usual spikes.
+pub const TAIL_LEAST: usize = 5;
+
+/// For each row length n, the normal quantile that the second largest of n values reaches
+/// on average, Φ⁻¹(1 − 2/(n + 1)): what a spike that came at least twice is worth in z.
+fn tail_quantiles() -> Vec<f64> {
+    let normal = Normal::standard();
+    (0..=MAX_CAPACITY)
+        .map(|n| {
+            if n < TAIL_LEAST {
+                f64::NAN
+            } else {
+                normal.inverse_cdf(1.0 - 2.0 / (n as f64 + 1.0))
+            }
+        })
+        .collect()
+}
 
 /// The rows of every slot, slot by slot, feature by feature.
 #[derive(Debug)]
@@ -19,12 +39,16 @@ pub struct History {
     ages: Vec<u8>,
     /// How many values each row holds.
     lens: Vec<u8>,
+    /// [`tail_quantiles`], by row length.
+    tails: Vec<f64>,
 }
 
 /// One entity's values of one feature, ascending.
 #[derive(Debug, Clone, Copy)]
 pub struct Row<'a> {
     sorted: &'a [f32],
+    /// [`tail_quantiles`] at its length.
+    tail: f64,
 }
 
 impl History {
@@ -37,7 +61,14 @@ impl History {
             values: Vec::new(),
             ages: Vec::new(),
             lens: Vec::new(),
+            tails: tail_quantiles(),
         }
+    }
+
+    /// Bytes of history per entity: a value and an age per feature and place, and a length
+    /// per feature.
+    pub fn bytes_per_slot(&self) -> usize {
+        self.features * (self.capacity * (size_of::<f32>() + 1) + 1)
     }
 
     /// Slots the buffer holds rows for.
@@ -64,8 +95,10 @@ impl History {
     pub fn row(&self, slot: usize, feature: usize) -> Row<'_> {
         let row = slot * self.features + feature;
         let start = row * self.capacity;
+        let sorted = &self.values[start..start + usize::from(self.lens[row])];
         Row {
-            sorted: &self.values[start..start + usize::from(self.lens[row])],
+            sorted,
+            tail: self.tails[sorted.len()],
         }
     }
 
@@ -112,18 +145,26 @@ impl History {
         ages[at] = 0;
     }
 
-    /// The median of each row of `slot` that holds at least `least` values, NaN for the
-    /// others, into `out` at every `stride`th place from the first.
-    pub fn medians(&self, slot: usize, least: usize, out: &mut [f64], stride: usize) {
-        let rows = slot * self.features..(slot + 1) * self.features;
-        for (k, (row, &len)) in rows.clone().zip(&self.lens[rows]).enumerate() {
-            let len = usize::from(len);
-            let start = row * self.capacity;
-            out[k * stride] = if len >= least.max(1) {
-                median_of_sorted(&self.values[start..start + len])
+    /// Each row of `slot` that holds at least `least` values as its median and its usual
+    /// spread (see [`Row::usual_spread`], NaN under [`TAIL_LEAST`] values), NaN for the
+    /// others, into `medians` and `spreads` at every `stride`th place from the first.
+    pub fn baselines(
+        &self,
+        slot: usize,
+        least: usize,
+        medians: &mut [f64],
+        spreads: &mut [f64],
+        stride: usize,
+    ) {
+        for f in 0..self.features {
+            let row = self.row(slot, f);
+            let (median, spread) = if row.len() >= least.max(1) {
+                (median_of_sorted(row.sorted), row.usual_spread())
             } else {
-                f64::NAN
+                (f64::NAN, f64::NAN)
             };
+            medians[f * stride] = median;
+            spreads[f * stride] = spread;
         }
     }
 }
@@ -150,10 +191,28 @@ impl Row<'_> {
         (!self.sorted.is_empty()).then(|| median_of_sorted(self.sorted))
     }
 
-    /// Median and floored MAD of the row.
+    /// Median and floored MAD of the row, widened to its usual spikes
+    /// ([`Row::usual_spread`]).
     pub fn spread(&self, floors: Floors) -> Option<Spread> {
         let (median, mad) = median_mad_of_sorted(self.sorted, f64::from)?;
+        let usual = self.usual_spread();
+        let mad = if usual.is_nan() { mad } else { mad.max(usual) };
         Some(Spread::floored(median, mad, None, floors))
+    }
+
+    /// The spread, in MAD units, that makes the row's second-largest (or second-smallest)
+    /// value as far out as the second largest of normal values would be: a spike size that
+    /// came at least twice scores no more than ordinary noise at that rank. NaN under
+    /// [`TAIL_LEAST`] values.
+    pub fn usual_spread(&self) -> f64 {
+        let n = self.sorted.len();
+        if n < TAIL_LEAST {
+            return f64::NAN;
+        }
+        let median = median_of_sorted(self.sorted);
+        let high = f64::from(self.sorted[n - 2]) - median;
+        let low = median - f64::from(self.sorted[1]);
+        CONSISTENCY * high.max(low) / self.tail
     }
 
     /// The row's values, ascending.
@@ -231,6 +290,16 @@ mod tests {
             absolute: 0.01,
         };
         let spread = history.row(slot, 0).spread(floors).unwrap();
-        assert_eq!((spread.median, spread.scale), (3.0, 1.0));
+        // MAD 1; but the second largest, 4, is 1 above the median, where the second largest
+        // of five normal values lies 0.43 σ out: as a MAD, 0.6745 / 0.4307 = 1.566.
+        assert_eq!(spread.median, 3.0);
+        assert!((spread.scale - 1.566).abs() < 1e-3, "{}", spread.scale);
+        // A spike that came only once does not widen it.
+        let other = history.grow();
+        for v in [3.0, 3.0, 2.0, 4.0, 3.0, 3.0, 100.0, 3.0] {
+            history.push(other, 0, v);
+        }
+        let spread = history.row(other, 0).spread(floors).unwrap();
+        assert!(spread.scale < 2.0, "{}", spread.scale);
     }
 }

@@ -17,10 +17,12 @@ pub mod floors;
 mod history;
 pub mod proto;
 mod score;
+mod sketch;
+mod spreads;
 mod stats;
+pub mod synthetic;
 
 use std::collections::{HashMap, HashSet};
-pub mod synthetic;
 use std::time::SystemTime;
 
 use tracing::debug;
@@ -32,6 +34,7 @@ pub use finding::{Basis, Comparison, Driver, Finding, Severity, Subject, finding
 use history::History;
 pub use score::FeatureStats;
 use score::{Member, Scored, Scratch, score_domain};
+use spreads::Spreads;
 use stats::Floors;
 pub use stats::{mad, median, median_in_place};
 
@@ -68,6 +71,23 @@ pub struct DomainStats {
     pub members: usize,
     /// Every feature in the detector's order; `None` where no member had a value.
     pub features: Vec<Option<FeatureStats>>,
+}
+
+/// What a detector's state holds (see [`Detector::footprint`]). Per entity: its history,
+/// its record (plus the heap of its id and names) and, while one is held, a spike's values;
+/// per domain: one sketch per feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    pub entities: usize,
+    /// Fixed per entity: `history` values and ages per feature.
+    pub history_bytes_per_entity: usize,
+    /// Fixed per entity, besides the heap of its strings.
+    pub entity_bytes: usize,
+    /// Held spikes' values, all entities together (at most `spike_windows` windows each).
+    pub held_spike_bytes: usize,
+    /// Domains with learned spreads.
+    pub domains: usize,
+    pub spread_bytes: usize,
 }
 
 /// What one window changed.
@@ -121,6 +141,22 @@ struct Entity {
     finding: Option<Box<Finding>>,
     /// The last window (the detector's count) that had this entity.
     window: u64,
+    /// The values of its latest short anomalous run, until it proves a spike or not.
+    spike: Option<Box<Spike>>,
+}
+
+/// A short anomalous run held back from an entity's history: when calm follows for
+/// `spike_settle` windows, it was a spike and joins the history, so that its size is known
+/// the next time; a longer run, or one soon followed by another, is dropped.
+#[derive(Debug, Default)]
+struct Spike {
+    /// Its windows' values, one window after the other.
+    values: Vec<Option<f64>>,
+    windows: usize,
+    /// Calm windows since it ended.
+    calm: usize,
+    /// Longer than a spike may be.
+    long: bool,
 }
 
 impl Entity {
@@ -133,6 +169,7 @@ impl Entity {
             alarm: Alarm::default(),
             finding: None,
             window,
+            spike: None,
         }
     }
 
@@ -155,6 +192,10 @@ pub struct Detector {
     free: Vec<usize>,
     /// Every entity's own past values: its baseline.
     history: History,
+    /// Each domain's usual spread of moves, when learned.
+    spreads: Option<Spreads>,
+    /// The learned spreads of the domain at hand.
+    learned: Vec<f64>,
     scratch: Scratch,
     /// Windows observed (or refused) so far.
     windows: u64,
@@ -191,6 +232,10 @@ impl Detector {
             .collect();
         Ok(Self {
             history: History::new(features.len(), config.history),
+            spreads: config
+                .learned_spreads
+                .then(|| Spreads::new(&config, features.len())),
+            learned: vec![0.0; features.len()],
             config,
             features,
             floors,
@@ -221,6 +266,26 @@ impl Detector {
     /// How many entities the detector keeps state for.
     pub fn tracked(&self) -> usize {
         self.index.len()
+    }
+
+    /// What the detector's state holds now, for benchmarks and capacity planning.
+    pub fn footprint(&self) -> Footprint {
+        let (domains, spread_bytes) = self.spreads.as_ref().map_or((0, 0), Spreads::footprint);
+        let held_spikes = self
+            .slots
+            .iter()
+            .flatten()
+            .filter_map(|e| e.spike.as_ref())
+            .map(|s| size_of::<Spike>() + s.values.capacity() * size_of::<Option<f64>>())
+            .sum();
+        Footprint {
+            entities: self.index.len(),
+            history_bytes_per_entity: self.history.bytes_per_slot(),
+            entity_bytes: size_of::<Option<Entity>>() + size_of::<Subject>(),
+            held_spike_bytes: held_spikes,
+            domains,
+            spread_bytes,
+        }
     }
 
     /// Scores one window, observed at `at`, with every entity's comparisons in the report.
@@ -296,10 +361,15 @@ impl Detector {
                 slot: slots[i],
                 detail: detail.wants(&window[i].subject.entity),
             }));
+            match &self.spreads {
+                Some(spreads) => spreads.floors(node, domain, &mut self.learned),
+                None => self.learned.fill(0.0),
+            }
             let (mut scored, stats) = score_domain(
                 &self.config,
                 &self.features,
                 &self.floors,
+                &self.learned,
                 &self.history,
                 &inputs,
                 &mut self.scratch,
@@ -318,9 +388,25 @@ impl Detector {
                 features: stats,
             });
             self.judge(at, window, members, &slots, scored, &mut report);
+            if let Some(spreads) = &mut self.spreads {
+                // A member with an open finding does not teach the domain what is usual; a
+                // lone anomalous window does, or blips would never become known.
+                let ordinary: Vec<bool> = members
+                    .iter()
+                    .map(|&i| {
+                        self.slots[slots[i]]
+                            .as_ref()
+                            .is_some_and(|e| e.finding.is_none())
+                    })
+                    .collect();
+                spreads.learn(node, domain, self.windows, self.scratch.pooled(), &ordinary);
+            }
         }
 
         self.forget(at, &mut report);
+        if let Some(spreads) = &mut self.spreads {
+            spreads.forget(self.windows, self.config.forget_after);
+        }
 
         report.scores = window
             .iter()
@@ -484,17 +570,28 @@ impl Detector {
                 Verdict::Close => report.closed.extend(entity.close(at)),
             }
 
-            let anomalous = judged >= config.threshold;
+            // While a finding is open, a window that is not calm is held back too: a tail
+            // between the thresholds must not become the entity's usual spread.
+            let anomalous = judged >= config.threshold
+                || (entity.finding.is_some() && judged >= config.close_threshold);
             entity.anomalous_run = if anomalous {
                 entity.anomalous_run + 1
             } else {
                 0
             };
-            // A fault must not become its own baseline; a level that lasts long enough must.
+            // A fault must not become its own baseline; a level that lasts long enough must,
+            // and so must a short spike once calm has followed it for long enough.
             if !anomalous || entity.anomalous_run > config.adapt_after {
                 for (f, value) in obs.values.iter().enumerate() {
                     if let Some(value) = value {
                         self.history.push(slot, f, *value);
+                    }
+                }
+            }
+            if let Some(spike) = spike_after(config, &mut entity.spike, anomalous, &obs.values) {
+                for (k, value) in spike.values.iter().enumerate() {
+                    if let Some(value) = value {
+                        self.history.push(slot, k % obs.values.len(), *value);
                     }
                 }
             }
@@ -543,6 +640,43 @@ impl Detector {
     }
 }
 
+/// Follows an entity's possible spike through one window; returns it once it has settled
+/// and joins the history.
+fn spike_after(
+    config: &DetectConfig,
+    spike: &mut Option<Box<Spike>>,
+    anomalous: bool,
+    values: &[Option<f64>],
+) -> Option<Box<Spike>> {
+    if config.spike_windows == 0 {
+        return None;
+    }
+    if anomalous {
+        let held = spike.get_or_insert_with(Box::default);
+        if held.calm > 0 {
+            // Another run before the last settled: neither was a lone spike.
+            **held = Spike::default();
+        }
+        if held.windows < config.spike_windows {
+            held.values.extend_from_slice(values);
+            held.windows += 1;
+        } else {
+            held.long = true;
+        }
+        return None;
+    }
+    let held = spike.as_mut()?;
+    held.calm += 1;
+    if held.long {
+        *spike = None;
+        return None;
+    }
+    if held.calm >= config.spike_settle {
+        return spike.take();
+    }
+    None
+}
+
 fn severity(config: &DetectConfig, peak: f64) -> Severity {
     if peak >= config.critical_score {
         Severity::Critical
@@ -551,6 +685,8 @@ fn severity(config: &DetectConfig, peak: f64) -> Severity {
     }
 }
 
+#[cfg(test)]
+mod noise_tests;
 #[cfg(test)]
 mod reference_tests;
 #[cfg(test)]

@@ -7,8 +7,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, SystemTime};
 
+use statrs::distribution::{ContinuousCDF, Normal};
+
 use super::alarm::{Alarm, Verdict};
-use super::stats::{self, Floors, Spread, small_sample_z};
+use super::spreads::Spreads;
+use super::stats::{self, CONSISTENCY, Floors, Spread, small_sample_z};
 use super::*;
 
 fn sorted_median(values: &[f64]) -> Option<f64> {
@@ -31,6 +34,30 @@ fn spread(values: &[f64], level: Option<f64>, floors: Floors) -> Option<Spread> 
     Some(Spread { median, scale })
 }
 
+/// The spread that puts a ring's second-largest or second-smallest value where the second
+/// largest of as many normal values falls; `None` under five values.
+fn usual_spread(values: &[f64]) -> Option<f64> {
+    let n = values.len();
+    if n < 5 {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted_median(&sorted)?;
+    let tail = Normal::standard().inverse_cdf(1.0 - 2.0 / (n as f64 + 1.0));
+    Some(CONSISTENCY * (sorted[n - 2] - median).max(median - sorted[1]) / tail)
+}
+
+/// Median and floored MAD of a ring, widened to its usual spikes.
+fn own_spread(values: &[f64], floors: Floors) -> Option<Spread> {
+    let plain = spread(values, None, floors)?;
+    let usual = usual_spread(values).unwrap_or(0.0);
+    Some(Spread {
+        scale: plain.scale.max(usual),
+        ..plain
+    })
+}
+
 fn agreed(level: f64, movement: f64) -> f64 {
     if level == 0.0 || movement == 0.0 || level.signum() != movement.signum() {
         0.0
@@ -38,6 +65,9 @@ fn agreed(level: f64, movement: f64) -> f64 {
         level.signum() * level.abs().min(movement.abs())
     }
 }
+
+/// A held run's windows of values, calm windows since it ended, and whether it ran too long.
+type Held = (Vec<Vec<Option<f64>>>, usize, bool);
 
 struct PlainEntity {
     subject: Subject,
@@ -47,6 +77,8 @@ struct PlainEntity {
     anomalous_run: usize,
     alarm: Alarm,
     finding: Option<Finding>,
+    /// A short anomalous run held back: its windows' values, calm windows since, too long.
+    held: Option<Held>,
 }
 
 /// The straightforward detector. `keep` is how a value enters a ring: as it is, or as the
@@ -57,6 +89,8 @@ struct Plain {
     floors: Vec<Floors>,
     entities: HashMap<String, PlainEntity>,
     keep: fn(f64) -> f64,
+    spreads: Spreads,
+    windows: u64,
 }
 
 struct PlainScored {
@@ -79,15 +113,18 @@ impl Plain {
             })
             .collect();
         Self {
-            config,
             features: features.iter().map(|f| f.to_string()).collect(),
             floors,
             entities: HashMap::new(),
             keep,
+            spreads: Spreads::new(&config, features.len()),
+            config,
+            windows: 0,
         }
     }
 
     fn observe(&mut self, at: SystemTime, window: &[Observation]) -> WindowReport {
+        self.windows += 1;
         let mut report = WindowReport::default();
         for obs in window {
             let s = &obs.subject;
@@ -110,6 +147,7 @@ impl Plain {
                     anomalous_run: 0,
                     alarm: Alarm::default(),
                     finding: None,
+                    held: None,
                 });
             entity.subject = s.clone();
         }
@@ -127,7 +165,9 @@ impl Plain {
         }
         let mut scores = vec![(0.0, Vec::new(), 0); window.len()];
         for (&(node, domain), members) in &domains {
-            let (scored, stats) = self.score(window, members);
+            let mut learned = Vec::new();
+            self.spreads.floors(node, domain, &mut learned);
+            let (scored, stats, pooled) = self.score(window, members, &learned);
             for (&i, s) in members.iter().zip(&scored) {
                 scores[i] = (s.score, s.features.clone(), members.len());
             }
@@ -138,7 +178,21 @@ impl Plain {
                 features: stats,
             });
             self.judge(at, window, members, scored, &mut report);
+            let ordinary: Vec<bool> = members
+                .iter()
+                .map(|&i| self.entities[&window[i].subject.entity].finding.is_none())
+                .collect();
+            let n = members.len();
+            let mut columns = vec![f64::NAN; self.features.len() * n];
+            for (k, row) in pooled.iter().enumerate() {
+                for (f, v) in row.iter().enumerate() {
+                    columns[f * n + k] = v.unwrap_or(f64::NAN);
+                }
+            }
+            self.spreads
+                .learn(node, domain, self.windows, &columns, &ordinary);
         }
+        self.spreads.forget(self.windows, self.config.forget_after);
         let present: HashSet<&str> = window.iter().map(|o| o.subject.entity.as_str()).collect();
         let forget_after = self.config.forget_after;
         self.entities.retain(|id, entity| {
@@ -169,17 +223,25 @@ impl Plain {
         report
     }
 
+    /// Scores, statistics, and each member's move less the median move per feature.
+    #[allow(clippy::type_complexity)]
     fn score(
         &self,
         window: &[Observation],
         members: &[usize],
-    ) -> (Vec<PlainScored>, Vec<Option<FeatureStats>>) {
+        learned: &[f64],
+    ) -> (
+        Vec<PlainScored>,
+        Vec<Option<FeatureStats>>,
+        Vec<Vec<Option<f64>>>,
+    ) {
         let config = &self.config;
         let mut compared = vec![vec![None; self.features.len()]; members.len()];
+        let mut pooled = vec![vec![None; self.features.len()]; members.len()];
         let mut stats = vec![None; self.features.len()];
         for (f, &floors) in self.floors.iter().enumerate() {
-            // (member, value, own baseline and its samples)
-            type Present = (usize, f64, Option<(Spread, usize)>);
+            // (member, value, own baseline and its samples, its usual spread)
+            type Present = (usize, f64, Option<(Spread, usize)>, Option<f64>);
             let present: Vec<Present> = members
                 .iter()
                 .enumerate()
@@ -187,10 +249,12 @@ impl Plain {
                     let x = window[i].values[f]?;
                     let ring = &self.entities[&window[i].subject.entity].rings[f];
                     let values: Vec<f64> = ring.iter().copied().collect();
-                    let own = (values.len() >= config.warmup)
-                        .then(|| spread(&values, None, floors).map(|s| (s, values.len())))
+                    let baseline = values.len() >= config.warmup;
+                    let own = baseline
+                        .then(|| own_spread(&values, floors).map(|s| (s, values.len())))
                         .flatten();
-                    Some((k, x, own))
+                    let usual = baseline.then(|| usual_spread(&values)).flatten();
+                    Some((k, x, own, usual))
                 })
                 .collect();
             let levels: Vec<f64> = present.iter().map(|p| p.1).collect();
@@ -209,7 +273,7 @@ impl Plain {
                 },
             });
             if !enough {
-                for (k, x, own) in &present {
+                for (k, x, own, _) in &present {
                     if let Some((own, samples)) = own {
                         compared[*k][f] = Some(Comparison {
                             value: *x,
@@ -224,15 +288,32 @@ impl Plain {
             }
             let moves: Vec<f64> = present
                 .iter()
-                .filter_map(|(_, x, own)| own.map(|(o, _)| x - o.median))
+                .filter_map(|(_, x, own, _)| own.map(|(o, _)| x - o.median))
                 .collect();
             let move_spread = (moves.len() >= config.min_peers)
                 .then(|| spread(&moves, Some(level.median), floors))
-                .flatten();
-            for (k, x, own) in &present {
+                .flatten()
+                .map(|s| Spread {
+                    scale: s.scale.max(learned[f]),
+                    ..s
+                });
+            for (k, x, own, usual) in &present {
                 let level_z = level.z(*x);
                 let z = match (own, move_spread) {
-                    (Some((own, _)), Some(moves)) => agreed(level_z, moves.z(x - own.median)),
+                    (Some((own, _)), Some(moves)) => {
+                        pooled[*k][f] = Some(x - own.median - moves.median);
+                        let z = agreed(level_z, moves.z(x - own.median));
+                        match usual {
+                            Some(usual) => agreed(
+                                z,
+                                CONSISTENCY * (x - own.median)
+                                    / usual
+                                        .max(floors.relative * own.median.abs())
+                                        .max(floors.absolute),
+                            ),
+                            None => z,
+                        }
+                    }
                     (Some((own, samples)), None) => {
                         agreed(level_z, small_sample_z(own.z(*x), *samples))
                     }
@@ -266,7 +347,7 @@ impl Plain {
                 }
             })
             .collect();
-        (scored, stats)
+        (scored, stats, pooled)
     }
 
     fn judge(
@@ -303,19 +384,48 @@ impl Plain {
                 }
                 Verdict::Close => report.closed.extend(close(&mut entity.finding, at)),
             }
-            let anomalous = judged >= config.threshold;
+            // While a finding is open, a window that is not calm is held back too: a tail
+            // between the thresholds must not become the entity's usual spread.
+            let anomalous = judged >= config.threshold
+                || (entity.finding.is_some() && judged >= config.close_threshold);
             entity.anomalous_run = if anomalous {
                 entity.anomalous_run + 1
             } else {
                 0
             };
-            if !anomalous || entity.anomalous_run > config.adapt_after {
-                for (ring, value) in entity.rings.iter_mut().zip(&obs.values) {
+            let keep = self.keep;
+            let keep_window = |entity: &mut PlainEntity, values: &[Option<f64>]| {
+                for (ring, value) in entity.rings.iter_mut().zip(values) {
                     if let Some(value) = value {
                         if ring.len() == config.history {
                             ring.pop_front();
                         }
-                        ring.push_back((self.keep)(*value));
+                        ring.push_back(keep(*value));
+                    }
+                }
+            };
+            if !anomalous || entity.anomalous_run > config.adapt_after {
+                keep_window(entity, &obs.values);
+            }
+            // A short run held back joins the history once calm has settled after it.
+            if anomalous {
+                let held = entity.held.get_or_insert((Vec::new(), 0, false));
+                if held.1 > 0 {
+                    *held = (Vec::new(), 0, false);
+                }
+                if held.0.len() < config.spike_windows {
+                    held.0.push(obs.values.clone());
+                } else {
+                    held.2 = true;
+                }
+            } else if let Some(held) = entity.held.as_mut() {
+                held.1 += 1;
+                if held.2 {
+                    entity.held = None;
+                } else if held.1 >= config.spike_settle {
+                    let (windows, _, _) = entity.held.take().unwrap();
+                    for values in windows {
+                        keep_window(entity, &values);
                     }
                 }
             }

@@ -48,6 +48,11 @@ pub struct Scratch {
     values: Vec<f64>,
     /// Beside `values`: each member's own median, NaN while its history is too short.
     own: Vec<f64>,
+    /// Beside `values`: the usual spread of each member's own history, NaN while too short.
+    own_spread: Vec<f64>,
+    /// Beside `values`: each member's move less the domain's median move, NaN where there
+    /// is none; what the domain's learned spread learns from.
+    pooled: Vec<f64>,
     /// Members with a value for the feature at hand, with the value.
     present: Vec<(usize, f64)>,
     levels: Vec<f64>,
@@ -151,10 +156,15 @@ impl Results {
 /// feature's statistics across the members. A member is compared with its peers on its
 /// level and on its move away from its own baseline (the median of its past values), or,
 /// where too few members have a value, with its own past alone.
+///
+/// Each feature's move spread is at least `learned` (the domain's usual spread of moves, 0
+/// where unknown), and a member's move must also stand out from its own history's usual
+/// spikes: the deviation counts as far as every view agrees.
 pub fn score_domain(
     config: &DetectConfig,
     features: &[String],
     floors: &[Floors],
+    learned: &[f64],
     history: &History,
     members: &[Member<'_>],
     scratch: &mut Scratch,
@@ -162,6 +172,8 @@ pub fn score_domain(
     let Scratch {
         values,
         own,
+        own_spread,
+        pooled,
         present,
         levels,
         moves,
@@ -176,17 +188,30 @@ pub fn score_domain(
     values.resize(features.len() * n, f64::NAN);
     own.clear();
     own.resize(features.len() * n, f64::NAN);
+    own_spread.clear();
+    own_spread.resize(features.len() * n, f64::NAN);
+    pooled.clear();
+    pooled.resize(features.len() * n, f64::NAN);
     for (i, m) in members.iter().enumerate() {
         for (f, value) in m.values.iter().enumerate().take(features.len()) {
             if let Some(value) = value {
                 values[f * n + i] = *value;
             }
         }
-        history.medians(m.slot, config.warmup, &mut own[i..], n);
+        history.baselines(
+            m.slot,
+            config.warmup,
+            &mut own[i..],
+            &mut own_spread[i..],
+            n,
+        );
     }
     let mut stats = vec![None; features.len()];
     for (f, &floors) in floors.iter().enumerate().take(features.len()) {
-        let (column, own) = (&values[f * n..(f + 1) * n], &own[f * n..(f + 1) * n]);
+        let column = &values[f * n..(f + 1) * n];
+        let own = &own[f * n..(f + 1) * n];
+        let own_spread = &own_spread[f * n..(f + 1) * n];
+        let pooled = &mut pooled[f * n..(f + 1) * n];
         present.clear();
         levels.clear();
         for (i, &x) in column.iter().enumerate() {
@@ -243,13 +268,26 @@ pub fn score_domain(
         );
         let move_spread = (moves.len() >= config.min_peers)
             .then(|| Spread::of_in_place(moves, deviations, Some(level.median), floors))
-            .flatten();
+            .flatten()
+            .map(|s| Spread {
+                scale: s.scale.max(learned[f]),
+                ..s
+            });
         for &(i, x) in present.iter() {
             let level_z = level.z(x);
             let median = own[i];
             let z = match move_spread {
                 _ if median.is_nan() => level_z,
-                Some(moves) => agreed(level_z, moves.z(x - median)),
+                Some(moves) => {
+                    pooled[i] = x - median - moves.median;
+                    let z = agreed(level_z, moves.z(x - median));
+                    // Its own usual spikes: a size it makes now and then is not news.
+                    if own_spread[i].is_nan() {
+                        z
+                    } else {
+                        agreed(z, Spread::floored(median, own_spread[i], None, floors).z(x))
+                    }
+                }
                 // Too few peers have a baseline (after a rolling restart): use its own past.
                 None => {
                     let row = history.row(members[i].slot, f);
@@ -273,6 +311,14 @@ pub fn score_domain(
         }
     }
     (results.finish(features), stats)
+}
+
+impl Scratch {
+    /// The last domain's moves less its median move, feature by feature, a column of
+    /// members each (NaN where there is none).
+    pub fn pooled(&self) -> &[f64] {
+        &self.pooled
+    }
 }
 
 /// A deviation counts only as far as both views agree: the smaller z when they point the
@@ -346,6 +392,7 @@ mod tests {
             &config(),
             &["cpu".into()],
             &[FLOORS],
+            &[0.0],
             &history,
             &members,
             &mut Scratch::default(),
@@ -425,6 +472,7 @@ mod tests {
             &config(),
             &["cpu".into()],
             &[FLOORS],
+            &[0.0],
             &history,
             &members,
             &mut Scratch::default(),

@@ -3,7 +3,7 @@
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
 /// Makes the MAD of normal data comparable with its standard deviation (Φ⁻¹(0.75)).
-const CONSISTENCY: f64 = 0.6745;
+pub const CONSISTENCY: f64 = 0.6745;
 
 /// Median of `values`, or `None` when there are none. Values must be finite.
 pub fn median(values: &[f64]) -> Option<f64> {
