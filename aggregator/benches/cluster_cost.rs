@@ -351,7 +351,7 @@ impl Cluster {
             .map(|(n, node)| {
                 let sick = anomalous && n == self.sick;
                 let mut by_domain: HashMap<usize, Vec<usize>> = HashMap::new();
-                let containers: Vec<pb::ContainerSummary> = node
+                let mut containers: Vec<pb::ContainerSummary> = node
                     .pods
                     .iter()
                     .enumerate()
