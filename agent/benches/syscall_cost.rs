@@ -76,14 +76,9 @@ fn ns_per_round_trip() -> anyhow::Result<f64> {
     Ok(elapsed.as_nanos() as f64 / f64::from(ROUND_TRIPS_PER_ROUND))
 }
 
+/// The detector's median (`herd_detect::median_in_place`); a configuration always has rounds.
 fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len().is_multiple_of(2) {
-        (values[mid - 1] + values[mid]) / 2.0
-    } else {
-        values[mid]
-    }
+    herd_detect::median_in_place(values).unwrap_or(f64::NAN)
 }
 
 /// What runs in the kernel while one configuration is measured.
@@ -210,6 +205,7 @@ fn main() -> anyhow::Result<()> {
                     let config = EbpfConfig {
                         signals: signals.clone(),
                         network_cgroup: None,
+                        missing_tracepoints: Vec::new(),
                     };
                     let programs = EbpfPrograms::load_with(&config)
                         .with_context(|| format!("loading {}", setup.label))?;

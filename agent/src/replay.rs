@@ -3,6 +3,12 @@
 //! Frames are CSV with the header `ts,node,domain,entity,<feature…>`, sorted by `ts`
 //! (seconds); rows with the same `ts` form one window; an empty cell is a missing value. The
 //! output has a row `ts,entity,score,flag` per input row.
+//!
+//! Time comes from the timestamps. The window length is the median gap between the first
+//! windows' times ([`herd_detect::evaluate::window_length`]); a longer gap between two
+//! windows is that many windows without anyone, as the live agent would have counted them
+//! had it seen nothing, so an entity missing long enough is forgotten rather than judged as
+//! if no time had passed. Training frames must end before the input starts.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -27,9 +33,10 @@ pub struct ReplayArgs {
     /// Where to write `ts,entity,score,flag`, one row per input row.
     #[arg(long)]
     pub output: PathBuf,
-    /// Frames with the same columns that warm up the baselines first; they get no output.
-    #[arg(long)]
-    pub train: Option<PathBuf>,
+    /// Frames with the same columns that warm up the baselines first; they must end before
+    /// the input starts, and get no output.
+    #[arg(long, alias = "train")]
+    pub training: Option<PathBuf>,
 }
 
 /// What a replay went through.
@@ -41,6 +48,10 @@ pub struct ReplaySummary {
     pub rows: usize,
     /// Findings opened during the input frames.
     pub findings: usize,
+    /// The window length the timestamps gave; `None` with a single window.
+    pub window: Option<Duration>,
+    /// Gaps longer than a window, training and input together.
+    pub gaps: usize,
 }
 
 /// Why a replay failed. `file` names the frame file, `line` its 1-based line.
@@ -109,6 +120,16 @@ pub enum ReplayError {
         entity: String,
         ts: f64,
     },
+    #[error(
+        "{train} ends at ts {last}, not before {input} starts (ts {first}): the training \
+         frames must come first"
+    )]
+    TrainingOverlaps {
+        train: String,
+        last: f64,
+        input: String,
+        first: f64,
+    },
     #[error("cannot write {file}: {source}")]
     Write { file: String, source: csv::Error },
     #[error(transparent)]
@@ -126,7 +147,7 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
             })
     };
     let input = Frames::new(args.input.display().to_string(), open(&args.input)?)?;
-    let train = match &args.train {
+    let train = match &args.training {
         Some(path) => Some(Frames::new(path.display().to_string(), open(path)?)?),
         None => None,
     };
@@ -145,6 +166,8 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
         windows = summary.windows,
         rows = summary.rows,
         findings = summary.findings,
+        window = ?summary.window,
+        gaps = summary.gaps,
         output = %args.output.display(),
         "replay done"
     );
@@ -160,7 +183,10 @@ pub fn replay<R: Read, W: Write>(
     output: W,
     output_name: &str,
 ) -> Result<ReplaySummary, ReplayError> {
+    let forget_after = config.forget_after;
     let mut detector = Detector::new(config, input.features.clone())?;
+    let mut clock = Clock::default();
+    let mut train_end = None;
     if let Some(mut train) = train {
         if train.features != input.features {
             return Err(ReplayError::TrainColumns {
@@ -171,6 +197,8 @@ pub fn replay<R: Read, W: Write>(
             });
         }
         while let Some(window) = train.next_window()? {
+            clock.pass(&mut detector, window.ts, forget_after)?;
+            train_end = Some((train.file.clone(), window.ts));
             let report = detector.observe(window.at, &window.observations)?;
             for finding in &report.opened {
                 debug!(%finding, "finding opened in the training frames");
@@ -190,8 +218,21 @@ pub fn replay<R: Read, W: Write>(
         windows: 0,
         rows: 0,
         findings: 0,
+        window: None,
+        gaps: 0,
     };
     while let Some(window) = input.next_window()? {
+        if let Some((train, last)) = train_end.take()
+            && last >= window.ts
+        {
+            return Err(ReplayError::TrainingOverlaps {
+                train,
+                last,
+                input: input.file.clone(),
+                first: window.ts,
+            });
+        }
+        clock.pass(&mut detector, window.ts, forget_after)?;
         let report = detector.observe(window.at, &window.observations)?;
         log_findings(&report);
         for (ts, score) in window.ts_cells.iter().zip(&report.scores) {
@@ -206,7 +247,58 @@ pub fn replay<R: Read, W: Write>(
     }
     out.flush()
         .map_err(|source| write_error(csv::Error::from(source)))?;
+    summary.window = clock.window().map(Duration::from_secs_f64);
+    summary.gaps = clock.gaps;
     Ok(summary)
+}
+
+/// Gaps between the first windows' times that give the window length.
+const WINDOWS_FOR_LENGTH: usize = 9;
+/// A gap between two windows longer than this many window lengths has windows missing.
+const GAP_FACTOR: f64 = 1.5;
+
+/// Time as the frames tell it: the window length, and the windows a gap leaves out.
+#[derive(Debug, Default)]
+struct Clock {
+    /// The first windows' times.
+    first: Vec<f64>,
+    last: Option<f64>,
+    gaps: usize,
+}
+
+impl Clock {
+    fn window(&self) -> Option<f64> {
+        herd_detect::evaluate::window_length(&self.first)
+    }
+
+    /// Moves on to the window at `ts`: a gap since the last window is given to `detector`
+    /// as empty windows, as many as are missing, but no more than it takes to forget every
+    /// entity (more would change nothing).
+    fn pass(
+        &mut self,
+        detector: &mut Detector,
+        ts: f64,
+        forget_after: usize,
+    ) -> Result<(), DetectError> {
+        let window = self.window();
+        if let (Some(last), Some(window)) = (self.last, window)
+            && window > 0.0
+            && ts - last > GAP_FACTOR * window
+        {
+            self.gaps += 1;
+            let missing = ((ts - last) / window).round() as usize - 1;
+            debug!(from = last, to = ts, missing, "a gap in the frames");
+            for k in 1..=missing.min(forget_after) {
+                let at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(last + k as f64 * window);
+                detector.observe(at, &[])?;
+            }
+        }
+        if self.first.len() <= WINDOWS_FOR_LENGTH {
+            self.first.push(ts);
+        }
+        self.last = Some(ts);
+        Ok(())
+    }
 }
 
 fn log_findings(report: &WindowReport) {
@@ -219,7 +311,8 @@ fn log_findings(report: &WindowReport) {
 }
 
 /// One window of frames: the rows that share a ts.
-struct Window {
+pub struct Window {
+    ts: f64,
     at: SystemTime,
     /// Each row's ts cell as written, to echo it unchanged.
     ts_cells: Vec<String>,
@@ -304,6 +397,7 @@ impl<R: Read> Frames<R> {
         };
         let ts = first.ts;
         let mut window = Window {
+            ts,
             at: first.at,
             ts_cells: Vec::new(),
             observations: Vec::new(),
@@ -462,7 +556,7 @@ mod tests {
         let args = ReplayArgs {
             input: write(dir.path(), "frames.csv", input),
             output: dir.path().join("pred.csv"),
-            train: train.map(|t| write(dir.path(), "train.csv", t)),
+            training: train.map(|t| write(dir.path(), "train.csv", t)),
         };
         run(&args)?;
         let text = std::fs::read_to_string(&args.output).unwrap();
@@ -515,8 +609,9 @@ mod tests {
         // Without history, every entity is young at first and e3's level becomes its own.
         let cold = replay_files(&input, None).unwrap();
         assert!(cold[1..].iter().all(|r| r[3] == "0"));
-        // After healthy training frames e3 is judged at once: flagged at the second window.
-        let train = frames(0, 10, |_, _| 100.0);
+        // After healthy training frames that end just before the input, e3 is judged at
+        // once: flagged at the second window.
+        let train = frames(10, 10, |_, _| 100.0);
         let warm = replay_files(&input, Some(&train)).unwrap();
         assert_eq!(warm.len(), 1 + 6 * 5);
         assert!(flagged_at(&warm, 200).is_empty());
@@ -571,12 +666,71 @@ mod tests {
     }
 
     #[test]
+    fn training_frames_must_end_before_the_input_starts() {
+        let input = frames(5, 3, |_, _| 100.0);
+        let train = frames(0, 6, |_, _| 100.0);
+        let err = replay_files(&input, Some(&train)).unwrap_err().to_string();
+        assert!(
+            err.contains("ends at ts 50, not before") && err.contains("starts (ts 50)"),
+            "{err}"
+        );
+        // Ending one window before is fine.
+        assert!(replay_files(&input, Some(&frames(0, 5, |_, _| 100.0))).is_ok());
+    }
+
+    /// Replays `input` and returns the summary.
+    fn summary(input: &str) -> ReplaySummary {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ReplayArgs {
+            input: write(dir.path(), "frames.csv", input),
+            output: dir.path().join("pred.csv"),
+            training: None,
+        };
+        run(&args).unwrap()
+    }
+
+    #[test]
+    fn the_window_length_and_gaps_come_from_the_timestamps() {
+        // 10 s windows 0–9, then nothing until window 20: a gap, not the next window.
+        let mut input = frames(0, 10, |_, _| 100.0);
+        input.push_str(frames(20, 10, |_, _| 100.0).split_once('\n').unwrap().1);
+        let s = summary(&input);
+        assert_eq!(s.window, Some(Duration::from_secs(10)));
+        assert_eq!((s.windows, s.gaps), (20, 1));
+        assert_eq!(summary(&frames(0, 10, |_, _| 100.0)).gaps, 0);
+    }
+
+    #[test]
+    fn a_gap_is_not_consecutive_windows_for_the_alarm() {
+        // e3 is 4× its peers in the last window before a long gap and the first after it.
+        // Consecutive, those two windows would open a finding (two of the last three); a
+        // gap in between forgets e3, and after it e3 is young again and not judged.
+        let stray = |w: usize, m: usize| {
+            if m == 3 && (w == 9 || w == 30) {
+                400.0
+            } else {
+                100.0
+            }
+        };
+        let mut input = frames(0, 10, stray);
+        input.push_str(frames(30, 2, stray).split_once('\n').unwrap().1);
+        let rows = replay_files(&input, None).unwrap();
+        assert!(rows[1..].iter().all(|r| r[3] == "0"), "{rows:?}");
+        // Without the gap (the same rows, window 30 renamed 10), e3 is flagged.
+        let shifted = input
+            .replace("\n300,", "\n100,")
+            .replace("\n310,", "\n110,");
+        let rows = replay_files(&shifted, None).unwrap();
+        assert_eq!(flagged_at(&rows, 100), ["e3"]);
+    }
+
+    #[test]
     fn a_missing_input_file_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let args = ReplayArgs {
             input: dir.path().join("absent.csv"),
             output: dir.path().join("pred.csv"),
-            train: None,
+            training: None,
         };
         let err = run(&args).unwrap_err().to_string();
         assert!(

@@ -45,6 +45,7 @@ impl Probe {
         let mut programs = EbpfPrograms::load_with(&EbpfConfig {
             signals: signals.to_vec(),
             network_cgroup: network_cgroup.map(Path::to_path_buf),
+            missing_tracepoints: Vec::new(),
         })?;
         let maps = programs.take_signal_maps()?;
         Ok(Self {
@@ -362,6 +363,7 @@ fn a_signal_that_cannot_attach_is_named_and_left_out() -> anyhow::Result<()> {
     let config = EbpfConfig {
         signals: vec![Signal::Syscalls, Signal::Network],
         network_cgroup: Some(PathBuf::from("/sys/fs/cgroup/memory")),
+        missing_tracepoints: Vec::new(),
     };
     let programs = EbpfPrograms::load_available(&config)?;
     assert_eq!(programs.signals(), [Signal::Syscalls]);
@@ -381,5 +383,83 @@ fn a_signal_that_cannot_attach_is_named_and_left_out() -> anyhow::Result<()> {
 
     let strict = EbpfPrograms::load_with(&config);
     assert!(strict.is_err(), "a strict load went on without the network");
+    Ok(())
+}
+
+#[test]
+fn a_missing_tracepoint_leaves_the_other_signals_running() -> anyhow::Result<()> {
+    require_root();
+    let _tracefs = Tracefs::ensure()?;
+    // As a kernel without them: block_rq_complete (classic) and sys_exit (raw).
+    let config = EbpfConfig {
+        missing_tracepoints: vec!["block_rq_complete".to_owned(), "sys_exit".to_owned()],
+        ..EbpfConfig::default()
+    };
+    let programs = EbpfPrograms::load_available(&config)?;
+    assert_eq!(
+        programs.signals(),
+        [Signal::Network, Signal::Sched, Signal::Oom],
+        "{:?}",
+        programs.unavailable()
+    );
+    for (signal, needle) in [
+        (Signal::Syscalls, "sys_exit"),
+        (Signal::Block, "block_rq_complete"),
+    ] {
+        let (_, err) = programs
+            .unavailable()
+            .iter()
+            .find(|(s, _)| *s == signal)
+            .with_context(|| format!("{signal} is not listed as unavailable"))?;
+        let message = err.to_string();
+        assert!(
+            message.contains(needle) && !message.contains("absent_by"),
+            "the {signal} error does not name {needle} as the kernel's: {message}"
+        );
+    }
+    drop(programs);
+
+    // The agent itself: one warning naming the signal and the tracepoint, and the syscall
+    // table every window, from the signals that did attach.
+    let dir = tempfile::tempdir()?;
+    let out = std::process::Command::new(herd_tests::built_binary("herd-agent")?)
+        .env("HERD_EBPF_MISSING", "block_rq_complete")
+        .env("HERD_LOG_FORMAT", "plain")
+        .args([
+            "--log-target",
+            "stderr",
+            "--interval",
+            "1s",
+            "--duration",
+            "5s",
+        ])
+        .args([
+            "--runtime-socket",
+            "/nonexistent/herd-test.sock",
+            "--socket",
+        ])
+        .arg(dir.path().join("agent.sock"))
+        .output()?;
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the agent failed: {log}");
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("block"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning about the block signal, not {}: {log}",
+        warnings.len()
+    );
+    assert!(
+        warnings[0].contains("block:block_rq_complete"),
+        "the warning names the tracepoint: {}",
+        warnings[0]
+    );
+    assert!(
+        log.lines().filter(|l| l.contains("calls/s")).count() >= 3,
+        "the syscall table stopped with the block signal: {log}"
+    );
     Ok(())
 }

@@ -31,6 +31,7 @@ fn sampler() -> anyhow::Result<(EbpfPrograms, SignalSampler)> {
     let config = EbpfConfig {
         signals: vec![Signal::Syscalls],
         network_cgroup: None,
+        missing_tracepoints: Vec::new(),
     };
     let mut programs = EbpfPrograms::load_with(&config)?;
     let maps = programs.take_signal_maps()?;

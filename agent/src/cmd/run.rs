@@ -557,6 +557,7 @@ fn load_ebpf(paths: &HostPaths, host: &Host, cgroup_root: &Path) -> Result<EbpfP
         network_cgroup,
     };
     match EbpfPrograms::load_available(&config) {
+        ..EbpfConfig::default()
         Ok(programs) => {
             for (signal, err) in programs.unavailable() {
                 warn!("the {signal} signal is not available: {err}");

@@ -176,13 +176,47 @@ pub struct EbpfConfig {
     /// socket in it and below (the kubepods level in production). `None` is the root of the
     /// cgroup2 mount.
     pub network_cgroup: Option<PathBuf>,
+    /// Tracepoints to treat as absent from this kernel (`sys_exit`, `block_rq_complete`, …):
+    /// their programs are attached under a name the kernel does not have, so that the agent
+    /// meets the kernel's own refusal, as on a kernel without them. For trying the fallback
+    /// on a kernel that has them; [`MISSING_TRACEPOINTS_VAR`] sets it.
+    pub missing_tracepoints: Vec<String>,
 }
 
+/// The environment variable that lists tracepoints, comma-separated, for the agent (and
+/// `probe`) to treat as absent: `HERD_EBPF_MISSING=block_rq_complete herd-agent`.
+pub const MISSING_TRACEPOINTS_VAR: &str = "HERD_EBPF_MISSING";
+
 impl Default for EbpfConfig {
+    /// Every signal, the network programs at the cgroup2 root, and the tracepoints
+    /// [`MISSING_TRACEPOINTS_VAR`] names treated as absent.
     fn default() -> Self {
+        let missing = std::env::var(MISSING_TRACEPOINTS_VAR).unwrap_or_default();
         Self {
             signals: Signal::ALL.to_vec(),
             network_cgroup: None,
+            missing_tracepoints: missing
+                .split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+}
+
+impl EbpfConfig {
+    /// The name to ask the kernel for: `tracepoint` itself, or one no kernel has when the
+    /// configuration treats it as absent.
+    fn kernel_name(&self, tracepoint: &str) -> String {
+        if self
+            .missing_tracepoints
+            .iter()
+            .any(|name| name == tracepoint)
+        {
+            format!("{tracepoint}__absent_by_{MISSING_TRACEPOINTS_VAR}")
+        } else {
+            tracepoint.to_owned()
         }
     }
 }
@@ -208,7 +242,7 @@ pub enum LoadError {
         name: &'static str,
         source: ProgramError,
     },
-    #[error("cannot attach {name} to {target}; it needs {feature}: {source}")]
+    #[error("cannot attach {name} to {target}; it needs {feature}: {}", error_chain(.source.as_ref()))]
     Attach {
         name: &'static str,
         target: String,
@@ -223,6 +257,16 @@ pub enum LoadError {
     NoTracefs { signal: Signal },
     #[error("cannot read the tracepoint format {path}: {source}")]
     Format { path: PathBuf, source: io::Error },
+    #[error(
+        "this kernel has no tracepoint {category}:{tracepoint} (no {path}), which the {signal} \
+         programs attach to"
+    )]
+    NoTracepoint {
+        signal: Signal,
+        category: &'static str,
+        tracepoint: &'static str,
+        path: PathBuf,
+    },
     #[error(
         "tracepoint {category}:{tracepoint} field {field} is not where the {signal} programs \
          read it (offset {offset}, at least {size} bytes) on this kernel; found: {found}"
@@ -408,6 +452,7 @@ impl EmptySysExit {
             &mut ebpf,
             EMPTY_SYS_EXIT_PROGRAM,
             "sys_exit",
+            "sys_exit",
             "raw tracepoints and CONFIG_FTRACE_SYSCALLS",
         )?;
         Ok(Self { _ebpf: ebpf })
@@ -416,7 +461,7 @@ impl EmptySysExit {
 
 fn attach_signal(ebpf: &mut Ebpf, signal: Signal, config: &EbpfConfig) -> Result<(), LoadError> {
     if !signal.tracepoints().is_empty() {
-        check_fields(tracefs(signal)?, signal)?;
+        check_fields(tracefs(signal)?, signal, config)?;
     }
     if signal == Signal::Network {
         let cgroup = match &config.network_cgroup {
@@ -426,10 +471,16 @@ fn attach_signal(ebpf: &mut Ebpf, signal: Signal, config: &EbpfConfig) -> Result
         attach_cgroup_skb(ebpf, &cgroup)?;
     }
     for &(program, tracepoint, feature) in signal.raw_tracepoints() {
-        attach_raw_tracepoint(ebpf, program, tracepoint, feature)?;
+        attach_raw_tracepoint(
+            ebpf,
+            program,
+            tracepoint,
+            &config.kernel_name(tracepoint),
+            feature,
+        )?;
     }
     for &(program, category, name) in signal.tracepoints() {
-        attach_tracepoint(ebpf, program, category, name)?;
+        attach_tracepoint(ebpf, program, category, name, &config.kernel_name(name))?;
     }
     Ok(())
 }
@@ -463,8 +514,20 @@ fn tracefs(signal: Signal) -> Result<&'static Path, LoadError> {
         .ok_or(LoadError::NoTracefs { signal })
 }
 
-/// Checks every field the signal's programs read against the kernel's format files.
-fn check_fields(tracefs: &Path, signal: Signal) -> Result<(), LoadError> {
+/// Checks that each of the signal's classic tracepoints exists, and every field its programs
+/// read against the kernel's format files.
+fn check_fields(tracefs: &Path, signal: Signal, config: &EbpfConfig) -> Result<(), LoadError> {
+    for &(_, category, tracepoint) in signal.tracepoints() {
+        let events = tracefs.join("events").join(category);
+        if !events.join(config.kernel_name(tracepoint)).is_dir() {
+            return Err(LoadError::NoTracepoint {
+                signal,
+                category,
+                tracepoint,
+                path: events.join(tracepoint),
+            });
+        }
+    }
     for field in signal.fields() {
         let path = tracefs
             .join("events")
@@ -523,10 +586,13 @@ where
         .map_err(|source| LoadError::Kind { name, source })
 }
 
+/// Attaches program `name` to the raw tracepoint `tracepoint`, which the kernel is asked for
+/// as `kernel_name` (itself, or an absent one: [`EbpfConfig::missing_tracepoints`]).
 fn attach_raw_tracepoint(
     ebpf: &mut Ebpf,
     name: &'static str,
     tracepoint: &'static str,
+    kernel_name: &str,
     feature: &'static str,
 ) -> Result<(), LoadError> {
     let program: &mut RawTracePoint = program(ebpf, name)?;
@@ -534,7 +600,7 @@ fn attach_raw_tracepoint(
         .load()
         .map_err(|source| LoadError::Load { name, source })?;
     program
-        .attach(tracepoint)
+        .attach(kernel_name)
         .map_err(|source| LoadError::Attach {
             name,
             target: format!("raw tracepoint {tracepoint}"),
@@ -549,13 +615,14 @@ fn attach_tracepoint(
     name: &'static str,
     category: &'static str,
     tracepoint: &'static str,
+    kernel_name: &str,
 ) -> Result<(), LoadError> {
     let program: &mut TracePoint = program(ebpf, name)?;
     program
         .load()
         .map_err(|source| LoadError::Load { name, source })?;
     program
-        .attach(category, tracepoint)
+        .attach(category, kernel_name)
         .map_err(|source| LoadError::Attach {
             name,
             target: format!("tracepoint {category}:{tracepoint}"),
