@@ -146,6 +146,63 @@ impl Goals {
     }
 }
 
+/// Windows numbered from their timestamps, as a replay sees them: the window length is the
+/// median gap between consecutive times, so that a gap (a restart, a pause) neither
+/// stretches it nor counts as one window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timeline {
+    /// The first window's time, in seconds.
+    pub start: f64,
+    /// Seconds; 0 when there was only one window.
+    pub window: f64,
+    /// Windows from the first to the last, gaps included.
+    pub windows: u64,
+}
+
+impl Timeline {
+    /// The timeline of windows at `times` (seconds; any order, repeats allowed); `None`
+    /// without a finite time.
+    pub fn of(times: &[f64]) -> Option<Self> {
+        let mut distinct: Vec<f64> = times.iter().copied().filter(|t| t.is_finite()).collect();
+        distinct.sort_by(f64::total_cmp);
+        distinct.dedup();
+        let start = *distinct.first()?;
+        let window = window_length(&distinct).unwrap_or(0.0);
+        let mut timeline = Self {
+            start,
+            window,
+            windows: 1,
+        };
+        timeline.windows = timeline.index(*distinct.last()?) + 1;
+        Some(timeline)
+    }
+
+    /// The index of the window at `ts`: 0 for the first, one more per window length.
+    pub fn index(&self, ts: f64) -> u64 {
+        if self.window > 0.0 {
+            ((ts - self.start) / self.window).round().max(0.0) as u64
+        } else {
+            0
+        }
+    }
+}
+
+/// The window length of ascending, distinct times: the median gap between neighbours;
+/// `None` for fewer than two times.
+pub fn window_length(times: &[f64]) -> Option<f64> {
+    let mut gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    if gaps.is_empty() {
+        return None;
+    }
+    gaps.sort_by(f64::total_cmp);
+    let n = gaps.len();
+    Some(if n % 2 == 1 {
+        gaps[n / 2]
+    } else {
+        (gaps[n / 2 - 1] + gaps[n / 2]) / 2.0
+    })
+}
+
 /// Scores `points`; their order does not matter.
 pub fn evaluate(points: &[Point]) -> Metrics {
     let mut normal = 0;
@@ -370,6 +427,21 @@ mod tests {
             m.table()
                 .contains("| point precision | - (0 of 0 flagged windows) |")
         );
+    }
+
+    #[test]
+    fn the_timeline_takes_its_window_from_the_usual_gap_and_counts_gaps_as_windows() {
+        // 3 s windows, a 12 s gap after 9 (three windows missing), a little jitter.
+        let times = [0.0, 3.0, 3.0, 6.1, 9.0, 21.0, 24.0, 27.05];
+        let t = Timeline::of(&times).unwrap();
+        assert!((t.window - 3.0).abs() < 0.06, "{t:?}");
+        assert_eq!(t.index(6.1), 2);
+        assert_eq!(t.index(21.0), 7);
+        assert_eq!(t.windows, 10);
+        assert_eq!(window_length(&[5.0]), None);
+        let one = Timeline::of(&[5.0, 5.0]).unwrap();
+        assert_eq!((one.window, one.windows, one.index(5.0)), (0.0, 1, 0));
+        assert_eq!(Timeline::of(&[]), None);
     }
 
     #[test]
