@@ -58,6 +58,15 @@ fn own_spread(values: &[f64], floors: Floors) -> Option<Spread> {
     })
 }
 
+/// A level z of 1 or more is clear of the middle: the level view then takes any size.
+fn clear(level: f64) -> f64 {
+    if level.abs() >= 1.0 {
+        level.signum() * f64::INFINITY
+    } else {
+        level
+    }
+}
+
 fn agreed(level: f64, movement: f64) -> f64 {
     if level == 0.0 || movement == 0.0 || level.signum() != movement.signum() {
         0.0
@@ -302,7 +311,7 @@ impl Plain {
                 let z = match (own, move_spread) {
                     (Some((own, _)), Some(moves)) => {
                         pooled[*k][f] = Some(x - own.median - moves.median);
-                        let z = agreed(level_z, moves.z(x - own.median));
+                        let z = agreed(clear(level_z), moves.z(x - own.median));
                         match usual {
                             Some(usual) => agreed(
                                 z,

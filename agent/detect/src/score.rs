@@ -280,7 +280,7 @@ pub fn score_domain(
                 _ if median.is_nan() => level_z,
                 Some(moves) => {
                     pooled[i] = x - median - moves.median;
-                    let z = agreed(level_z, moves.z(x - median));
+                    let z = agreed(beyond(level_z), moves.z(x - median));
                     // Its own usual spikes: a size it makes now and then is not news.
                     if own_spread[i].is_nan() {
                         z
@@ -320,6 +320,22 @@ impl Scratch {
         &self.pooled
     }
 }
+
+/// How far to take the level view once a member has a baseline to move from. Where a
+/// domain's members sit at different levels (a leader, a 70/30 split), their MAD is wide
+/// and a real stray reaches no large level z; the level view then only has to say that the
+/// member is clear of the herd's middle on the side it moves to, and its move (against the
+/// others' moves, the domain's usual spread and its own usual spikes) says how far.
+pub fn beyond(level_z: f64) -> f64 {
+    if level_z.abs() >= CLEAR_OF_THE_MIDDLE {
+        level_z.signum() * f64::INFINITY
+    } else {
+        level_z
+    }
+}
+
+/// Level z from which a member counts as clear of its peers' middle (see [`beyond`]).
+const CLEAR_OF_THE_MIDDLE: f64 = 1.0;
 
 /// A deviation counts only as far as both views agree: the smaller z when they point the
 /// same way, none when they disagree (a high peer that is falling back to the herd).
