@@ -387,7 +387,7 @@ impl<R: Read> Frames<R> {
     }
 
     /// The next window, or `None` at the end of the file.
-    fn next_window(&mut self) -> Result<Option<Window>, ReplayError> {
+    pub fn next_window(&mut self) -> Result<Option<Window>, ReplayError> {
         let Some(first) = self
             .pending
             .take()

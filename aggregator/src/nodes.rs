@@ -96,7 +96,8 @@ impl NodeBook {
                 let expected = entry.summary.sequence.wrapping_add(1);
                 // A lower number is a restarted agent, not a loss.
                 if summary.sequence > expected {
-                    entry.lost += summary.sequence - expected;
+                    // Saturating: a node's sequence numbers are whatever it sends.
+                    entry.lost = entry.lost.saturating_add(summary.sequence - expected);
                 }
                 entry.summary = summary;
                 entry.identities = identities;
@@ -407,5 +408,16 @@ mod tests {
         new.values.push(1.0);
         let err = book.ingest(new, UNIX_EPOCH).unwrap_err().to_string();
         assert!(err.contains("2 values for 1 containers"), "{err}");
+    }
+
+    #[test]
+    fn losses_a_node_claims_past_u64_saturate_instead_of_overflowing() {
+        let mut book = NodeBook::default();
+        let now = UNIX_EPOCH + Duration::from_secs(100);
+        // After u64::MAX the next expected number wraps to 0, so each MAX claims MAX lost.
+        for sequence in [0, u64::MAX, u64::MAX] {
+            book.ingest(summary("a", sequence), now).unwrap();
+        }
+        assert_eq!(book.all().next().unwrap().1.lost, u64::MAX);
     }
 }

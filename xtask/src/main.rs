@@ -4,6 +4,7 @@ mod bench;
 mod cmd;
 mod demo;
 mod eval;
+mod fuzz;
 mod image;
 mod lab;
 mod setup;
@@ -24,7 +25,8 @@ enum Command {
     Setup,
     /// Run the agent on this host for a short while beside a small workload in its own cgroup.
     Demo(demo::DemoArgs),
-    /// The whole suite: fmt, clippy, unit tests, root integration tests.
+    /// The whole suite: fmt, clippy, unit tests, a short run of each fuzz target, root
+    /// integration tests.
     Test,
     /// Measure what the probes cost; results go to target/herd-bench/.
     Bench,
@@ -36,6 +38,9 @@ enum Command {
     /// The detector against every lab fault and a long healthy run; results go to
     /// target/herd-eval/.
     Eval(eval::EvalArgs),
+    /// Fuzz the parsers of outside input (tests/fuzz/) for longer than `test` does: every
+    /// target, or one; crashes go to target/fuzz/runs/artifacts/.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,5 +52,6 @@ fn main() -> anyhow::Result<()> {
         Command::Image => image::run(),
         Command::Lab(args) => lab::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Fuzz(args) => fuzz::run(&args),
     }
 }

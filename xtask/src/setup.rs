@@ -18,13 +18,17 @@ const BUILD_PACKAGES: &[&str] = &[
 const TEST_PACKAGES: &[&str] = &["openssl"];
 /// The bpf-linker release that matches the aya 0.14 family and LLVM 22.
 const BPF_LINKER_VERSION: &str = "0.13.0";
-const NIGHTLY: &str = "nightly";
+pub const NIGHTLY: &str = "nightly";
+/// The cargo-fuzz release `cargo xtask fuzz` (and so `cargo xtask test`) runs the fuzz
+/// targets with.
+const CARGO_FUZZ_VERSION: &str = "0.13.1";
 
 pub fn run() -> anyhow::Result<()> {
     herd_tests::lab::ensure_packages(BUILD_PACKAGES)?;
     herd_tests::lab::ensure_packages(TEST_PACKAGES)?;
     rust_src()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     kubectl()?;
     step("setup complete");
     Ok(())
@@ -87,6 +91,28 @@ fn bpf_linker() -> anyhow::Result<()> {
         bail!("bpf-linker was installed but is not on PATH; add ~/.cargo/bin to PATH");
     }
     Ok(())
+}
+
+/// cargo-fuzz, for the fuzz targets of `tests/fuzz/` (built with the nightly toolchain).
+fn cargo_fuzz() -> anyhow::Result<()> {
+    let version = Command::new("cargo").args(["fuzz", "--version"]).output();
+    if let Ok(out) = &version
+        && out.status.success()
+        && String::from_utf8_lossy(&out.stdout).contains(CARGO_FUZZ_VERSION)
+    {
+        step(&format!("cargo-fuzz {CARGO_FUZZ_VERSION} present"));
+        return Ok(());
+    }
+    step(&format!(
+        "installing cargo-fuzz {CARGO_FUZZ_VERSION} (a few minutes, once)"
+    ));
+    cmd::run(cmd::cargo().args([
+        "install",
+        "cargo-fuzz",
+        "--version",
+        CARGO_FUZZ_VERSION,
+        "--locked",
+    ]))
 }
 
 /// `kubectl kustomize` builds `deploy/` in the manifests' tests: any kubectl on PATH will do

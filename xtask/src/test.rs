@@ -1,10 +1,11 @@
-//! `cargo xtask test`: the whole suite, as CI runs it.
+//! `cargo xtask test`: the whole suite, as CI runs it: fmt, clippy, unit tests, a short run
+//! of each fuzz target, root integration tests.
 
 use anyhow::bail;
 
 use crate::{
     cmd::{self, step},
-    setup,
+    fuzz, setup,
 };
 
 /// Crates with unit tests that need no root.
@@ -30,6 +31,8 @@ pub fn run() -> anyhow::Result<()> {
         unit.args(["-p", package]);
     }
     cmd::run(&mut unit)?;
+    step("fuzz targets, briefly each");
+    fuzz::run_targets(fuzz::TARGETS, fuzz::CI_SECONDS)?;
     if !cmd::is_root() {
         bail!("the integration tests load eBPF programs and make cgroups: run them as root");
     }

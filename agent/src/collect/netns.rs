@@ -81,12 +81,15 @@ pub fn parse_dev(text: &str, counters: &mut NetCounters) -> u64 {
         if fields < v.len() {
             continue;
         }
-        packets = packets.wrapping_add(v[1] + v[3] + v[9] + v[11]);
+        // A gate compared for change only: wrapping keeps it moving with the counters.
+        packets = [v[1], v[3], v[9], v[11]]
+            .into_iter()
+            .fold(packets, u64::wrapping_add);
         if name.trim() == "lo" {
             continue;
         }
         for (sum, value) in sums.iter_mut().zip(v) {
-            *sum += value;
+            *sum = sum.saturating_add(value);
         }
     }
     counters.rx_bytes = sums[0];
@@ -624,3 +627,20 @@ IpExt: 0
         assert!(second.tx_packets >= first.tx_packets);
     }
 }
+
+    #[test]
+    fn dev_counters_near_the_top_of_u64_saturate_instead_of_overflowing() {
+        let max = u64::MAX;
+        let line =
+            |name: &str| format!("{name}: {max} {max} 0 0 0 0 0 0 {max} {max} 0 0 0 0 0 0\n");
+        let text = format!(
+            "header\nheader\n{}{}{}",
+            line("lo"),
+            line("eth0"),
+            line("eth1")
+        );
+        let mut counters = NetCounters::default();
+        parse_dev(&text, &mut counters);
+        assert_eq!(counters.rx_bytes, max);
+        assert_eq!(counters.tx_packets, max);
+    }

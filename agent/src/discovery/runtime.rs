@@ -9,7 +9,7 @@ use std::{
 };
 
 use herd_proto::cri::v1::{
-    ContainerState, ListContainersRequest, ListPodSandboxRequest,
+    Container, ContainerState, ListContainersRequest, ListPodSandboxRequest, PodSandbox,
     runtime_service_client::RuntimeServiceClient,
 };
 use thiserror::Error;
@@ -148,38 +148,7 @@ impl CriClient {
             })
             .await?
             .containers;
-
-        let pods = pods
-            .into_iter()
-            .filter_map(|sandbox| {
-                let meta = sandbox.metadata?;
-                let pod = Pod {
-                    name: meta.name,
-                    namespace: meta.namespace,
-                    uid: meta.uid,
-                    labels: sandbox.labels,
-                    annotations: sandbox.annotations,
-                };
-                Some((sandbox.id, pod))
-            })
-            .collect();
-        let containers = containers
-            .into_iter()
-            .map(|container| {
-                let runtime_container = RuntimeContainer {
-                    name: container.metadata.map(|m| m.name).unwrap_or_default(),
-                    image: container.image.map(|i| i.image).unwrap_or_default(),
-                    running: container.state == ContainerState::ContainerRunning as i32,
-                    created_at: from_unix_nanos(container.created_at),
-                    sandbox_id: container.pod_sandbox_id,
-                    labels: container.labels,
-                    annotations: container.annotations,
-                    id: container.id,
-                };
-                (runtime_container.id.clone(), runtime_container)
-            })
-            .collect();
-        Ok(RuntimeSnapshot { pods, containers })
+        Ok(snapshot_from(pods, containers))
     }
 
     async fn call<T, F, Fut>(&self, call: &'static str, f: F) -> Result<T, RuntimeError>
@@ -200,6 +169,42 @@ impl CriClient {
             }),
         }
     }
+}
+
+/// What the runtime's `ListPodSandbox` items and `ListContainers` containers say: sandboxes
+/// without metadata are left out, and a missing field of a container is empty.
+pub fn snapshot_from(pods: Vec<PodSandbox>, containers: Vec<Container>) -> RuntimeSnapshot {
+    let pods = pods
+        .into_iter()
+        .filter_map(|sandbox| {
+            let meta = sandbox.metadata?;
+            let pod = Pod {
+                name: meta.name,
+                namespace: meta.namespace,
+                uid: meta.uid,
+                labels: sandbox.labels,
+                annotations: sandbox.annotations,
+            };
+            Some((sandbox.id, pod))
+        })
+        .collect();
+    let containers = containers
+        .into_iter()
+        .map(|container| {
+            let runtime_container = RuntimeContainer {
+                name: container.metadata.map(|m| m.name).unwrap_or_default(),
+                image: container.image.map(|i| i.image).unwrap_or_default(),
+                running: container.state == ContainerState::ContainerRunning as i32,
+                created_at: from_unix_nanos(container.created_at),
+                sandbox_id: container.pod_sandbox_id,
+                labels: container.labels,
+                annotations: container.annotations,
+                id: container.id,
+            };
+            (runtime_container.id.clone(), runtime_container)
+        })
+        .collect();
+    RuntimeSnapshot { pods, containers }
 }
 
 fn from_unix_nanos(nanos: i64) -> SystemTime {

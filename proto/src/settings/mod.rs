@@ -116,7 +116,6 @@ pub fn apply_file(
     spec: &FileSpec,
     env: impl Fn(&str) -> Option<OsString>,
 ) -> Result<(Command, FileLayer), ConfigError> {
-    let mut layer = FileLayer::default();
     let path = match flag_value(args, spec.flag) {
         Some(path) => PathBuf::from(path),
         None => match env(&env_name(spec.env_prefix, spec.flag)) {
@@ -124,7 +123,10 @@ pub fn apply_file(
             _ => {
                 let default = PathBuf::from(spec.default_path);
                 if !default.exists() {
-                    layer.absent_default = Some(default);
+                    let layer = FileLayer {
+                        absent_default: Some(default),
+                        ..FileLayer::default()
+                    };
                     return Ok((command, layer));
                 }
                 default
@@ -135,7 +137,20 @@ pub fn apply_file(
         path: path.clone(),
         source,
     })?;
-    let table: toml::Table = toml::from_str(&text).map_err(|source| ConfigError::Toml {
+    apply_text(command, path, &text, spec)
+}
+
+/// Makes each setting of a configuration file's `text` (read from `path`, which errors
+/// name) the default of the arguments of that long name, as [`apply_file`] does once it has
+/// read the file.
+pub fn apply_text(
+    command: Command,
+    path: PathBuf,
+    text: &str,
+    spec: &FileSpec,
+) -> Result<(Command, FileLayer), ConfigError> {
+    let mut layer = FileLayer::default();
+    let table: toml::Table = toml::from_str(text).map_err(|source| ConfigError::Toml {
         path: path.clone(),
         source: Box::new(source),
     })?;

@@ -160,10 +160,61 @@ const V2_CPU_STAT: (&str, Fill) = ("cpu.stat", |t, c| {
     let keys = ["usage_usec", "nr_periods", "nr_throttled", "throttled_usec"];
     let [usage, periods, throttled, throttled_us] =
         t.map(|t| parse::keyed(t, keys)).unwrap_or_default();
-    c.cpu_usage_ns = usage.map(|us| us * 1000);
+    // A count of µs beyond what ns can hold is no reading, not a wrapped one.
+    c.cpu_usage_ns = usage.and_then(|us| us.checked_mul(1000));
     (c.cpu_periods, c.cpu_throttled_periods) = (periods, throttled);
-    c.cpu_throttled_ns = throttled_us.map(|us| us * 1000);
+    c.cpu_throttled_ns = throttled_us.and_then(|us| us.checked_mul(1000));
 });
+
+/// Every counter file a reader may read, as `(v1 controller, file name)` (`None` for
+/// cgroup2): the names [`fill_from`] takes.
+pub fn counter_files() -> impl Iterator<Item = (Option<&'static str>, &'static str)> {
+    let v2 = V2_LIMITS
+        .iter()
+        .map(|(name, _)| *name)
+        .chain([V2_CPU_STAT.0])
+        .chain(V2_FILES.iter().map(|(name, ..)| *name))
+        .map(|name| (None, name));
+    let v1 = V1_LIMITS
+        .iter()
+        .map(|(controller, name, _)| (*controller, *name))
+        .chain([(V1_CPU_USAGE.0, V1_CPU_USAGE.1)])
+        .chain(
+            V1_FILES
+                .iter()
+                .map(|(controller, name, ..)| (*controller, *name)),
+        )
+        .map(|(controller, name)| (Some(controller), name));
+    v2.chain(v1)
+}
+
+/// Sets `counters` from `text` as a read of the counter file `name` (of v1 `controller`, or
+/// of cgroup2 for `None`) does; `false` for a file no reader reads. The parsing of a read
+/// without the files, for tests and fuzzing of what a kernel (or a broken one) may write.
+pub fn fill_from(
+    controller: Option<&str>,
+    name: &str,
+    text: &str,
+    counters: &mut CgroupCounters,
+) -> bool {
+    let fill = match controller {
+        None => V2_LIMITS
+            .iter()
+            .copied()
+            .chain([V2_CPU_STAT])
+            .chain(V2_FILES.iter().map(|(name, _, fill)| (*name, *fill)))
+            .find(|(file, _)| *file == name)
+            .map(|(_, fill)| fill),
+        Some(controller) => V1_LIMITS
+            .iter()
+            .copied()
+            .chain([V1_CPU_USAGE])
+            .chain(V1_FILES.iter().map(|(c, name, _, fill)| (*c, *name, *fill)))
+            .find(|(c, file, _)| *c == controller && *file == name)
+            .map(|(.., fill)| fill),
+    };
+    fill.map(|fill| fill(Some(text), counters)).is_some()
+}
 
 /// cgroup2 counter files: on a hybrid host only the pressure files (and `cpu.stat`) exist
 /// there, and the v1 files below fill in the rest.
@@ -1371,5 +1422,29 @@ mod tests {
             (Some(3), Some(10), Some(6))
         );
         assert_eq!((c.io_read_bytes, c.io_write_ops), (Some(10), Some(2)));
+    }
+
+    #[test]
+    fn cpu_time_beyond_what_ns_hold_is_missing_not_wrapped() {
+        let mut c = CgroupCounters::default();
+        let text = format!("usage_usec {}\nthrottled_usec 7\n", u64::MAX / 10);
+        assert!(fill_from(None, "cpu.stat", &text, &mut c));
+        assert_eq!(c.cpu_usage_ns, None);
+        assert_eq!(c.cpu_throttled_ns, Some(7000));
+    }
+
+    #[test]
+    fn every_counter_file_can_be_filled_from_text() {
+        let files: Vec<_> = counter_files().collect();
+        assert!(files.contains(&(None, "memory.current")));
+        assert!(files.contains(&(Some("blkio"), "blkio.throttle.io_service_bytes")));
+        for (controller, name) in files {
+            let mut c = CgroupCounters::default();
+            assert!(fill_from(controller, name, "garbage\n", &mut c), "{name}");
+        }
+        let mut c = CgroupCounters::default();
+        assert!(!fill_from(None, "no.such.file", "1\n", &mut c));
+        assert!(fill_from(None, "memory.current", "4096\n", &mut c));
+        assert_eq!(c.memory_usage_bytes, Some(4096));
     }
 }

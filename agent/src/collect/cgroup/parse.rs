@@ -56,7 +56,7 @@ pub fn psi_totals(text: &str) -> (Option<u64>, Option<u64>) {
 /// v1 `blkio.throttle.io_service_bytes` / `io_serviced`: per device `maj:min Op value`
 /// lines; returns (read, write) summed over devices.
 pub fn blkio_read_write(text: &str) -> (Option<u64>, Option<u64>) {
-    let (mut read, mut write) = (None, None);
+    let (mut read, mut write): (Option<u64>, Option<u64>) = (None, None);
     // A cgroup that has done no IO lists no device, only `Total 0`.
     let mut total = false;
     for line in text.lines() {
@@ -72,7 +72,9 @@ pub fn blkio_read_write(text: &str) -> (Option<u64>, Option<u64>) {
             _ => continue,
         };
         if let Some(value) = number(value.as_bytes()) {
-            *sum.get_or_insert(0) += value;
+            // Saturating: the sum of garbage must not wrap to a small count.
+            let total = sum.get_or_insert(0u64);
+            *total = total.saturating_add(value);
         }
     }
     if total {
@@ -86,13 +88,13 @@ pub fn blkio_read_write(text: &str) -> (Option<u64>, Option<u64>) {
 /// `[rbytes, wbytes, rios, wios]` summed over devices (zero before any IO: the file is empty).
 pub fn io_stat(text: &str) -> [u64; 4] {
     const KEYS: [&str; 4] = ["rbytes", "wbytes", "rios", "wios"];
-    let mut sums = [0; 4];
+    let mut sums = [0u64; 4];
     for field in text.split_ascii_whitespace() {
         let Some((name, value)) = field.split_once('=') else {
             continue;
         };
         if let Some(i) = KEYS.iter().position(|key| *key == name) {
-            sums[i] += number(value.as_bytes()).unwrap_or(0);
+            sums[i] = sums[i].saturating_add(number(value.as_bytes()).unwrap_or(0));
         }
     }
     sums
@@ -186,5 +188,14 @@ mod tests {
         assert_eq!(io_stat(""), [0; 4]);
         assert_eq!(cpu_max("50000 100000\n"), (Some(50_000), Some(100_000)));
         assert_eq!(cpu_max("max 100000\n"), (None, Some(100_000)));
+    }
+
+    #[test]
+    fn sums_over_devices_saturate_instead_of_overflowing() {
+        let max = u64::MAX;
+        let io = format!("8:0 rbytes={max} wios=1\n8:16 rbytes=1 wios=1\n");
+        assert_eq!(io_stat(&io), [max, 0, 0, 2]);
+        let blkio = format!("8:0 Read {max}\n8:16 Read 5\n8:0 Write 1\n");
+        assert_eq!(blkio_read_write(&blkio), (Some(max), Some(1)));
     }
 }
