@@ -540,12 +540,12 @@ pub async fn run_healthy(
     })
 }
 
-const FRAMES: &str = "frames.csv";
-const AGENT_LOG: &str = "agent.log";
+pub(crate) const FRAMES: &str = "frames.csv";
+pub(crate) const AGENT_LOG: &str = "agent.log";
 const SCENARIO: &str = "scenario.txt";
 
 /// The agent, watching the lab; ended (SIGTERM, then SIGKILL) on drop.
-struct Agent {
+pub(crate) struct Agent {
     child: Child,
     findings: Arc<Mutex<Vec<FindingEvent>>>,
     reader: Option<JoinHandle<()>>,
@@ -554,7 +554,12 @@ struct Agent {
 impl Agent {
     /// Starts the agent with its frames and log in `dir`. `bound` is its own `--duration`,
     /// a backstop in case this process dies without ending it.
-    fn start(settings: &Settings, lab: &Lab, dir: &Path, bound: Duration) -> anyhow::Result<Self> {
+    pub(crate) fn start(
+        settings: &Settings,
+        lab: &Lab,
+        dir: &Path,
+        bound: Duration,
+    ) -> anyhow::Result<Self> {
         let secs = |d: Duration| format!("{}ms", d.as_millis());
         let mut child = Command::new(&settings.agent)
             .arg("--interval")
@@ -602,7 +607,7 @@ impl Agent {
     }
 
     /// Stops the agent; its findings, in order. Fails if it had already died.
-    fn stop(mut self) -> anyhow::Result<Vec<FindingEvent>> {
+    pub(crate) fn stop(mut self) -> anyhow::Result<Vec<FindingEvent>> {
         if let Some(status) = self.child.try_wait()? {
             bail!("the agent exited early ({status}); see its log");
         }
@@ -660,7 +665,7 @@ fn parse_finding(line: &str, at: SystemTime) -> Option<FindingEvent> {
 }
 
 /// `Lab::up`, waiting a while for a lab that someone else is running.
-async fn lab_up(spec: &LabSpec) -> anyhow::Result<Lab> {
+pub(crate) async fn lab_up(spec: &LabSpec) -> anyhow::Result<Lab> {
     let deadline = Instant::now() + LAB_WAIT;
     loop {
         match Lab::up(spec).await {
@@ -676,7 +681,7 @@ async fn lab_up(spec: &LabSpec) -> anyhow::Result<Lab> {
     }
 }
 
-fn pod_of<'a>(pods: &'a [Pod], workload: &Workload, replica: u32) -> Option<&'a Pod> {
+pub(crate) fn pod_of<'a>(pods: &'a [Pod], workload: &Workload, replica: u32) -> Option<&'a Pod> {
     let replica = replica.to_string();
     pods.iter().find(|pod| {
         pod.namespace == workload.namespace
@@ -685,12 +690,16 @@ fn pod_of<'a>(pods: &'a [Pod], workload: &Workload, replica: u32) -> Option<&'a 
     })
 }
 
-fn container_of<'a>(pods: &'a [Pod], workload: &Workload, replica: u32) -> Option<&'a Container> {
+pub(crate) fn container_of<'a>(
+    pods: &'a [Pod],
+    workload: &Workload,
+    replica: u32,
+) -> Option<&'a Container> {
     pod_of(pods, workload, replica)?.containers.first()
 }
 
 /// When the runtime started a container.
-async fn started_at(lab: &Lab, container_id: &str) -> anyhow::Result<SystemTime> {
+pub(crate) async fn started_at(lab: &Lab, container_id: &str) -> anyhow::Result<SystemTime> {
     let status = lab
         .runtime()
         .container_status(ContainerStatusRequest {
@@ -706,13 +715,13 @@ async fn started_at(lab: &Lab, container_id: &str) -> anyhow::Result<SystemTime>
     Ok(UNIX_EPOCH + Duration::from_nanos(nanos))
 }
 
-async fn sleep_until(at: SystemTime) {
+pub(crate) async fn sleep_until(at: SystemTime) {
     if let Ok(left) = at.duration_since(SystemTime::now()) {
         tokio::time::sleep(left).await;
     }
 }
 
-fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
         fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
     }

@@ -9,6 +9,7 @@ pub mod agent;
 pub mod aggregator;
 pub mod certs;
 pub mod cgroup;
+pub mod dataset;
 pub mod eval;
 pub mod export;
 pub mod lab;

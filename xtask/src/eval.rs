@@ -1,10 +1,12 @@
 //! `cargo xtask eval`: the detector against every fault the lab injects and against a long
 //! healthy run, one lab per scenario. Prints a table and writes it, with the settings, to
-//! target/herd-eval/results.md; fails when a goal is missed.
+//! target/herd-eval/results.md; fails when a goal is missed. With `--dataset`, the detector
+//! is scored offline on a recorded dataset instead (`crate::eval_dataset`).
 
 use std::{
     fmt::Write as _,
     fs,
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -34,9 +36,17 @@ pub struct EvalArgs {
     /// Run the faults only.
     #[arg(long)]
     skip_healthy: bool,
+    /// Score the detector on this dataset (`cargo xtask dataset`) instead of running labs:
+    /// its frames replayed offline, its labels, the evaluation's goals.
+    #[arg(long, conflicts_with_all = ["faults", "healthy_minutes", "skip_healthy"])]
+    dataset: Option<PathBuf>,
+    /// Frames that warm the detector up before the dataset's; they must end before its
+    /// frames start. Default: the dataset's training.csv.
+    #[arg(long, requires = "dataset")]
+    training: Option<PathBuf>,
 }
 
-fn parse_secs(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_secs(text: &str) -> Result<Duration, String> {
     let secs: u64 = text
         .strip_suffix('s')
         .unwrap_or(text)
@@ -49,6 +59,9 @@ fn parse_secs(text: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &args.dataset {
+        return crate::eval_dataset::run(dir, args.training.as_deref());
+    }
     setup::run()?;
     if !cmd::is_root() {
         bail!("the evaluation runs a lab and loads eBPF programs: run it as root");

@@ -2,8 +2,10 @@
 
 mod bench;
 mod cmd;
+mod dataset;
 mod demo;
 mod eval;
+mod eval_dataset;
 mod fuzz;
 mod image;
 mod lab;
@@ -35,8 +37,11 @@ enum Command {
     Image,
     /// A real container node on this machine over CRI: `up [--spec FILE]`, `status`, `down`.
     Lab(lab::LabArgs),
-    /// The detector against every lab fault and a long healthy run; results go to
-    /// target/herd-eval/.
+    /// A labeled dataset from the lab: uneven workloads, faults at known times, the agent's
+    /// frames; for `eval --dataset`. Holds the lab lock while it runs.
+    Dataset(dataset::DatasetArgs),
+    /// The detector against every lab fault and a long healthy run, or (`--dataset DIR`)
+    /// against a recorded dataset's labels; results go to target/herd-eval/.
     Eval(eval::EvalArgs),
     /// Fuzz the parsers of outside input (tests/fuzz/) for longer than `test` does: every
     /// target, or one; crashes go to target/fuzz/runs/artifacts/.
@@ -51,6 +56,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench => bench::run(),
         Command::Image => image::run(),
         Command::Lab(args) => lab::run(&args),
+        Command::Dataset(args) => dataset::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Fuzz(args) => fuzz::run(&args),
     }

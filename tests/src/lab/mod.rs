@@ -57,7 +57,7 @@ pub use pod::{
     APP_NAME, CONTAINER_NAME, CONTROLLER_REVISION_HASH, Container, POD_NAME, POD_NAMESPACE,
     POD_TEMPLATE_HASH, POD_UID, Pod,
 };
-pub use spec::{FORK_STORM_PIDS_MAX, Fault, FaultKind, Kind, LabSpec, Workload};
+pub use spec::{FORK_STORM_PIDS_MAX, Fault, FaultKind, Kind, LabSpec, Load, Workload};
 
 use cmd::step;
 

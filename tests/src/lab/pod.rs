@@ -249,7 +249,7 @@ fn container_config(
             image: TOOLS_IMAGE.to_owned(),
             ..Default::default()
         }),
-        command: fault::container_command(&workload.command, &faults),
+        command: fault::container_command(&workload.command_of(replica), &faults),
         labels: labels.into_iter().collect(),
         annotations: annotations.into_iter().collect(),
         log_path: format!("{}/0.log", workload.container),

@@ -102,6 +102,153 @@ pub struct Workload {
     pub pids_max: Option<u32>,
     #[serde(default, rename = "fault")]
     pub faults: Vec<Fault>,
+    /// A load that varies as real traffic does; when set, it replaces `command`.
+    #[serde(default)]
+    pub load: Option<Load>,
+}
+
+/// A CPU load shaped like a service's: each replica's share of the workload's traffic, a
+/// daily ramp compressed into minutes, batch bursts, a canary on another build, and a pod
+/// whose error counter is zero but for a rare short run. Times follow the wall clock, so
+/// every replica of a workload ramps and bursts together, as behind one Service.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Load {
+    /// Percent of a CPU a replica of weight 100 uses at the ramp's mean.
+    pub cpu_percent: u32,
+    /// Each replica's weight in percent, replica i taking `weights[i]` (100 when absent):
+    /// a leader at 250 beside followers at 100, or 140, 140, 60, 60 for a 70/30 skew.
+    #[serde(default)]
+    pub weights: Vec<u32>,
+    /// The ramp's period in seconds (a day, compressed); 0 keeps the load flat.
+    #[serde(default)]
+    pub ramp_period_secs: u64,
+    /// How far the ramp swings around the mean, in percent of it.
+    #[serde(default)]
+    pub ramp_depth_percent: u32,
+    /// A burst every this many seconds (0: none), `burst_secs` long, at `burst_cpu_percent`.
+    #[serde(default)]
+    pub burst_every_secs: u64,
+    #[serde(default)]
+    pub burst_secs: u64,
+    #[serde(default)]
+    pub burst_cpu_percent: u32,
+    /// The replica that runs another build: stress-ng's CPU work by another method, with a
+    /// few syscalls of its own each round.
+    #[serde(default)]
+    pub canary: Option<u32>,
+    /// The replica with a sparse error counter: a short run of failing `open` calls about
+    /// every `sparse_errors_every_secs` (randomised), nothing in between.
+    #[serde(default)]
+    pub sparse_errors: Option<u32>,
+    #[serde(default = "default_sparse_every")]
+    pub sparse_errors_every_secs: u64,
+}
+
+/// How long one stress-ng round of the ramp lasts before the load is set again.
+const RAMP_STEP_SECS: u64 = 10;
+
+impl Load {
+    pub fn new(cpu_percent: u32) -> Self {
+        Self {
+            cpu_percent,
+            weights: Vec::new(),
+            ramp_period_secs: 0,
+            ramp_depth_percent: 0,
+            burst_every_secs: 0,
+            burst_secs: 0,
+            burst_cpu_percent: 0,
+            canary: None,
+            sparse_errors: None,
+            sparse_errors_every_secs: default_sparse_every(),
+        }
+    }
+
+    pub fn weights(mut self, weights: &[u32]) -> Self {
+        self.weights = weights.to_vec();
+        self
+    }
+
+    pub fn ramp(mut self, period_secs: u64, depth_percent: u32) -> Self {
+        self.ramp_period_secs = period_secs;
+        self.ramp_depth_percent = depth_percent;
+        self
+    }
+
+    pub fn bursts(mut self, every_secs: u64, secs: u64, cpu_percent: u32) -> Self {
+        self.burst_every_secs = every_secs;
+        self.burst_secs = secs;
+        self.burst_cpu_percent = cpu_percent;
+        self
+    }
+
+    pub fn canary(mut self, replica: u32) -> Self {
+        self.canary = Some(replica);
+        self
+    }
+
+    pub fn sparse_errors(mut self, replica: u32, every_secs: u64) -> Self {
+        self.sparse_errors = Some(replica);
+        self.sparse_errors_every_secs = every_secs;
+        self
+    }
+
+    pub fn weight_of(&self, replica: u32) -> u32 {
+        self.weights.get(replica as usize).copied().unwrap_or(100)
+    }
+
+    /// The busybox shell script replica `replica` runs: the ramp in the foreground, bursts
+    /// and sparse errors beside it.
+    pub fn script(&self, replica: u32) -> String {
+        let mut script = String::new();
+        if self.sparse_errors == Some(replica) {
+            let every = self.sparse_errors_every_secs.max(2);
+            script.push_str(&format!(
+                "(while :; do sleep $(({} + RANDOM % {every})); \
+                 for i in 1 2 3 4 5 6 7 8; do cat /missing-$i 2>/dev/null; done; done) & ",
+                every / 2
+            ));
+        }
+        if self.burst_every_secs > 0 && self.burst_secs > 0 {
+            let every = self.burst_every_secs;
+            script.push_str(&format!(
+                "(while :; do sleep $(({every} - $(date +%s) % {every})); \
+                 stress-ng --cpu 1 --cpu-load {} --cpu-load-slice 5 --timeout {}s --quiet; \
+                 done) & ",
+                self.burst_cpu_percent.clamp(1, 100),
+                self.burst_secs
+            ));
+        }
+        let mean = u64::from(self.cpu_percent) * u64::from(self.weight_of(replica));
+        let (method, extra) = if self.canary == Some(replica) {
+            // Another build: other CPU work, and a syscall-heavy helper beside it.
+            (" --cpu-method fft", " --get 1 --get-ops 200")
+        } else {
+            ("", "")
+        };
+        // l is in hundredths of a percent until the last step, so that small loads ramp
+        // smoothly; a triangle wave over the period.
+        let period = self.ramp_period_secs.max(2);
+        script.push_str(&format!(
+            "while :; do t=$(($(date +%s) % {period})); h={half}; \
+             if [ $t -lt $h ]; then x=$t; else x=$(({period} - t)); fi; \
+             l=$(({mean} * (100 - {depth} + 2 * {depth} * x / h) / 10000)); \
+             [ $l -lt 1 ] && l=1; [ $l -gt 100 ] && l=100; \
+             stress-ng --cpu 1 --cpu-load $l --cpu-load-slice 5{method}{extra} \
+             --timeout {RAMP_STEP_SECS}s --quiet; done",
+            half = period / 2,
+            depth = if self.ramp_period_secs == 0 {
+                0
+            } else {
+                self.ramp_depth_percent.min(100)
+            },
+        ));
+        script
+    }
+}
+
+fn default_sparse_every() -> u64 {
+    120
 }
 
 impl Workload {
@@ -118,6 +265,7 @@ impl Workload {
             swap_unlimited: false,
             pids_max: None,
             faults: Vec::new(),
+            load: None,
         }
     }
 
@@ -167,6 +315,19 @@ impl Workload {
     pub fn pids_max(mut self, max: u32) -> Self {
         self.pids_max = Some(max);
         self
+    }
+
+    pub fn load(mut self, load: Load) -> Self {
+        self.load = Some(load);
+        self
+    }
+
+    /// What replica `replica` runs, before its faults: the load's script when there is one.
+    pub fn command_of(&self, replica: u32) -> Vec<String> {
+        match &self.load {
+            Some(load) => vec!["/bin/sh".to_owned(), "-c".to_owned(), load.script(replica)],
+            None => self.command.clone(),
+        }
     }
 
     pub fn fault(mut self, fault: Fault) -> Self {
@@ -222,6 +383,26 @@ impl Workload {
             if fault.kind == FaultKind::MemoryLeak && self.memory_mib.is_none() {
                 // Without a limit the leak would eat the host's memory.
                 return bad("a memory-leak fault needs memory_mib".to_owned());
+            }
+        }
+        if let Some(load) = &self.load {
+            if load.cpu_percent == 0 {
+                return bad("a load needs cpu_percent".to_owned());
+            }
+            if load.weights.len() > self.replicas as usize {
+                return bad(format!(
+                    "{} load weights for {} replicas",
+                    load.weights.len(),
+                    self.replicas
+                ));
+            }
+            for (what, replica) in [
+                ("canary", load.canary),
+                ("sparse errors", load.sparse_errors),
+            ] {
+                if replica.is_some_and(|r| r >= self.replicas) {
+                    return bad(format!("the {what} replica is past the replicas"));
+                }
             }
         }
         Ok(())
@@ -405,6 +586,71 @@ mod tests {
             }
         }
         assert!(seen > 0, "no specs in {}", dir.display());
+    }
+
+    #[test]
+    fn a_load_gives_each_replica_its_share_and_role() {
+        let text = r#"
+            [[workload]]
+            name = "web"
+            kind = "Deployment"
+            replicas = 4
+            [workload.load]
+            cpu_percent = 4
+            weights = [140, 140, 60, 60]
+            ramp_period_secs = 360
+            ramp_depth_percent = 50
+            burst_every_secs = 120
+            burst_secs = 15
+            burst_cpu_percent = 30
+            canary = 3
+            sparse_errors = 2
+            sparse_errors_every_secs = 60
+        "#;
+        let spec = LabSpec::from_toml(text, Path::new("inline")).unwrap();
+        let load = Load::new(4)
+            .weights(&[140, 140, 60, 60])
+            .ramp(360, 50)
+            .bursts(120, 15, 30)
+            .canary(3)
+            .sparse_errors(2, 60);
+        let built = Workload::deployment("web").replicas(4).load(load.clone());
+        assert_eq!(spec.workloads[0], built);
+
+        let argv = built.command_of(0);
+        assert_eq!(&argv[..2], ["/bin/sh", "-c"]);
+        // Replica 0 weighs 140: a mean of 4·140 hundredths of a percent, swinging ±50 %.
+        assert!(argv[2].contains("l=$((560 * (100 - 50 + 2 * 50 * x / h) / 10000))"));
+        assert!(argv[2].contains("sleep $((120 - $(date +%s) % 120))"));
+        assert!(!argv[2].contains("cat /missing") && !argv[2].contains("--cpu-method"));
+        assert!(built.command_of(2)[2].contains("cat /missing"));
+        assert!(built.command_of(3)[2].contains("l=$((240 *"));
+        assert!(built.command_of(3)[2].contains("--cpu-method fft"));
+        // Weights past the replicas, or a canary that is not one of them, cannot run.
+        let too_many = Workload::deployment("a")
+            .replicas(2)
+            .load(Load::new(4).weights(&[1, 2, 3]));
+        assert!(LabSpec::new().workload(too_many).validate().is_err());
+        let no_canary = Workload::deployment("a")
+            .replicas(2)
+            .load(Load::new(4).canary(2));
+        assert!(LabSpec::new().workload(no_canary).validate().is_err());
+    }
+
+    /// The scripts run as the lab's busybox runs them: a ramp step picks a load in range.
+    #[test]
+    fn the_load_script_is_valid_shell() {
+        let load = Load::new(4)
+            .weights(&[250])
+            .ramp(60, 50)
+            .bursts(30, 5, 30)
+            .canary(0);
+        let script = load.script(0);
+        let status = std::process::Command::new("sh")
+            .args(["-n", "-c", &script])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{script}");
     }
 
     #[test]
