@@ -428,6 +428,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     // The last summary goes out before the API and the programs.
     upstream.stop().await;
+    let windows = state.lock().windows;
+    info!(windows, "stopped after {windows} windows");
     api.stop(&state).await;
     if let Some(server) = metrics_server {
         server.stop();
