@@ -38,15 +38,17 @@ pub fn kind_label(kind: pb::FindingKind) -> &'static str {
         pb::FindingKind::WorkloadNode => "workload_node",
         pb::FindingKind::SickNode => "sick_node",
         pb::FindingKind::NodeSilent => "node_silent",
+        pb::FindingKind::DomainShift => "domain_shift",
     }
 }
 
-const KINDS: [pb::FindingKind; 5] = [
+const KINDS: [pb::FindingKind; 6] = [
     pb::FindingKind::NodePeers,
     pb::FindingKind::ClusterReplica,
     pb::FindingKind::WorkloadNode,
     pb::FindingKind::SickNode,
     pb::FindingKind::NodeSilent,
+    pb::FindingKind::DomainShift,
 ];
 
 pub struct ClusterMetrics {

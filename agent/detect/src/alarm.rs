@@ -57,6 +57,11 @@ impl Alarm {
         }
     }
 
+    /// Whether no recent window was anomalous and no calm streak is being counted.
+    pub fn is_quiet(&self) -> bool {
+        self.recent == 0 && self.calm == 0
+    }
+
     /// Starts over, so that old anomalous windows cannot reopen a closed finding.
     fn reset(&mut self) {
         *self = Self::default();

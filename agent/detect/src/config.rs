@@ -73,6 +73,9 @@ pub struct DetectConfig {
     /// Calm windows after a spike before it joins the history; a fault that comes and goes
     /// faster than this never becomes its own baseline.
     pub spike_settle: usize,
+    /// Whether a third or more of a domain moving away from its own past together opens
+    /// one "domain shift" finding for the domain (no member findings open while it moves).
+    pub domain_shifts: bool,
 }
 
 impl Default for DetectConfig {
@@ -100,6 +103,7 @@ impl Default for DetectConfig {
             spread_half_life: 360,
             spike_windows: 3,
             spike_settle: 6,
+            domain_shifts: true,
         }
     }
 }

@@ -33,6 +33,31 @@ impl fmt::Display for Severity {
     }
 }
 
+/// What a finding is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kind {
+    /// One entity that strays from its peers or from its own past.
+    #[default]
+    Member,
+    /// A third or more of a domain that moved away from its own past together: not a stray,
+    /// an incident of the domain. Its subject's entity is empty.
+    DomainShift {
+        /// Members that moved, and members there were.
+        moved: usize,
+        members: usize,
+    },
+}
+
+impl Kind {
+    /// The kind in one word, as logs and metrics name it: `member` or `domain_shift`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Member => "member",
+            Self::DomainShift { .. } => "domain_shift",
+        }
+    }
+}
+
 /// What a value was compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Basis {
@@ -106,9 +131,10 @@ impl fmt::Display for Driver {
     }
 }
 
-/// An entity that strays from its peers or from its own past.
+/// An entity that strays from its peers or from its own past, or a domain that moved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
+    pub kind: Kind,
     /// Stable for the finding's life: derived from the node, the entity and when it opened.
     pub id: String,
     pub subject: Subject,
@@ -126,6 +152,20 @@ pub struct Finding {
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.subject;
+        if let Kind::DomainShift { moved, members } = self.kind {
+            write!(
+                f,
+                "{} {} on {}: {moved} of {members} members moved together: ",
+                self.severity, s.domain, s.node
+            )?;
+            for (i, driver) in self.drivers.iter().enumerate() {
+                if i > 0 {
+                    f.write_str("; ")?;
+                }
+                write!(f, "{driver}")?;
+            }
+            return Ok(());
+        }
         write!(f, "{} {}", self.severity, s.entity)?;
         if let (Some(pod), Some(namespace)) = (&s.pod, &s.namespace) {
             write!(f, " (pod {namespace}/{pod})")?;

@@ -1,12 +1,15 @@
-//! Finds the entity that strays from its peers.
+//! Finds the entity that strays from its peers, and the domain that moved together.
 //!
 //! Each window, every domain on a node with at least `min_peers` members is compared feature
 //! by feature: robust z of each member's level against the members' median and floored MAD,
-//! and of its move away from its own baseline against the others' moves. A deviation counts
-//! as far as both agree, so a peer that always runs at another level is not an outlier.
-//! Domains with fewer members compare each entity with its own recent history. Runs of
-//! anomalous windows become [`Finding`]s. Pure code: the live agent and `replay` feed it
-//! windows the same way.
+//! and of its move away from its own baseline against the others' moves, with a spread of
+//! at least the domain's learned usual spread of moves (`spreads`) and against the
+//! member's own usual spikes (`history`). A deviation counts as far as the views agree, so
+//! a peer that always runs at another level is not an outlier, nor is a blip or spike size
+//! the domain or the member makes every day. Domains with fewer members compare each entity
+//! with its own recent history. Runs of anomalous windows become [`Finding`]s; a third or
+//! more of a domain moving at once becomes one domain shift finding (`shift`). Pure code:
+//! the live agent and `replay` feed it windows the same way.
 
 mod alarm;
 mod config;
@@ -14,9 +17,11 @@ mod error;
 pub mod evaluate;
 mod finding;
 pub mod floors;
+pub mod frames;
 mod history;
 pub mod proto;
 mod score;
+mod shift;
 mod sketch;
 mod spreads;
 mod stats;
@@ -30,10 +35,11 @@ use tracing::debug;
 use alarm::{Alarm, Verdict};
 pub use config::DetectConfig;
 pub use error::DetectError;
-pub use finding::{Basis, Comparison, Driver, Finding, Severity, Subject, finding_id};
+pub use finding::{Basis, Comparison, Driver, Finding, Kind, Severity, Subject, finding_id};
 use history::History;
 pub use score::FeatureStats;
 use score::{Member, Scored, Scratch, score_domain};
+use shift::{Change, Shifts, moved_together};
 use spreads::Spreads;
 use stats::Floors;
 pub use stats::{mad, median, median_in_place};
@@ -196,6 +202,8 @@ pub struct Detector {
     spreads: Option<Spreads>,
     /// The learned spreads of the domain at hand.
     learned: Vec<f64>,
+    /// Each domain's "moved together" alarm and finding.
+    shifts: Shifts,
     scratch: Scratch,
     /// Windows observed (or refused) so far.
     windows: u64,
@@ -236,6 +244,7 @@ impl Detector {
                 .learned_spreads
                 .then(|| Spreads::new(&config, features.len())),
             learned: vec![0.0; features.len()],
+            shifts: Shifts::default(),
             config,
             features,
             floors,
@@ -255,12 +264,13 @@ impl Detector {
         &self.config
     }
 
-    /// The findings open now.
+    /// The findings open now: members' and domains'.
     pub fn open_findings(&self) -> impl Iterator<Item = &Finding> {
         self.slots
             .iter()
             .flatten()
             .filter_map(|e| e.finding.as_deref())
+            .chain(self.shifts.open())
     }
 
     /// How many entities the detector keeps state for.
@@ -387,7 +397,30 @@ impl Detector {
                 members: members.len(),
                 features: stats,
             });
-            self.judge(at, window, members, &slots, scored, &mut report);
+            let moved = if self.config.domain_shifts {
+                let (values, own_zs, own) = self.scratch.own_view();
+                moved_together(
+                    &self.config,
+                    &self.features,
+                    members.len(),
+                    values,
+                    own_zs,
+                    own,
+                )
+            } else {
+                None
+            };
+            let together = moved.is_some();
+            match self
+                .shifts
+                .record(&self.config, at, self.windows, node, domain, moved)
+            {
+                Some(Change::Opened(f)) => report.opened.push(f),
+                Some(Change::Updated(f)) => report.updated.push(f),
+                Some(Change::Closed(f)) => report.closed.push(f),
+                None => {}
+            }
+            self.judge(at, window, members, &slots, scored, together, &mut report);
             if let Some(spreads) = &mut self.spreads {
                 // A member with an open finding does not teach the domain what is usual; a
                 // lone anomalous window does, or blips would never become known.
@@ -404,6 +437,12 @@ impl Detector {
         }
 
         self.forget(at, &mut report);
+        self.shifts.forget(
+            at,
+            self.windows,
+            self.config.forget_after,
+            &mut report.closed,
+        );
         if let Some(spreads) = &mut self.spreads {
             spreads.forget(self.windows, self.config.forget_after);
         }
@@ -529,7 +568,9 @@ impl Detector {
         }
     }
 
-    /// Turns one domain's scores into findings and feeds the members' baselines.
+    /// Turns one domain's scores into findings and feeds the members' baselines; no member
+    /// finding opens while the domain moves `together`.
+    #[allow(clippy::too_many_arguments)]
     fn judge(
         &mut self,
         at: SystemTime,
@@ -537,6 +578,7 @@ impl Detector {
         members: &[usize],
         slots: &[usize],
         scored: Vec<Scored>,
+        together: bool,
         report: &mut WindowReport,
     ) {
         let config = &self.config;
@@ -601,6 +643,14 @@ impl Detector {
         if candidates.is_empty() {
             return;
         }
+        if together {
+            debug!(
+                domain = %window[members[0]].subject.domain,
+                candidates = candidates.len(),
+                "the domain moved together; its shift is the finding, not its members"
+            );
+            return;
+        }
 
         let open = members
             .iter()
@@ -624,6 +674,7 @@ impl Detector {
         for (slot, scored) in candidates {
             if let Some(entity) = self.slots[slot].as_mut() {
                 let finding = Finding {
+                    kind: Kind::Member,
                     id: finding_id(&entity.subject, at),
                     subject: entity.subject.clone(),
                     severity: severity(config, scored.score),
@@ -677,7 +728,7 @@ fn spike_after(
     None
 }
 
-fn severity(config: &DetectConfig, peak: f64) -> Severity {
+pub(crate) fn severity(config: &DetectConfig, peak: f64) -> Severity {
     if peak >= config.critical_score {
         Severity::Critical
     } else {

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use herd_proto::herd::v1 as pb;
 
-use crate::{Basis, Comparison, Driver, Finding, Severity};
+use crate::{Basis, Comparison, Driver, Finding, Kind, Severity};
 
 pub fn timestamp(t: SystemTime) -> prost_types::Timestamp {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -119,7 +119,11 @@ pub fn finding(f: &Finding, context: FindingContext<'_>) -> pb::Finding {
             .collect(),
         summary: f.to_string(),
         image: context.image.unwrap_or_default().to_owned(),
-        kind: context.kind.into(),
+        kind: match f.kind {
+            Kind::DomainShift { .. } => pb::FindingKind::DomainShift,
+            Kind::Member => context.kind,
+        }
+        .into(),
         source: context.source.to_owned(),
     }
 }

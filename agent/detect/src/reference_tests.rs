@@ -455,6 +455,7 @@ impl Plain {
         for (id, scored) in candidates {
             let entity = self.entities.get_mut(&id).unwrap();
             let finding = Finding {
+                kind: Kind::Member,
                 id: finding_id(&entity.subject, at),
                 subject: entity.subject.clone(),
                 severity: severity(config, scored.score),
@@ -624,6 +625,8 @@ fn fleet_config(per_node: bool) -> DetectConfig {
         adapt_after: 12,
         forget_after: 2,
         per_node,
+        // Domain shifts have tests of their own; the plain detector has none.
+        domain_shifts: false,
         absolute_floors: [("memory".to_string(), 4e6), ("packets".to_string(), 20.0)].into(),
         ..DetectConfig::default()
     }

@@ -53,6 +53,9 @@ pub struct Scratch {
     /// Beside `values`: each member's move less the domain's median move, NaN where there
     /// is none; what the domain's learned spread learns from.
     pooled: Vec<f64>,
+    /// Beside `values`: each member's z against its own baseline and usual spread alone, NaN
+    /// where it has none; what tells a domain that moved together.
+    own_zs: Vec<f64>,
     /// Members with a value for the feature at hand, with the value.
     present: Vec<(usize, f64)>,
     levels: Vec<f64>,
@@ -174,6 +177,7 @@ pub fn score_domain(
         own,
         own_spread,
         pooled,
+        own_zs,
         present,
         levels,
         moves,
@@ -192,6 +196,8 @@ pub fn score_domain(
     own_spread.resize(features.len() * n, f64::NAN);
     pooled.clear();
     pooled.resize(features.len() * n, f64::NAN);
+    own_zs.clear();
+    own_zs.resize(features.len() * n, f64::NAN);
     for (i, m) in members.iter().enumerate() {
         for (f, value) in m.values.iter().enumerate().take(features.len()) {
             if let Some(value) = value {
@@ -212,6 +218,7 @@ pub fn score_domain(
         let own = &own[f * n..(f + 1) * n];
         let own_spread = &own_spread[f * n..(f + 1) * n];
         let pooled = &mut pooled[f * n..(f + 1) * n];
+        let own_z = &mut own_zs[f * n..(f + 1) * n];
         present.clear();
         levels.clear();
         for (i, &x) in column.iter().enumerate() {
@@ -276,17 +283,19 @@ pub fn score_domain(
         for &(i, x) in present.iter() {
             let level_z = level.z(x);
             let median = own[i];
+            // Against its own usual spikes: a size it makes now and then is not news.
+            let alone = if median.is_nan() || own_spread[i].is_nan() {
+                f64::NAN
+            } else {
+                Spread::floored(median, own_spread[i], None, floors).z(x)
+            };
+            own_z[i] = alone;
             let z = match move_spread {
                 _ if median.is_nan() => level_z,
                 Some(moves) => {
                     pooled[i] = x - median - moves.median;
                     let z = agreed(beyond(level_z), moves.z(x - median));
-                    // Its own usual spikes: a size it makes now and then is not news.
-                    if own_spread[i].is_nan() {
-                        z
-                    } else {
-                        agreed(z, Spread::floored(median, own_spread[i], None, floors).z(x))
-                    }
+                    if alone.is_nan() { z } else { agreed(z, alone) }
                 }
                 // Too few peers have a baseline (after a rolling restart): use its own past.
                 None => {
@@ -318,6 +327,13 @@ impl Scratch {
     /// members each (NaN where there is none).
     pub fn pooled(&self) -> &[f64] {
         &self.pooled
+    }
+
+    /// The last domain's values and each member's z against its own baseline alone, and its
+    /// own baseline medians, feature by feature, a column of members each (NaN where there
+    /// is none).
+    pub fn own_view(&self) -> (&[f64], &[f64], &[f64]) {
+        (&self.values, &self.own_zs, &self.own)
     }
 }
 

@@ -118,15 +118,75 @@ fn a_young_entity_is_watched_but_not_judged() {
     assert!(reports.iter().all(|r| flagged(r).is_empty()));
 }
 
+/// The findings a run opened, as (window, kind, entity).
+fn opened(reports: &[WindowReport]) -> Vec<(usize, Kind, String)> {
+    reports
+        .iter()
+        .enumerate()
+        .flat_map(|(w, r)| {
+            r.opened
+                .iter()
+                .map(move |f| (w, f.kind, f.subject.entity.clone()))
+        })
+        .collect()
+}
+
 #[test]
-fn all_peers_moving_together_is_no_finding() {
+fn all_peers_moving_together_is_one_domain_shift_and_no_stray() {
     let mut detector = build(config());
     let reports = run(&mut detector, 0, 20, 5, |w, _| {
         let load = if w >= 8 { 6.0 } else { 1.0 };
         (load, 100.0 * load)
     });
-    assert!(reports.iter().all(|r| r.opened.is_empty()));
     assert!(reports[10].scores.iter().all(|s| s.score < 1.0));
+    assert!(reports.iter().all(|r| flagged(r).is_empty()));
+    let shift = Kind::DomainShift {
+        moved: 5,
+        members: 5,
+    };
+    assert_eq!(opened(&reports), [(9, shift, String::new())]);
+    let finding = &reports[9].opened[0];
+    assert_eq!(finding.subject.domain, "shop/web");
+    assert_eq!(
+        proto::finding(finding, Default::default()).kind(),
+        herd_proto::herd::v1::FindingKind::DomainShift
+    );
+    assert!(
+        finding
+            .to_string()
+            .contains("5 of 5 members moved together"),
+        "{finding}"
+    );
+    // Once the new level is the members' own normal, the shift closes.
+    let closed: Vec<&Finding> = reports.iter().flat_map(|r| &r.closed).collect();
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].id, finding.id);
+    assert_eq!(detector.open_findings().count(), 0);
+}
+
+#[test]
+fn half_a_domain_moving_together_is_one_domain_shift_and_no_member_finding() {
+    let mut detector = build(config());
+    // Three of six members triple their CPU from window 10 on.
+    let reports = run(&mut detector, 0, 20, 6, |w, m| {
+        (if m < 3 && w >= 10 { 3.0 } else { 1.0 }, 100.0)
+    });
+    let shift = Kind::DomainShift {
+        moved: 3,
+        members: 6,
+    };
+    assert_eq!(opened(&reports), [(11, shift, String::new())]);
+    assert_eq!(reports[11].opened[0].drivers[0].feature, "cpu");
+    assert!(reports.iter().all(|r| flagged(r).is_empty()));
+    // Without domain shifts the herd is left alone, as the share cap says.
+    let mut detector = build(DetectConfig {
+        domain_shifts: false,
+        ..config()
+    });
+    let reports = run(&mut detector, 0, 20, 6, |w, m| {
+        (if m < 3 && w >= 10 { 3.0 } else { 1.0 }, 100.0)
+    });
+    assert_eq!(opened(&reports), []);
 }
 
 #[test]
@@ -211,6 +271,10 @@ fn opens_on_m_of_n_and_closes_with_hysteresis() {
 #[test]
 fn never_more_than_a_bounded_share_of_a_domain() {
     let two_stray = |w: usize, m: usize| (if m < 2 && w >= 5 { 6.0 } else { 1.0 }, 100.0);
+    let config = || DetectConfig {
+        domain_shifts: false,
+        ..config()
+    };
     // Six members and a share of 0.34: at most two findings; two strays fit.
     let mut detector = build(config());
     let reports = run(&mut detector, 0, 10, 6, two_stray);

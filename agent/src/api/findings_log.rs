@@ -167,6 +167,7 @@ mod tests {
     fn finding(id: &str, opened: u64, closed: Option<u64>) -> Finding {
         let at = |s| UNIX_EPOCH + Duration::from_secs(s);
         Finding {
+            kind: crate::detect::Kind::Member,
             id: id.into(),
             subject: Subject {
                 entity: format!("entity-{id}"),

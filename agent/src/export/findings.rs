@@ -79,6 +79,7 @@ fn emit(entry: Entry, finding: &Finding, container: Option<&str>) {
             $level!(
                 target: crate::telemetry::FINDING_TARGET,
                 herd_finding_id = %finding.id,
+                herd_kind = finding.kind.name(),
                 herd_state = entry.state(),
                 herd_severity = %finding.severity,
                 herd_score = format!("{:.1}", finding.peak_score),
@@ -110,6 +111,7 @@ mod tests {
 
     fn finding(severity: Severity, closed: bool) -> Finding {
         Finding {
+            kind: crate::detect::Kind::Member,
             id: "f1".into(),
             subject: Subject {
                 entity: "c".into(),

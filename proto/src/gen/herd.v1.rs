@@ -478,6 +478,11 @@ pub enum FindingKind {
     SickNode = 4,
     /// A node whose agent stopped reporting.
     NodeSilent = 5,
+    /// A third or more of a workload's containers (on a node, or in the cluster) moved away
+    /// from their own recent values together: not one stray replica, but an incident of the
+    /// workload. `container_id` is empty; the drivers say what moved, against the movers' own
+    /// recent medians.
+    DomainShift = 6,
 }
 impl FindingKind {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -492,6 +497,7 @@ impl FindingKind {
             Self::WorkloadNode => "FINDING_KIND_WORKLOAD_NODE",
             Self::SickNode => "FINDING_KIND_SICK_NODE",
             Self::NodeSilent => "FINDING_KIND_NODE_SILENT",
+            Self::DomainShift => "FINDING_KIND_DOMAIN_SHIFT",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -503,6 +509,7 @@ impl FindingKind {
             "FINDING_KIND_WORKLOAD_NODE" => Some(Self::WorkloadNode),
             "FINDING_KIND_SICK_NODE" => Some(Self::SickNode),
             "FINDING_KIND_NODE_SILENT" => Some(Self::NodeSilent),
+            "FINDING_KIND_DOMAIN_SHIFT" => Some(Self::DomainShift),
             _ => None,
         }
     }

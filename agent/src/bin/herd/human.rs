@@ -150,7 +150,8 @@ pub fn event_kind(kind: i32) -> &'static str {
     }
 }
 
-/// What a finding compares, in one word: `peers`, `replica`, `workload`, `node`, `silent`.
+/// What a finding compares, in one word: `peers`, `replica`, `workload`, `node`, `silent`,
+/// `shift`.
 pub fn kind(kind: i32) -> &'static str {
     match FindingKind::try_from(kind) {
         // Before kinds, every finding was a node's comparison of peers.
@@ -159,6 +160,7 @@ pub fn kind(kind: i32) -> &'static str {
         Ok(FindingKind::WorkloadNode) => "workload",
         Ok(FindingKind::SickNode) => "node",
         Ok(FindingKind::NodeSilent) => "silent",
+        Ok(FindingKind::DomainShift) => "shift",
         Err(_) => "unknown",
     }
 }
@@ -255,13 +257,16 @@ mod tests {
             FindingKind::WorkloadNode,
             FindingKind::SickNode,
             FindingKind::NodeSilent,
+            FindingKind::DomainShift,
         ]
         .into_iter()
         .map(|k| kind(k as i32))
         .collect();
         assert_eq!(
             words,
-            ["peers", "peers", "replica", "workload", "node", "silent"]
+            [
+                "peers", "peers", "replica", "workload", "node", "silent", "shift"
+            ]
         );
         assert_eq!(kind(99), "unknown");
     }

@@ -35,6 +35,7 @@ fn kind(kind: i32) -> &'static str {
         Ok(FindingKind::WorkloadNode) => "workload_node",
         Ok(FindingKind::SickNode) => "sick_node",
         Ok(FindingKind::NodeSilent) => "node_silent",
+        Ok(FindingKind::DomainShift) => "domain_shift",
         Err(_) => "unknown",
     }
 }

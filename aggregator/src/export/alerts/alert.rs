@@ -35,6 +35,7 @@ pub fn alertname(kind: pb::FindingKind) -> &'static str {
         pb::FindingKind::WorkloadNode => "HerdWorkloadNode",
         pb::FindingKind::SickNode => "HerdSickNode",
         pb::FindingKind::NodeSilent => "HerdNodeSilent",
+        pb::FindingKind::DomainShift => "HerdWorkloadShift",
     }
 }
 
@@ -101,6 +102,10 @@ fn headline(f: &pb::Finding, kind: pb::FindingKind) -> String {
         ),
         pb::FindingKind::SickNode => format!("node {} hurts the workloads on it", f.node),
         pb::FindingKind::NodeSilent => format!("node {}'s agent stopped reporting", f.node),
+        pb::FindingKind::DomainShift if f.node.is_empty() => {
+            format!("{} moved together, across the cluster", f.domain)
+        }
+        pb::FindingKind::DomainShift => format!("{} moved together on {}", f.domain, f.node),
     }
 }
 
@@ -196,9 +201,13 @@ mod tests {
             pb::FindingKind::WorkloadNode,
             pb::FindingKind::SickNode,
             pb::FindingKind::NodeSilent,
+            pb::FindingKind::DomainShift,
         ] {
             let mut f = finding(kind);
-            if kind == pb::FindingKind::SickNode {
+            if matches!(
+                kind,
+                pb::FindingKind::SickNode | pb::FindingKind::DomainShift
+            ) {
                 f.pod.clear();
                 f.namespace.clear();
                 f.container.clear();
