@@ -48,6 +48,13 @@ pub fn run() -> anyhow::Result<()> {
             .arg("--output")
             .arg(results.join("api-cost.md")),
     )?;
+    step("the detector's window and memory per container with 200 containers");
+    cmd::run(
+        cmd::cargo()
+            .args(["bench", "-p", "herd-agent", "--bench", "detect_cost", "--"])
+            .arg("--output")
+            .arg(results.join("detect-cost.md")),
+    )?;
     step("the cluster aggregator with 50, 500 and 5,000 nodes of 30 pods");
     cmd::run(
         cmd::cargo()
