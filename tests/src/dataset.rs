@@ -418,12 +418,12 @@ fn describe(
     for w in workloads {
         let _ = writeln!(
             md,
-            "- {}/{}: {} replicas, {}m CPU, {:?}",
+            "- {}/{}: {} replicas, {}m CPU{}",
             w.namespace,
             w.name,
             w.replicas,
             w.cpu_millis.unwrap_or(0),
-            w.load
+            w.load.as_ref().map(describe_load).unwrap_or_default()
         );
     }
     md.push_str("\n## Faults\n\n| id | workload | replica | container | start | seconds |\n|---|---|---|---|---|---|\n");
@@ -440,6 +440,32 @@ fn describe(
         );
     }
     md
+}
+
+/// A load in words: its mean, the replicas' weights and what else it does.
+fn describe_load(load: &Load) -> String {
+    let mut words = format!(", {} % of a CPU at weight 100", load.cpu_percent);
+    if !load.weights.is_empty() {
+        let _ = write!(words, ", weights {:?}", load.weights);
+    }
+    if load.burst_every_secs > 0 {
+        let _ = write!(
+            words,
+            ", bursts to {} % for {} s every {} s",
+            load.burst_cpu_percent, load.burst_secs, load.burst_every_secs
+        );
+    }
+    if let Some(r) = load.canary {
+        let _ = write!(words, ", replica {r} a canary");
+    }
+    if let Some(r) = load.sparse_errors {
+        let _ = write!(
+            words,
+            ", replica {r} with sparse errors about every {} s",
+            load.sparse_errors_every_secs
+        );
+    }
+    words
 }
 
 #[cfg(test)]
