@@ -75,8 +75,13 @@ fn routed(server: Server, api: &ClusterApi) -> Result<Router, ServeError> {
         .add_service(
             AggregatorServiceServer::new(api.clone()).max_decoding_message_size(MAX_SUMMARY_BYTES),
         )
-        .add_service(ClusterServiceServer::new(api.clone())))
+        .add_service(
+            ClusterServiceServer::new(api.clone()).max_decoding_message_size(MAX_QUERY_BYTES),
+        ))
 }
+
+/// Largest query decoded: the cluster's requests are a few filters, as the agent's are.
+pub const MAX_QUERY_BYTES: usize = 64 * 1024;
 
 pub struct Listeners {
     tasks: Vec<JoinHandle<()>>,

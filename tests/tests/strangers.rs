@@ -2,7 +2,7 @@
 //! aggregator's unix socket is refused (the socket's mode, 0600, is the access control),
 //! while root is answered; and what the agent writes (the socket, `--record`) and the
 //! aggregator's store are root's alone. Another CA's certificate is refused on TCP in
-//! tests/tls.rs. Root only; no lab (the agent runs from cgroups without a runtime).
+//! tests/tls.rs. A request past the size limit gets a status and both servers go on. Root only; no lab (the agent runs from cgroups without a runtime).
 
 use std::{
     os::unix::fs::PermissionsExt as _,
@@ -11,7 +11,9 @@ use std::{
 };
 
 use anyhow::{Context as _, ensure};
+use herd_proto::herd::v1 as pb;
 use herd_tests::{agent::AgentProcess, aggregator::AggregatorProcess, built_binary, require_root};
+use tonic::Code;
 
 #[test]
 fn a_user_other_than_root_is_refused_and_the_files_are_roots() -> anyhow::Result<()> {
@@ -74,6 +76,26 @@ async fn scenario() -> anyhow::Result<()> {
         );
     }
 
+    // A query past the size limit is refused with a status, and the server goes on.
+    let huge = pb::ListFindingsRequest {
+        namespace: "x".repeat(100 * 1024),
+        ..Default::default()
+    };
+    let mut node = agent.client().await?;
+    let refused = node
+        .list_findings(huge.clone())
+        .await
+        .expect_err("an over-size request to the agent");
+    oversize(&refused, "the agent")?;
+    node.get_info(pb::GetInfoRequest {}).await?;
+    let mut cluster = aggregator.client().await?;
+    let refused = cluster
+        .list_findings(huge)
+        .await
+        .expect_err("an over-size query to the aggregator");
+    oversize(&refused, "the aggregator")?;
+    cluster.list_nodes(pb::ListNodesRequest {}).await?;
+
     let mode = |path: &Path| -> anyhow::Result<u32> {
         Ok(std::fs::metadata(path)
             .with_context(|| path.display().to_string())?
@@ -95,6 +117,16 @@ async fn scenario() -> anyhow::Result<()> {
             mode(&path)?
         );
     }
+    Ok(())
+}
+
+/// The status of a request past the decoding limit: tonic's, naming the size.
+fn oversize(status: &tonic::Status, what: &str) -> anyhow::Result<()> {
+    ensure!(
+        matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted)
+            && status.message().contains("too large"),
+        "{what}, an over-size request: {status:?}"
+    );
     Ok(())
 }
 

@@ -197,5 +197,7 @@ fn router(
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(node)
-        .add_optional_service(cluster.map(|api| ClusterServiceServer::new(api.clone()))))
+        .add_optional_service(cluster.map(|api| {
+            ClusterServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES)
+        })))
 }
