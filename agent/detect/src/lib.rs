@@ -399,6 +399,10 @@ impl Detector {
             });
             let moved = if self.config.domain_shifts {
                 let (values, own_zs, own) = self.scratch.own_view();
+                let strays: Vec<bool> = scored
+                    .iter()
+                    .map(|s| s.score >= self.config.threshold)
+                    .collect();
                 moved_together(
                     &self.config,
                     &self.features,
@@ -406,6 +410,7 @@ impl Detector {
                     values,
                     own_zs,
                     own,
+                    &strays,
                 )
             } else {
                 None

@@ -27,7 +27,9 @@ pub struct Moved {
 
 /// Whether a third or more of the domain's `members` (at least two, and at least
 /// `min_peers` members in all) moved the same way on some feature, judged against each
-/// member's own baseline and usual spread. The columns are as [`crate::score`] leaves them:
+/// member's own baseline and usual spread. A member that strays from its peers this window
+/// (`strays`) is not one of a herd that moved: a CPU hog and the neighbour whose run queue
+/// it lengthens are a stray and its side effect, not a shift. The columns are as [`crate::score`] leaves them:
 /// feature by feature, a column of members each, NaN where there is none.
 pub fn moved_together(
     config: &DetectConfig,
@@ -36,6 +38,7 @@ pub fn moved_together(
     values: &[f64],
     own_zs: &[f64],
     own: &[f64],
+    strays: &[bool],
 ) -> Option<Moved> {
     if members < config.min_peers || members == 0 {
         return None;
@@ -47,7 +50,7 @@ pub fn moved_together(
         let zs = &own_zs[column.clone()];
         for sign in [1.0, -1.0] {
             let movers: Vec<usize> = (0..members)
-                .filter(|&i| sign * zs[i] >= config.threshold)
+                .filter(|&i| !strays[i] && sign * zs[i] >= config.threshold)
                 .collect();
             if movers.len() < least {
                 continue;
