@@ -231,8 +231,9 @@ pub struct NetnsCollector {
     proc: PathBuf,
     /// By namespace inode. A namespace whose files fail is reopened through another pid.
     namespaces: HashMap<u64, NamespaceFiles>,
-    /// The namespace of each container process, by pid.
-    namespace_of: HashMap<u32, Lookup>,
+    /// The namespace of each container process, by pid and the container's cgroup id: a
+    /// pid that goes to a process of another container is looked up afresh for it.
+    namespace_of: HashMap<(u32, u64), Lookup>,
     buf: Vec<u8>,
     ungated: bool,
     files_read: u64,
@@ -271,8 +272,9 @@ impl NetnsCollector {
         let mut pids = HashSet::new();
         for container in table.containers() {
             let Some(pid) = container.pid else { continue };
-            pids.insert(pid);
-            let Some(ns) = self.namespace_of(pid) else {
+            let key = (pid, container.cgroup_id);
+            pids.insert(key);
+            let Some(ns) = self.namespace_of(key, || table.holds(container, pid)) else {
                 continue;
             };
             let counters = *by_namespace.entry(ns).or_insert_with(|| {
@@ -298,9 +300,13 @@ impl NetnsCollector {
         out
     }
 
-    /// The namespace inode of `pid`, looked up again after ever more reads.
-    fn namespace_of(&mut self, pid: u32) -> Option<u64> {
-        let every = match self.namespace_of.get_mut(&pid) {
+    /// The namespace inode of a container's process (`key`: its pid and the container's
+    /// cgroup id), looked up again after ever more reads. At each lookup the process must
+    /// still be the container's (`holds`): a pid that exited and went to a process of
+    /// another container between two discovery polls gives no counters until discovery
+    /// finds the container's process again, rather than the other container's.
+    fn namespace_of(&mut self, key: (u32, u64), holds: impl FnOnce() -> bool) -> Option<u64> {
+        let every = match self.namespace_of.get_mut(&key) {
             Some(lookup) if lookup.used < lookup.every => {
                 lookup.used += 1;
                 return Some(lookup.ns);
@@ -308,11 +314,12 @@ impl NetnsCollector {
             Some(lookup) => (lookup.every * 2).min(LOOKUP_EVERY_MAX),
             None => 1,
         };
-        let Some(ns) = namespace_inode(&self.proc, pid) else {
-            self.namespace_of.remove(&pid);
+        let ns = namespace_inode(&self.proc, key.0).filter(|_| holds());
+        let Some(ns) = ns else {
+            self.namespace_of.remove(&key);
             return None;
         };
-        self.namespace_of.insert(pid, Lookup { ns, used: 1, every });
+        self.namespace_of.insert(key, Lookup { ns, used: 1, every });
         Some(ns)
     }
 }
@@ -508,6 +515,47 @@ IpExt: 0
     const ID: &str = "a";
 
     #[test]
+    fn a_pid_given_to_another_container_never_shows_its_counters_for_the_first() {
+        // Process 42 is container A's, in namespace 1; it exits, and its number goes to a
+        // process of container B, in namespace 2, before discovery polls again.
+        let process = FakeProcess::new();
+        let mut collector = NetnsCollector::new(process.proc());
+        process.enter(1);
+        let own = process.read(&mut collector).rx_bytes;
+        assert_eq!(own, 1005);
+
+        let cgroup = process.root.path().join("cgroup/docker");
+        let a = cgroup.join(ID.repeat(64));
+        let b_id = "b".repeat(64);
+        fs::create_dir_all(cgroup.join(&b_id)).unwrap();
+        fs::write(a.join("cgroup.procs"), "").unwrap();
+        fs::write(cgroup.join(&b_id).join("cgroup.procs"), "42\n").unwrap();
+        process.enter(2);
+        process.write("dev", &DEV.replace("eth0: 1000", "eth0: 2000"));
+        for tick in 0..40 {
+            let counters = collector.collect(&process.table);
+            if let Some(a) = counters.get(&ID.repeat(64)) {
+                assert_eq!(a.rx_bytes, own, "tick {tick}: A read through B's process");
+            }
+        }
+
+        // Discovery's next poll: B has the process, A none.
+        let mut table = process.table;
+        table.update(
+            [
+                (1, Path::new(&*format!("/docker/{}", ID.repeat(64)))),
+                (2, Path::new(&*format!("/docker/{b_id}"))),
+            ],
+            None,
+            &LabelOwners,
+            SystemTime::now(),
+        );
+        let counters = collector.collect(&table);
+        assert_eq!(counters[&b_id].rx_bytes, 2005);
+        assert!(!counters.contains_key(&ID.repeat(64)), "{counters:?}");
+    }
+
+    #[test]
     fn a_process_namespace_is_looked_up_again_after_ever_more_reads() {
         let process = FakeProcess::new();
         let mut collector = NetnsCollector::new(process.proc());
@@ -626,7 +674,6 @@ IpExt: 0
         let (second, _) = files.read(&mut buf, false).unwrap();
         assert!(second.tx_packets >= first.tx_packets);
     }
-}
 
     #[test]
     fn dev_counters_near_the_top_of_u64_saturate_instead_of_overflowing() {
@@ -644,3 +691,4 @@ IpExt: 0
         assert_eq!(counters.rx_bytes, max);
         assert_eq!(counters.tx_packets, max);
     }
+}

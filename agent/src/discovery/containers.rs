@@ -201,6 +201,12 @@ impl ContainerTable {
 }
 
 impl ContainerTable {
+    /// Whether `pid` is a process of `container` now: listed in its cgroup's
+    /// `cgroup.procs`. A pid seen at the last poll may since belong to another container.
+    pub fn holds(&self, container: &Container, pid: u32) -> bool {
+        procs_of(&self.cgroup2, &container.cgroup).contains(&pid)
+    }
+
     fn runs_pause(&self, cgroup: &Path) -> bool {
         first_pid(&self.cgroup2, cgroup).is_some_and(|pid| {
             fs::read_to_string(self.proc.join(pid.to_string()).join("comm"))
@@ -209,22 +215,34 @@ impl ContainerTable {
     }
 }
 
-/// A process of the cgroup, from its `cgroup.procs`.
-fn first_pid(cgroup2: &Path, cgroup: &Path) -> Option<u32> {
+/// The processes of the cgroup, its `cgroup.procs`: empty when the cgroup is gone.
+fn procs_of(cgroup2: &Path, cgroup: &Path) -> Vec<u32> {
     let relative = cgroup.strip_prefix("/").unwrap_or(cgroup);
-    let procs = fs::read_to_string(cgroup2.join(relative).join("cgroup.procs")).ok()?;
-    procs.lines().find_map(|line| line.trim().parse().ok())
+    fs::read_to_string(cgroup2.join(relative).join("cgroup.procs"))
+        .map(|procs| {
+            procs
+                .lines()
+                .filter_map(|line| line.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
-/// Finds a live process of the container and, through it, the container's v1 paths.
+/// A process of the cgroup, from its `cgroup.procs`.
+fn first_pid(cgroup2: &Path, cgroup: &Path) -> Option<u32> {
+    procs_of(cgroup2, cgroup).first().copied()
+}
+
+/// Finds a live process of the container and, through it, the container's v1 paths. The
+/// process kept from the last poll must still be listed in the container's cgroup: once it
+/// exits, its number can go to a process of another container, whose namespace the
+/// container would then be read through.
 fn refresh_process(container: &mut Container, proc: &Path, cgroup2: &Path) {
-    let alive = container
-        .pid
-        .is_some_and(|pid| proc.join(pid.to_string()).exists());
-    if alive {
+    let procs = procs_of(cgroup2, &container.cgroup);
+    if container.pid.is_some_and(|pid| procs.contains(&pid)) {
         return;
     }
-    container.pid = first_pid(cgroup2, &container.cgroup);
+    container.pid = procs.first().copied();
     if let Some(pid) = container.pid {
         match fs::read_to_string(proc.join(pid.to_string()).join("cgroup")) {
             Ok(text) => container.controllers = v1_paths(&text),
