@@ -10,7 +10,6 @@
 //! had it seen nothing, so an entity missing long enough is forgotten rather than judged as
 //! if no time had passed. Training frames must end before the input starts.
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -19,10 +18,8 @@ use std::time::{Duration, SystemTime};
 use thiserror::Error;
 use tracing::{debug, info};
 
-use crate::detect::{DetectConfig, DetectError, Detector, Observation, Subject, WindowReport};
-
-/// The columns every frame file starts with.
-const KEY_COLUMNS: [&str; 4] = ["ts", "node", "domain", "entity"];
+pub use crate::detect::frames::{Frames, FramesError, Window};
+use crate::detect::{DetectConfig, DetectError, Detector, WindowReport};
 
 /// Arguments of `herd-agent replay`.
 #[derive(clap::Args, Debug, Clone)]
@@ -59,66 +56,12 @@ pub struct ReplaySummary {
 pub enum ReplayError {
     #[error("cannot open {}: {source}", path.display())]
     Open { path: PathBuf, source: io::Error },
-    #[error("{file}, line {line}: {source}")]
-    Read {
-        file: String,
-        line: u64,
-        source: csv::Error,
-    },
-    #[error("{file}: the header must start with `ts,node,domain,entity`, found `{found}`")]
-    BadHeader { file: String, found: String },
-    #[error("{file}: the header names no feature after `ts,node,domain,entity`")]
-    NoFeatures { file: String },
-    #[error("{file}: column {column} of the header has no name")]
-    UnnamedColumn { file: String, column: usize },
-    #[error("{file}: column `{name}` appears twice in the header")]
-    DuplicateColumn { file: String, name: String },
     #[error("{train} has the columns {train_columns:?}, {input} has {input_columns:?}")]
     TrainColumns {
         train: String,
         train_columns: Vec<String>,
         input: String,
         input_columns: Vec<String>,
-    },
-    #[error("{file}, line {line}: {got} columns, the header has {expected}")]
-    ColumnCount {
-        file: String,
-        line: u64,
-        expected: usize,
-        got: usize,
-    },
-    #[error("{file}, line {line}: column `{column}` is `{value}`, not a number")]
-    NotANumber {
-        file: String,
-        line: u64,
-        column: String,
-        value: String,
-    },
-    #[error("{file}, line {line}: ts `{value}` is not a time in seconds from 0")]
-    BadTime {
-        file: String,
-        line: u64,
-        value: String,
-    },
-    #[error("{file}, line {line}: column `{column}` is empty")]
-    EmptyCell {
-        file: String,
-        line: u64,
-        column: &'static str,
-    },
-    #[error("{file}, line {line}: ts {ts} comes after {previous}; rows must be sorted by ts")]
-    Unsorted {
-        file: String,
-        line: u64,
-        ts: f64,
-        previous: f64,
-    },
-    #[error("{file}, line {line}: entity `{entity}` appears twice at ts {ts}")]
-    DuplicateEntity {
-        file: String,
-        line: u64,
-        entity: String,
-        ts: f64,
     },
     #[error(
         "{train} ends at ts {last}, not before {input} starts (ts {first}): the training \
@@ -132,6 +75,8 @@ pub enum ReplayError {
     },
     #[error("cannot write {file}: {source}")]
     Write { file: String, source: csv::Error },
+    #[error(transparent)]
+    Frames(#[from] FramesError),
     #[error(transparent)]
     Detect(#[from] DetectError),
 }
@@ -307,212 +252,6 @@ fn log_findings(report: &WindowReport) {
     }
     for finding in &report.closed {
         info!(entity = %finding.subject.entity, "finding closed");
-    }
-}
-
-/// One window of frames: the rows that share a ts.
-pub struct Window {
-    ts: f64,
-    at: SystemTime,
-    /// Each row's ts cell as written, to echo it unchanged.
-    ts_cells: Vec<String>,
-    observations: Vec<Observation>,
-}
-
-/// A frame file being read window by window.
-pub struct Frames<R> {
-    file: String,
-    features: Vec<String>,
-    records: csv::StringRecordsIntoIter<R>,
-    /// The first row of the next window, already read.
-    pending: Option<Row>,
-}
-
-struct Row {
-    line: u64,
-    ts: f64,
-    at: SystemTime,
-    ts_cell: String,
-    observation: Observation,
-}
-
-impl<R: Read> Frames<R> {
-    /// Reads and checks the header; `file` names the source in errors.
-    pub fn new(file: String, reader: R) -> Result<Self, ReplayError> {
-        let mut records = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(reader)
-            .into_records();
-        let header = match records.next() {
-            Some(record) => record.map_err(|source| ReplayError::Read {
-                file: file.clone(),
-                line: 1,
-                source,
-            })?,
-            None => csv::StringRecord::new(),
-        };
-        let names: Vec<String> = header.iter().map(|c| c.trim().to_string()).collect();
-        if names.len() < KEY_COLUMNS.len() || names[..KEY_COLUMNS.len()] != KEY_COLUMNS {
-            return Err(ReplayError::BadHeader {
-                file,
-                found: names.join(","),
-            });
-        }
-        let features = names[KEY_COLUMNS.len()..].to_vec();
-        if features.is_empty() {
-            return Err(ReplayError::NoFeatures { file });
-        }
-        let mut seen = HashSet::new();
-        for (i, name) in features.iter().enumerate() {
-            if name.is_empty() {
-                return Err(ReplayError::UnnamedColumn {
-                    file,
-                    column: KEY_COLUMNS.len() + i + 1,
-                });
-            }
-            if !seen.insert(name) {
-                return Err(ReplayError::DuplicateColumn {
-                    file,
-                    name: name.clone(),
-                });
-            }
-        }
-        Ok(Self {
-            file,
-            features,
-            records,
-            pending: None,
-        })
-    }
-
-    /// The next window, or `None` at the end of the file.
-    pub fn next_window(&mut self) -> Result<Option<Window>, ReplayError> {
-        let Some(first) = self
-            .pending
-            .take()
-            .map_or_else(|| self.next_row(), |r| Ok(Some(r)))?
-        else {
-            return Ok(None);
-        };
-        let ts = first.ts;
-        let mut window = Window {
-            ts,
-            at: first.at,
-            ts_cells: Vec::new(),
-            observations: Vec::new(),
-        };
-        let mut entities = HashSet::new();
-        let mut row = Some(first);
-        while let Some(current) = row {
-            if current.ts != ts {
-                if current.ts < ts {
-                    return Err(ReplayError::Unsorted {
-                        file: self.file.clone(),
-                        line: current.line,
-                        ts: current.ts,
-                        previous: ts,
-                    });
-                }
-                self.pending = Some(current);
-                break;
-            }
-            if !entities.insert(current.observation.subject.entity.clone()) {
-                return Err(ReplayError::DuplicateEntity {
-                    file: self.file.clone(),
-                    line: current.line,
-                    entity: current.observation.subject.entity,
-                    ts,
-                });
-            }
-            window.ts_cells.push(current.ts_cell);
-            window.observations.push(current.observation);
-            row = self.next_row()?;
-        }
-        Ok(Some(window))
-    }
-
-    fn next_row(&mut self) -> Result<Option<Row>, ReplayError> {
-        let Some(record) = self.records.next() else {
-            return Ok(None);
-        };
-        let record = record.map_err(|source| ReplayError::Read {
-            file: self.file.clone(),
-            line: source.position().map_or(0, |p| p.line()),
-            source,
-        })?;
-        let line = record.position().map_or(0, |p| p.line());
-        let expected = KEY_COLUMNS.len() + self.features.len();
-        if record.len() != expected {
-            return Err(ReplayError::ColumnCount {
-                file: self.file.clone(),
-                line,
-                expected,
-                got: record.len(),
-            });
-        }
-        let cell = |i: usize| record.get(i).unwrap_or_default().trim();
-        let ts_cell = cell(0);
-        let parsed = ts_cell.parse::<f64>().ok();
-        let at = parsed
-            .and_then(|ts| Duration::try_from_secs_f64(ts).ok())
-            .and_then(|since| SystemTime::UNIX_EPOCH.checked_add(since));
-        let (Some(ts), Some(at)) = (parsed, at) else {
-            return Err(ReplayError::BadTime {
-                file: self.file.clone(),
-                line,
-                value: ts_cell.to_string(),
-            });
-        };
-        let mut key = [""; 3];
-        for (i, column) in KEY_COLUMNS[1..].iter().enumerate() {
-            key[i] = cell(i + 1);
-            if key[i].is_empty() {
-                return Err(ReplayError::EmptyCell {
-                    file: self.file.clone(),
-                    line,
-                    column,
-                });
-            }
-        }
-        let [node, domain, entity] = key;
-        let values = self
-            .features
-            .iter()
-            .enumerate()
-            .map(|(i, feature)| {
-                let text = cell(KEY_COLUMNS.len() + i);
-                if text.is_empty() {
-                    return Ok(None);
-                }
-                text.parse::<f64>()
-                    .ok()
-                    .filter(|v| v.is_finite())
-                    .map(Some)
-                    .ok_or_else(|| ReplayError::NotANumber {
-                        file: self.file.clone(),
-                        line,
-                        column: feature.clone(),
-                        value: text.to_string(),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(Row {
-            line,
-            ts,
-            at,
-            ts_cell: ts_cell.to_string(),
-            observation: Observation {
-                subject: Subject {
-                    entity: entity.to_string(),
-                    pod: None,
-                    namespace: None,
-                    domain: domain.to_string(),
-                    node: node.to_string(),
-                },
-                values,
-            },
-        }))
     }
 }
 

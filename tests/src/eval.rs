@@ -292,25 +292,20 @@ pub struct Frames {
 }
 
 impl Frames {
+    /// Reads a frame file with the reader `herd-agent replay` uses, so that a recording the
+    /// evaluation accepts is one replay accepts.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut lines = text.lines();
-        let header = lines.next().context("the frame file is empty")?;
-        let features = header.split(',').skip(4).map(str::to_owned).collect();
-        let mut windows: Vec<SystemTime> = Vec::new();
-        for line in lines {
-            let ts: f64 = line
-                .split(',')
-                .next()
-                .and_then(|ts| ts.parse().ok())
-                .with_context(|| format!("a frame row without a timestamp: {line}"))?;
-            let ts = UNIX_EPOCH + Duration::from_secs_f64(ts);
-            if windows.last() != Some(&ts) {
-                windows.push(ts);
-            }
+        let file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut frames =
+            herd_detect::frames::Frames::new(path.display().to_string(), BufReader::new(file))?;
+        let mut windows = Vec::new();
+        while let Some(window) = frames.next_window()? {
+            windows.push(window.at);
         }
-        Ok(Self { features, windows })
+        Ok(Self {
+            features: frames.features,
+            windows,
+        })
     }
 
     /// Windows that ended after `from` and no later than `to`.
@@ -798,6 +793,27 @@ mod tests {
             2
         );
         assert_eq!(frames.windows_between(UNIX_EPOCH, at(42)), 4);
+    }
+
+    #[test]
+    fn frames_are_read_as_replay_reads_them() {
+        let dir = std::env::temp_dir().join(format!("herd-eval-frames-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("frames.csv");
+        fs::write(
+            &path,
+            "ts,node,domain,entity,cpu\n10,n,d,a,1\n10,n,d,b,\n13,n,d,a,2\n",
+        )
+        .unwrap();
+        let frames = Frames::read(&path).unwrap();
+        assert_eq!(frames.features, ["cpu"]);
+        let at = |s| UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(frames.windows, [at(10), at(13)]);
+        // What replay refuses, the evaluation refuses too, with the line.
+        fs::write(&path, "ts,node,domain,entity,cpu\n13,n,d,a,1\n10,n,d,a,1\n").unwrap();
+        let err = Frames::read(&path).unwrap_err().to_string();
+        assert!(err.contains("line 3: ts 10 comes after 13"), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
