@@ -557,9 +557,9 @@ fn load_ebpf(paths: &HostPaths, host: &Host, cgroup_root: &Path) -> Result<EbpfP
     let config = EbpfConfig {
         signals: Signal::ALL.to_vec(),
         network_cgroup,
+        ..EbpfConfig::default()
     };
     match EbpfPrograms::load_available(&config) {
-        ..EbpfConfig::default()
         Ok(programs) => {
             for (signal, err) in programs.unavailable() {
                 warn!("the {signal} signal is not available: {err}");
