@@ -71,7 +71,7 @@ pub struct FuzzResult {
 pub fn run_targets(targets: &[&str], seconds: u32) -> anyhow::Result<Vec<FuzzResult>> {
     let root = cmd::workspace_root();
     let work = root.join("target/fuzz/runs");
-    step("building the fuzz targets (nightly, sanitizers; no eBPF programs needed)");
+    step("building the fuzz targets (nightly, coverage; no eBPF programs needed)");
     cmd::run(&mut cargo_fuzz(&root, "build"))?;
     let mut results = Vec::new();
     for target in targets {
@@ -130,6 +130,10 @@ fn cargo_fuzz(root: &Path, subcommand: &str) -> Command {
     command
         .args(["run", crate::setup::NIGHTLY, "cargo", "fuzz", subcommand])
         .args(["--fuzz-dir", "."])
+        // No AddressSanitizer: the parsers are safe Rust, so what is looked for is a panic,
+        // an overflow (checks stay on), a hang or memory without bound, which libFuzzer
+        // catches alone; without it a target runs 1.3 to 8 times as many inputs a second.
+        .args(["--sanitizer", "none"])
         .current_dir(root.join("tests/fuzz"))
         // The targets parse text; they need the agent's library, not its eBPF programs.
         .env("AYA_BUILD_SKIP", "1")
