@@ -46,7 +46,7 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<()> {
         Some(target) => vec![target.as_str()],
         None => TARGETS.to_vec(),
     };
-    let results = run_targets(&targets, args.seconds)?;
+    let results = run_targets(&targets, args.seconds, Build::Optimized)?;
     step("fuzzing done: target, seconds, executions, corpus inputs");
     for result in &results {
         eprintln!(
@@ -66,13 +66,28 @@ pub struct FuzzResult {
     pub corpus: usize,
 }
 
+/// How the targets are built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Build {
+    /// cargo-fuzz's default, optimized: the most inputs a second, for long runs.
+    Optimized,
+    /// `--dev`, unoptimized: a fresh machine builds the agent's whole dependency tree again
+    /// for the fuzzer's instrumentation, and this build takes a fraction of the optimized
+    /// one's time, which is what a short run in `cargo xtask test` needs.
+    Dev,
+}
+
 /// Builds the targets once, then runs each for `seconds`; fails on the first crash, leak,
 /// timeout or memory overrun.
-pub fn run_targets(targets: &[&str], seconds: u32) -> anyhow::Result<Vec<FuzzResult>> {
+pub fn run_targets(
+    targets: &[&str],
+    seconds: u32,
+    build: Build,
+) -> anyhow::Result<Vec<FuzzResult>> {
     let root = cmd::workspace_root();
     let work = root.join("target/fuzz/runs");
     step("building the fuzz targets (nightly, coverage; no eBPF programs needed)");
-    cmd::run(&mut cargo_fuzz(&root, "build"))?;
+    cmd::run(&mut cargo_fuzz(&root, "build", build))?;
     let mut results = Vec::new();
     for target in targets {
         let corpus = work.join("corpus").join(target);
@@ -83,7 +98,7 @@ pub fn run_targets(targets: &[&str], seconds: u32) -> anyhow::Result<Vec<FuzzRes
             fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         step(&format!("fuzzing {target} for {seconds} s"));
-        let mut run = cargo_fuzz(&root, "run");
+        let mut run = cargo_fuzz(&root, "run", build);
         run.arg(target)
             // The first directory takes the new inputs; the seeds are only read.
             .arg(&corpus)
@@ -125,11 +140,15 @@ pub fn run_targets(targets: &[&str], seconds: u32) -> anyhow::Result<Vec<FuzzRes
 
 /// `cargo fuzz <subcommand>` on nightly for the crate in `tests/fuzz`, with its build kept
 /// beside the workspace's, in `target/fuzz`.
-fn cargo_fuzz(root: &Path, subcommand: &str) -> Command {
+fn cargo_fuzz(root: &Path, subcommand: &str, build: Build) -> Command {
     let mut command = Command::new("rustup");
     command
         .args(["run", crate::setup::NIGHTLY, "cargo", "fuzz", subcommand])
-        .args(["--fuzz-dir", "."])
+        .args(["--fuzz-dir", "."]);
+    if build == Build::Dev {
+        command.arg("--dev");
+    }
+    command
         // No AddressSanitizer: the parsers are safe Rust, so what is looked for is a panic,
         // an overflow (checks stay on), a hang or memory without bound, which libFuzzer
         // catches alone; without it a target runs 1.3 to 8 times as many inputs a second.

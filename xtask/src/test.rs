@@ -32,7 +32,7 @@ pub fn run() -> anyhow::Result<()> {
     }
     cmd::run(&mut unit)?;
     step("fuzz targets, briefly each");
-    fuzz::run_targets(fuzz::TARGETS, fuzz::CI_SECONDS)?;
+    fuzz::run_targets(fuzz::TARGETS, fuzz::CI_SECONDS, fuzz::Build::Dev)?;
     if !cmd::is_root() {
         bail!("the integration tests load eBPF programs and make cgroups: run them as root");
     }
