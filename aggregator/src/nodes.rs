@@ -17,6 +17,11 @@ use crate::identities::{Identities, StreamIdentities};
 pub const MAX_CONTAINERS: usize = 2_000;
 pub const MAX_FEATURES: usize = 256;
 pub const MAX_NAME: usize = 512;
+/// A finding's one-line summary: a few drivers in words.
+pub const MAX_TEXT: usize = 4_096;
+/// The node's open findings, and each one's drivers.
+pub const MAX_FINDINGS: usize = MAX_CONTAINERS;
+pub const MAX_DRIVERS: usize = MAX_FEATURES;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum IngestError {
@@ -234,6 +239,7 @@ fn check(s: &pb::NodeSummary) -> Result<(), IngestError> {
             return Err(invalid(format!("container {id} has an infinite value")));
         }
     }
+    bounded(s).map_err(invalid)?;
     let packed = !s.domain_medians.is_empty() || !s.domain_mads.is_empty();
     let rows = s.domains.len() * features;
     if packed && (s.domain_medians.len() != rows || s.domain_mads.len() != rows) {
@@ -253,6 +259,79 @@ fn check(s: &pb::NodeSummary) -> Result<(), IngestError> {
                 d.medians.len(),
                 d.mads.len()
             )));
+        }
+    }
+    Ok(())
+}
+
+/// Every name, label and text of a summary within its bound, and as many findings, domains
+/// and drivers as a node can have: the summary's size limit alone would let one field of
+/// megabytes through, kept for every node until its next summary.
+fn bounded(s: &pb::NodeSummary) -> Result<(), String> {
+    let within = |what: &str, value: &str, max: usize| {
+        if value.len() > max {
+            Err(format!(
+                "{what} of {} bytes; at most {max} are taken",
+                value.len()
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    let count = |what: &str, n: usize, max: usize| {
+        if n > max {
+            Err(format!("{n} {what}; at most {max} are taken"))
+        } else {
+            Ok(())
+        }
+    };
+    within("an agent version", &s.agent_version, MAX_NAME)?;
+    for feature in &s.features {
+        within("a feature name", feature, MAX_NAME)?;
+    }
+    for c in &s.containers {
+        count("drivers of a container", c.drivers.len(), MAX_DRIVERS)?;
+        for driver in &c.drivers {
+            within("a driver's feature name", &driver.feature, MAX_NAME)?;
+        }
+        if let Some(identity) = &c.container {
+            for (what, value) in [
+                ("a pod name", &identity.pod),
+                ("a namespace", &identity.namespace),
+                ("a container name", &identity.name),
+                ("an image", &identity.image),
+                ("a domain", &identity.domain),
+                ("a cgroup path", &identity.cgroup),
+                ("a node name", &identity.node),
+                ("a pod uid", &identity.pod_uid),
+            ] {
+                within(what, value, MAX_NAME)?;
+            }
+        }
+    }
+    count("domains", s.domains.len(), MAX_CONTAINERS)?;
+    for d in &s.domains {
+        within("a domain", &d.domain, MAX_NAME)?;
+    }
+    count("findings", s.findings.len(), MAX_FINDINGS)?;
+    for f in &s.findings {
+        for (what, value) in [
+            ("a finding id", &f.id),
+            ("a finding's node", &f.node),
+            ("a finding's namespace", &f.namespace),
+            ("a finding's pod", &f.pod),
+            ("a finding's container", &f.container),
+            ("a finding's container id", &f.container_id),
+            ("a finding's domain", &f.domain),
+            ("a finding's image", &f.image),
+            ("a finding's source", &f.source),
+        ] {
+            within(what, value, MAX_NAME)?;
+        }
+        within("a finding's summary", &f.summary, MAX_TEXT)?;
+        count("drivers of a finding", f.drivers.len(), MAX_DRIVERS)?;
+        for driver in &f.drivers {
+            within("a driver's feature name", &driver.feature, MAX_NAME)?;
         }
     }
     Ok(())
@@ -348,6 +427,49 @@ mod tests {
             .unwrap();
         let silence = book.expire(t0 + Duration::from_secs(70), expiry);
         assert_eq!(silence.back, ["a"]);
+    }
+
+    #[test]
+    fn names_labels_and_texts_over_their_bounds_are_refused() {
+        let mut book = NodeBook::default();
+        let now = UNIX_EPOCH;
+        let long = "x".repeat(MAX_NAME + 1);
+        let with_pod = |pod: &str| {
+            let mut s = summary("a", 1);
+            s.containers.push(pb::ContainerSummary {
+                container: Some(pb::Container {
+                    id: "c1".into(),
+                    pod: pod.into(),
+                    ..Default::default()
+                }),
+                values: vec![0.0],
+                ..Default::default()
+            });
+            s
+        };
+        book.ingest(with_pod(&"x".repeat(MAX_NAME)), now).unwrap();
+        let err = book.ingest(with_pod(&long), now).unwrap_err().to_string();
+        assert!(
+            err.contains("a pod name of 513 bytes; at most 512"),
+            "{err}"
+        );
+        let mut feature = summary("a", 2);
+        feature.features = vec![long.clone()];
+        let err = book.ingest(feature, now).unwrap_err().to_string();
+        assert!(err.contains("a feature name of 513 bytes"), "{err}");
+        let mut findings = summary("a", 3);
+        findings.findings = vec![pb::Finding::default(); MAX_FINDINGS + 1];
+        let err = book.ingest(findings, now).unwrap_err().to_string();
+        assert!(err.contains("2001 findings; at most 2000"), "{err}");
+        let mut text = summary("a", 4);
+        text.findings = vec![pb::Finding {
+            summary: "x".repeat(MAX_TEXT + 1),
+            ..Default::default()
+        }];
+        let err = book.ingest(text, now).unwrap_err().to_string();
+        assert!(err.contains("a finding's summary of 4097 bytes"), "{err}");
+        // The refused summaries left the accepted one as it was.
+        assert_eq!(book.all().next().unwrap().1.received, 1);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use herd_proto::cri::v1::{
 };
 use thiserror::Error;
 use tonic::transport::Channel;
+use tracing::debug;
 
 use crate::error_chain::error_chain;
 
@@ -176,8 +177,20 @@ impl CriClient {
 pub fn snapshot_from(pods: Vec<PodSandbox>, containers: Vec<Container>) -> RuntimeSnapshot {
     let pods = pods
         .into_iter()
-        .filter_map(|sandbox| {
+        .filter_map(|mut sandbox| {
             let meta = sandbox.metadata?;
+            if [&sandbox.id, &meta.name, &meta.namespace, &meta.uid]
+                .iter()
+                .any(|name| name.len() > MAX_NAME)
+            {
+                debug!(
+                    len = meta.name.len(),
+                    "leaving out a pod with a name no cluster allows"
+                );
+                return None;
+            }
+            bound_labels(&mut sandbox.labels);
+            bound_labels(&mut sandbox.annotations);
             let pod = Pod {
                 name: meta.name,
                 namespace: meta.namespace,
@@ -190,7 +203,21 @@ pub fn snapshot_from(pods: Vec<PodSandbox>, containers: Vec<Container>) -> Runti
         .collect();
     let containers = containers
         .into_iter()
-        .map(|container| {
+        .filter(|container| {
+            let name = container.metadata.as_ref().map_or(0, |m| m.name.len());
+            let image = container.image.as_ref().map_or(0, |i| i.image.len());
+            let fits = name <= MAX_NAME
+                && container.id.len() <= MAX_NAME
+                && container.pod_sandbox_id.len() <= MAX_NAME
+                && image <= MAX_LABEL;
+            if !fits {
+                debug!("leaving out a container with a name or image no cluster allows");
+            }
+            fits
+        })
+        .map(|mut container| {
+            bound_labels(&mut container.labels);
+            bound_labels(&mut container.annotations);
             let runtime_container = RuntimeContainer {
                 name: container.metadata.map(|m| m.name).unwrap_or_default(),
                 image: container.image.map(|i| i.image).unwrap_or_default(),
@@ -207,6 +234,84 @@ pub fn snapshot_from(pods: Vec<PodSandbox>, containers: Vec<Container>) -> Runti
     RuntimeSnapshot { pods, containers }
 }
 
+/// The longest name, namespace, uid or id taken from the runtime: Kubernetes allows 253.
+pub const MAX_NAME: usize = 253;
+/// The longest label or annotation key or value, and image reference, kept: the domain is
+/// found from short labels and annotations, and a pod's large ones (a last-applied
+/// configuration of 100 KiB, say) would otherwise be kept for every pod of the node.
+pub const MAX_LABEL: usize = 1024;
+
+/// Drops the labels or annotations whose key or value is over [`MAX_LABEL`].
+fn bound_labels(labels: &mut HashMap<String, String>) {
+    labels.retain(|key, value| key.len() <= MAX_LABEL && value.len() <= MAX_LABEL);
+}
+
 fn from_unix_nanos(nanos: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(u64::try_from(nanos).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use herd_proto::cri::v1::{ContainerMetadata, ImageSpec, PodSandboxMetadata};
+
+    use super::*;
+
+    fn sandbox(id: &str, name: &str, annotation: &str) -> PodSandbox {
+        PodSandbox {
+            id: id.into(),
+            metadata: Some(PodSandboxMetadata {
+                name: name.into(),
+                namespace: "shop".into(),
+                uid: format!("uid-{id}"),
+                attempt: 0,
+            }),
+            labels: HashMap::from([("app".into(), "web".into())]),
+            annotations: HashMap::from([("big".into(), annotation.into())]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn names_no_cluster_allows_and_large_labels_are_not_kept() {
+        let huge = "x".repeat(100 * 1024);
+        let pods = vec![
+            sandbox("p1", "web-1", &huge),
+            sandbox("p2", &"w".repeat(MAX_NAME + 1), "small"),
+        ];
+        let container = |id: &str, image: &str| Container {
+            id: id.into(),
+            pod_sandbox_id: "p1".into(),
+            metadata: Some(ContainerMetadata {
+                name: "app".into(),
+                attempt: 0,
+            }),
+            image: Some(ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            labels: HashMap::from([("l".into(), huge.clone())]),
+            ..Default::default()
+        };
+        let snapshot = snapshot_from(
+            pods,
+            vec![container("c1", "nginx:1"), container("c2", &huge)],
+        );
+        assert_eq!(
+            snapshot.pods.len(),
+            1,
+            "the pod with a 254-byte name is left out"
+        );
+        let pod = &snapshot.pods["p1"];
+        assert_eq!(pod.labels["app"], "web");
+        assert!(
+            pod.annotations.is_empty(),
+            "a 100 KiB annotation is not kept"
+        );
+        assert_eq!(
+            snapshot.containers.len(),
+            1,
+            "a 100 KiB image reference is left out"
+        );
+        assert!(snapshot.containers["c1"].labels.is_empty());
+    }
 }
