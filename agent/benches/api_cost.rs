@@ -17,12 +17,10 @@
 //! `cargo bench -p herd-agent --bench api_cost -- [--output FILE]`
 
 use std::{
-    alloc::{GlobalAlloc, Layout, System},
     collections::HashMap,
     fmt::Write as _,
     fs,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicUsize, Ordering},
     thread,
     time::{Duration, Instant, SystemTime},
 };
@@ -60,49 +58,11 @@ const STRAY_WINDOWS: usize = 6;
 
 /// Counts the bytes the process holds on the heap, to tell the API state's share from the
 /// allocator's slack that VmRSS also shows.
-struct Counting;
-
-static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call goes to the system allocator as it came; only the counter is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract is System's.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as above.
-        let ptr = unsafe { System.alloc_zeroed(layout) };
-        if !ptr.is_null() {
-            LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: as above.
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
-            LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        new
-    }
-}
+#[path = "support/heap.rs"]
+mod heap;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: heap::Counting = heap::Counting;
 
 /// splitmix64: reproducible noise without a dependency.
 struct Noise(u64);
@@ -327,7 +287,7 @@ async fn main() -> anyhow::Result<()> {
     let names = features::names();
     let feature_count = names.len();
     let config = features::detect_config(&names);
-    let (rss_before, heap_before) = (rss_kib(), LIVE_BYTES.load(Ordering::Relaxed));
+    let (rss_before, heap_before) = (rss_kib(), heap::live_bytes());
     let state = SharedState::new(
         AgentFacts {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -364,7 +324,7 @@ async fn main() -> anyhow::Result<()> {
     let rss_with_detector = rss_kib();
     drop(detector);
     drop(table);
-    let (rss_after, heap_after) = (rss_kib(), LIVE_BYTES.load(Ordering::Relaxed));
+    let (rss_after, heap_after) = (rss_kib(), heap::live_bytes());
 
     let (open, closed, explained) = {
         let state = state.lock();

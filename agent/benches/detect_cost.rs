@@ -12,10 +12,8 @@
 //! `cargo bench -p herd-agent --bench detect_cost -- [--output FILE]`
 
 use std::{
-    alloc::{GlobalAlloc, Layout, System},
     fmt::Write as _,
     path::PathBuf,
-    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -29,49 +27,11 @@ const DOMAIN_SIZE: usize = 5;
 const WINDOWS: usize = 360;
 const TIMED: usize = 300;
 
-struct Counting;
-
-static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call goes to the system allocator as it came; only the counter is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract is System's.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as above.
-        let ptr = unsafe { System.alloc_zeroed(layout) };
-        if !ptr.is_null() {
-            LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: as above.
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
-            LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        new
-    }
-}
+#[path = "support/heap.rs"]
+mod heap;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: heap::Counting = heap::Counting;
 
 /// A number in [0, 1) fixed by its arguments (splitmix64 of them).
 fn noise(w: usize, c: usize, f: usize) -> f64 {
@@ -118,7 +78,7 @@ fn window(w: usize, features: usize) -> Vec<Observation> {
 /// (median and 99th-percentile window time, heap bytes held per container, footprint).
 fn measure(config: DetectConfig, names: &[String]) -> (Duration, Duration, usize, String) {
     let windows: Vec<Vec<Observation>> = (0..WINDOWS).map(|w| window(w, names.len())).collect();
-    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let before = heap::live_bytes();
     let mut detector = Detector::new(config, names.to_vec()).expect("the agent's configuration");
     let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let mut times = Vec::with_capacity(TIMED);
@@ -133,7 +93,7 @@ fn measure(config: DetectConfig, names: &[String]) -> (Duration, Duration, usize
         findings += report.opened.len();
         drop(report);
     }
-    let held = LIVE_BYTES.load(Ordering::Relaxed).saturating_sub(before);
+    let held = heap::live_bytes().saturating_sub(before);
     times.sort();
     let footprint = detector.footprint();
     let note = format!(
