@@ -121,7 +121,9 @@ pub fn to_toml(settings: &[Setting]) -> String {
             }
         };
         let value = |v: &String| {
-            if setting.switch || (setting.number && !v.is_empty()) {
+            // A number-typed setting may take text with a unit (`64MiB`): that is a string
+            // in TOML, which the file reads back the same.
+            if setting.switch || (setting.number && v.parse::<f64>().is_ok()) {
                 v.clone()
             } else {
                 toml::Value::String(v.clone()).to_string()
