@@ -156,11 +156,20 @@ async fn scenario() -> anyhow::Result<()> {
     let took = asked.elapsed();
     ensure!(status.success(), "exit status after SIGTERM: {status}");
     ensure!(took < STOPS_WITHIN, "stopped {took:?} after SIGTERM");
-    let left: Vec<u32> = aya::programs::loaded_programs()
-        .flatten()
-        .map(|info| info.id())
-        .filter(|id| programs.contains(id))
-        .collect();
+    // The kernel frees a program from deferred work after its last reference goes: give it
+    // a moment.
+    let freed_by = Instant::now() + Duration::from_secs(5);
+    let left = loop {
+        let left: Vec<u32> = aya::programs::loaded_programs()
+            .flatten()
+            .map(|info| info.id())
+            .filter(|id| programs.contains(id))
+            .collect();
+        if left.is_empty() || Instant::now() > freed_by {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     ensure!(
         left.is_empty(),
         "programs still loaded after exit: {left:?}"
