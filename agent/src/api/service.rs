@@ -224,7 +224,7 @@ fn find_container<'a>(
                         c.namespace.as_deref().unwrap_or("-"),
                         c.pod.as_deref().unwrap_or("-"),
                         c.name.as_deref().unwrap_or("-"),
-                        &c.id[..c.id.len().min(12)]
+                        c.id.get(..12).unwrap_or(&c.id)
                     )
                 })
                 .collect();
@@ -235,5 +235,51 @@ fn find_container<'a>(
                 names.join(", ")
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use std::time::SystemTime;
+
+    fn view(id: &str) -> ContainerView {
+        ContainerView {
+            id: id.to_owned(),
+            pod: Some("web-1".into()),
+            namespace: Some("shop".into()),
+            pod_uid: None,
+            name: Some("app".into()),
+            image: None,
+            domain: "shop/Deployment/web/app".into(),
+            cgroup: PathBuf::from("/"),
+            started: SystemTime::UNIX_EPOCH,
+            score: None,
+            flagged: false,
+        }
+    }
+
+    #[test]
+    fn an_ambiguous_prefix_lists_the_candidates_even_when_ids_are_not_ascii() {
+        // A runtime's ids are hex, but nothing forces it: a multibyte character across the
+        // twelfth byte must not panic the API.
+        let containers = [view("abcdefghijkéxyz"), view("abcdefghijkéuvw")];
+        let request = pb::ExplainRequest {
+            container_id: "abc".into(),
+            ..Default::default()
+        };
+        let err = find_container(&containers, &request, "node-a").unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            err.message().contains("names 2 containers"),
+            "{}",
+            err.message()
+        );
+        assert!(
+            err.message().contains("abcdefghijkéxyz"),
+            "{}",
+            err.message()
+        );
     }
 }
