@@ -12,10 +12,11 @@ pub mod cgroup;
 pub mod dataset;
 pub mod eval;
 pub mod export;
+pub mod kernel_fixtures;
 pub mod lab;
-pub mod load;
+pub mod resource_load;
 pub mod stray;
-pub mod workloads;
+pub mod syscall_load;
 
 /// A binary of the workspace built in the same profile as the running test: test binaries
 /// live in `target/<profile>/deps`, binaries in `target/<profile>`.

@@ -22,9 +22,10 @@ use herd_agent::{
 };
 use herd_tests::{
     cgroup::OwnedCgroup,
-    load::CountedLoad,
+    kernel_fixtures::{LoopDevice, SmallTmpfs, Tracefs},
     require_root,
-    workloads::{LoopDevice, SmallTmpfs, Tracefs, Work},
+    resource_load::ResourceLoad,
+    syscall_load::CountedLoad,
 };
 
 fn mount() -> anyhow::Result<PathBuf> {
@@ -82,7 +83,7 @@ fn within(value: u64, low: u64, high: u64, what: &str) {
 }
 
 /// A process in the idle sibling that does nothing the signal under test sees.
-fn idler(idle: &OwnedCgroup, seconds: u32) -> anyhow::Result<Work> {
+fn idler(idle: &OwnedCgroup, seconds: u32) -> anyhow::Result<ResourceLoad> {
     let seconds = seconds.to_string();
     let args = [
         "tick",
@@ -93,7 +94,7 @@ fn idler(idle: &OwnedCgroup, seconds: u32) -> anyhow::Result<Work> {
         "--period-ms",
         "500",
     ];
-    Work::start(&[idle.path()], args)
+    ResourceLoad::start(&[idle.path()], args)
 }
 
 #[test]
@@ -105,7 +106,7 @@ fn failed_syscalls_are_split_by_errno_class() -> anyhow::Result<()> {
     let mut probe = Probe::new(&[Signal::Syscalls], None)?;
 
     let load = CountedLoad::spawn(CALLS, FAILURES)?;
-    herd_tests::load::wait_until_blocked_in_read(load.pid())?;
+    herd_tests::syscall_load::wait_until_blocked_in_read(load.pid())?;
     busy.add(load.pid())?;
     probe.sample()?;
     load.cue_and_wait()?;
@@ -151,7 +152,7 @@ fn direct_io_is_charged_to_the_submitting_cgroup() -> anyhow::Result<()> {
         if read {
             args.push("--read");
         }
-        Work::start(&[busy.path()], args)?.finish()?;
+        ResourceLoad::start(&[busy.path()], args)?.finish()?;
     }
     let sample = probe.sample()?;
 
@@ -208,7 +209,7 @@ fn failed_block_requests_are_counted() -> anyhow::Result<()> {
         "--count",
         &count,
     ];
-    let status = Work::start(&[busy.path()], args)?.wait()?;
+    let status = ResourceLoad::start(&[busy.path()], args)?.wait()?;
     assert!(!status.success(), "the writes did not fail");
     let sample = probe.sample()?;
 
@@ -234,9 +235,9 @@ fn loopback_bytes_are_charged_to_the_sender_and_the_receiver() -> anyhow::Result
     let _idler = idler(&idle, 30)?;
     probe.sample()?;
 
-    let mut receiver = Work::start(&[rx.path()], ["listen"])?;
+    let mut receiver = ResourceLoad::start(&[rx.path()], ["listen"])?;
     let port = receiver.line()?;
-    Work::start(
+    ResourceLoad::start(
         &[tx.path()],
         ["send", "--port", &port, "--bytes", &BYTES.to_string()],
     )?
@@ -271,7 +272,7 @@ fn a_cpu_contended_cgroup_waits_longer_for_a_cpu() -> anyhow::Result<()> {
     let mut probe = Probe::new(&[Signal::Sched], None)?;
     // A process that stays blocked: the idle sibling must see nothing at all.
     let sleeper = CountedLoad::spawn(0, 0)?;
-    herd_tests::load::wait_until_blocked_in_read(sleeper.pid())?;
+    herd_tests::syscall_load::wait_until_blocked_in_read(sleeper.pid())?;
     idle.add(sleeper.pid())?;
 
     // More busy processes than the one CPU they are pinned to, and a light sibling that
@@ -279,9 +280,9 @@ fn a_cpu_contended_cgroup_waits_longer_for_a_cpu() -> anyhow::Result<()> {
     let cpus = thread::available_parallelism()?.get();
     let other_cpu = (1 % cpus).to_string();
     let mut spinners = (0..SPINNERS)
-        .map(|_| Work::start(&[busy.path()], ["spin", "--cpu", "0", "--seconds", "4"]))
+        .map(|_| ResourceLoad::start(&[busy.path()], ["spin", "--cpu", "0", "--seconds", "4"]))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut ticker = Work::start(
+    let mut ticker = ResourceLoad::start(
         &[light.path()],
         [
             "tick",
@@ -340,7 +341,7 @@ fn an_oom_kill_is_charged_to_the_victims_cgroup() -> anyhow::Result<()> {
     let _idler = idler(&idle, 30)?;
     probe.sample()?;
 
-    let mut hog = Work::start(&[victim.path(), memory.path()], ["hog", "--mb", "1024"])?;
+    let mut hog = ResourceLoad::start(&[victim.path(), memory.path()], ["hog", "--mb", "1024"])?;
     let status = hog.wait()?;
     assert_eq!(
         status.signal(),

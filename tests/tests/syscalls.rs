@@ -15,7 +15,7 @@ use herd_agent::{
     discovery::cgroup2::CgroupIndex,
     host::{self, HostPaths},
 };
-use herd_tests::{cgroup::OwnedCgroup, load::CountedLoad, require_root};
+use herd_tests::{cgroup::OwnedCgroup, require_root, syscall_load::CountedLoad};
 
 const CALLS: u64 = 200_000;
 const FAILURES: u64 = 30_000;
@@ -50,8 +50,8 @@ fn a_cgroup_is_charged_with_exactly_its_own_calls_and_failures() -> anyhow::Resu
 
     let load = CountedLoad::spawn(CALLS, FAILURES)?;
     let sleeper = CountedLoad::spawn(0, 0)?;
-    herd_tests::load::wait_until_blocked_in_read(load.pid())?;
-    herd_tests::load::wait_until_blocked_in_read(sleeper.pid())?;
+    herd_tests::syscall_load::wait_until_blocked_in_read(load.pid())?;
+    herd_tests::syscall_load::wait_until_blocked_in_read(sleeper.pid())?;
     busy.add(load.pid())?;
     idle.add(sleeper.pid())?;
     sampler.sample()?;
@@ -126,7 +126,7 @@ fn two_cgroups_that_share_a_slot_are_both_charged_exactly() -> anyhow::Result<()
     let mut expected = Vec::new();
     for (cgroup, calls, failures) in [(&first, CALLS, 0), (&second, CALLS / 2, FAILURES)] {
         let load = CountedLoad::spawn(calls, failures)?;
-        herd_tests::load::wait_until_blocked_in_read(load.pid())?;
+        herd_tests::syscall_load::wait_until_blocked_in_read(load.pid())?;
         pin(load.pid(), 0)?;
         cgroup.add(load.pid())?;
         load.cue_and_wait()?;
@@ -160,7 +160,7 @@ fn a_removed_cgroup_is_dropped_from_the_counters() -> anyhow::Result<()> {
     let cgroup = OwnedCgroup::new(&mount()?, "removed")?;
     let id = cgroup.id()?;
     let load = CountedLoad::spawn(1_000, 0)?;
-    herd_tests::load::wait_until_blocked_in_read(load.pid())?;
+    herd_tests::syscall_load::wait_until_blocked_in_read(load.pid())?;
     cgroup.add(load.pid())?;
     load.cue_and_wait()?;
 
@@ -183,7 +183,7 @@ fn the_agent_table_puts_a_busy_cgroup_first() -> anyhow::Result<()> {
     let script = format!(
         "echo $$ > {}/cgroup.procs && exec {} timed --seconds 4 --fail-every 4",
         cgroup.path().display(),
-        herd_tests::load::binary()?.display()
+        herd_tests::syscall_load::binary()?.display()
     );
     let mut load = Command::new("sh")
         .args(["-c", &script])

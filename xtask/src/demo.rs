@@ -92,7 +92,7 @@ fn syscalls_act(args: &DemoArgs, release: &Path) -> anyhow::Result<()> {
     let script = format!(
         "echo $$ > {}/cgroup.procs && exec {} timed --seconds {} --fail-every 10",
         cgroup.path().display(),
-        release.join("herd-load").display(),
+        release.join("herd-syscall-load").display(),
         args.seconds + 2
     );
     let load = Command::new("sh")

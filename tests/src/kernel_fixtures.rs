@@ -1,91 +1,13 @@
-//! Fixtures for the eBPF signal tests: `herd-work` processes with a known effect, a loop
-//! device, and tracefs. Each cleans up after itself on drop, pass or fail.
+//! Kernel fixtures for the eBPF signal tests: a loop device, tracefs and a small tmpfs. Each
+//! cleans up after itself on drop, pass or fail.
 
 use std::{
     fs,
-    io::{BufRead as _, BufReader, Read as _},
     path::{Path, PathBuf},
-    process::{Child, ChildStdout, Command, ExitStatus, Stdio},
+    process::Command,
 };
 
 use anyhow::Context as _;
-
-/// A running `herd-work` process; killed on drop if it is still running.
-pub struct Work {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Work {
-    /// Starts `herd-work`, which joins `cgroups` (directories in any hierarchy) and then runs
-    /// `args`; returns once it has joined them.
-    pub fn start<I, S>(cgroups: &[&Path], args: I) -> anyhow::Result<Self>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<std::ffi::OsStr>,
-    {
-        let mut command = Command::new(crate::built_binary("herd-work")?);
-        for cgroup in cgroups {
-            command.arg("--join").arg(cgroup);
-        }
-        let mut child = command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            // Kept for `finish` to report; a workload that is meant to fail stays quiet.
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting herd-work")?;
-        let stdout = BufReader::new(child.stdout.take().context("no stdout")?);
-        let mut work = Self { child, stdout };
-        let ready = work.line()?;
-        anyhow::ensure!(
-            ready == "ready",
-            "herd-work said {ready:?} instead of ready"
-        );
-        Ok(work)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The next line the process prints.
-    pub fn line(&mut self) -> anyhow::Result<String> {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line)?;
-        anyhow::ensure!(!line.is_empty(), "herd-work exited before printing a line");
-        Ok(line.trim_end().to_string())
-    }
-
-    /// Waits for the process to exit.
-    pub fn wait(&mut self) -> anyhow::Result<ExitStatus> {
-        Ok(self.child.wait()?)
-    }
-
-    /// Waits for the process and fails, with what it printed on stderr, unless it
-    /// succeeded.
-    pub fn finish(mut self) -> anyhow::Result<()> {
-        let status = self.wait()?;
-        if !status.success() {
-            let mut stderr = String::new();
-            if let Some(mut pipe) = self.child.stderr.take() {
-                let _ = pipe.read_to_string(&mut stderr);
-            }
-            anyhow::bail!("herd-work failed: {status}\n{stderr}");
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Work {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// A loop device over a sparse file, detached and deleted on drop.
 pub struct LoopDevice {

@@ -1,4 +1,4 @@
-//! Spawning `herd-load`, a process that makes an exact number of syscalls on cue.
+//! Spawning `herd-syscall-load`, a process that makes an exact number of syscalls on cue.
 
 use std::{
     fs,
@@ -11,9 +11,9 @@ use std::{
 
 use anyhow::Context as _;
 
-/// Path of the `herd-load` binary, built by cargo beside the test binaries.
+/// Path of the `herd-syscall-load` binary, built by cargo beside the test binaries.
 pub fn binary() -> anyhow::Result<PathBuf> {
-    crate::built_binary("herd-load")
+    crate::built_binary("herd-syscall-load")
 }
 
 /// Waits until the process is blocked in `read` (syscall 0), so that its start-up syscalls
@@ -30,7 +30,7 @@ pub fn wait_until_blocked_in_read(pid: u32) -> anyhow::Result<()> {
     anyhow::bail!("pid {pid} did not block in read within 10 s")
 }
 
-/// A `herd-load` process that waits for its cue before making its syscalls.
+/// A `herd-syscall-load` process that waits for its cue before making its syscalls.
 pub struct CountedLoad {
     child: Child,
     cue: Option<ChildStdin>,
@@ -46,7 +46,7 @@ impl CountedLoad {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
-            .context("starting herd-load")?;
+            .context("starting herd-syscall-load")?;
         let cue = child.stdin.take();
         Ok(Self { child, cue })
     }
@@ -61,7 +61,7 @@ impl CountedLoad {
         cue.write_all(b"go\n")?;
         drop(cue);
         let status = self.child.wait()?;
-        anyhow::ensure!(status.success(), "herd-load failed: {status}");
+        anyhow::ensure!(status.success(), "herd-syscall-load failed: {status}");
         Ok(())
     }
 }

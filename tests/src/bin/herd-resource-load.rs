@@ -1,4 +1,4 @@
-//! Workloads with a known effect on one eBPF signal, for the signal tests.
+//! Load on one resource (disk, network, CPU, memory) with a known effect on one eBPF signal, for the signal tests.
 //!
 //! Every mode first joins the cgroups named by `--join` (each a cgroup directory, v1 or v2),
 //! so that everything it then does (sockets, IO, allocations) belongs to them, and prints

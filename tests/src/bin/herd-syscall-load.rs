@@ -72,7 +72,7 @@ fn main() -> anyhow::Result<()> {
             }
             let secs = start.elapsed().as_secs_f64();
             println!(
-                "herd-load: {calls} syscalls in {secs:.1} s ({:.0} calls/s, {:.0} failed/s)",
+                "herd-syscall-load: {calls} syscalls in {secs:.1} s ({:.0} calls/s, {:.0} failed/s)",
                 calls as f64 / secs,
                 failed as f64 / secs
             );
