@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use thiserror::Error;
 use tracing::{debug, info};
 
-pub use crate::detect::frames::{Frames, FramesError, Window};
+pub use crate::detect::frames::{FrameReadError, FrameReader, Window};
 use crate::detect::{DetectConfig, DetectError, Detector, WindowReport};
 
 /// Arguments of `herd-agent replay`.
@@ -76,7 +76,7 @@ pub enum ReplayError {
     #[error("cannot write {file}: {source}")]
     Write { file: String, source: csv::Error },
     #[error(transparent)]
-    Frames(#[from] FramesError),
+    Frames(#[from] FrameReadError),
     #[error(transparent)]
     Detect(#[from] DetectError),
 }
@@ -91,9 +91,9 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
                 source,
             })
     };
-    let input = Frames::new(args.input.display().to_string(), open(&args.input)?)?;
+    let input = FrameReader::new(args.input.display().to_string(), open(&args.input)?)?;
     let train = match &args.training {
-        Some(path) => Some(Frames::new(path.display().to_string(), open(path)?)?),
+        Some(path) => Some(FrameReader::new(path.display().to_string(), open(path)?)?),
         None => None,
     };
     let output = File::create(&args.output).map_err(|source| ReplayError::Open {
@@ -123,8 +123,8 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
 /// `output` (named `output_name` in errors). The same [`Detector`] the live agent uses.
 pub fn replay<R: Read, W: Write>(
     config: DetectConfig,
-    train: Option<Frames<R>>,
-    input: Frames<R>,
+    train: Option<FrameReader<R>>,
+    input: FrameReader<R>,
     output: W,
     output_name: &str,
 ) -> Result<ReplaySummary, ReplayError> {

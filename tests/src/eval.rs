@@ -86,7 +86,7 @@ pub const CASES: &[Case] = &[
         memory_mib: 64,
         pids_max: 64,
         expected: &[
-            "oom_kills",
+            "oom_kills_per_window",
             "memory_limit_hits_per_s",
             "memory_working_set",
             "memory_utilization",
@@ -285,19 +285,21 @@ impl FindingEvent {
 
 /// The recorded feature frames of a run: their timestamps and feature names.
 #[derive(Clone, Debug, Default)]
-pub struct Frames {
+pub struct RecordedFrames {
     pub features: Vec<String>,
     /// Window timestamps, ascending.
     pub windows: Vec<SystemTime>,
 }
 
-impl Frames {
+impl RecordedFrames {
     /// Reads a frame file with the reader `herd-agent replay` uses, so that a recording the
     /// evaluation accepts is one replay accepts.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
         let file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut frames =
-            herd_detect::frames::Frames::new(path.display().to_string(), BufReader::new(file))?;
+        let mut frames = herd_detect::frames::FrameReader::new(
+            path.display().to_string(),
+            BufReader::new(file),
+        )?;
         let mut windows = Vec::new();
         while let Some(window) = frames.next_window()? {
             windows.push(window.at);
@@ -329,7 +331,7 @@ pub struct FaultOutcome {
     pub windows_before_fault: usize,
     /// Every finding the agent logged, in order.
     pub findings: Vec<FindingEvent>,
-    pub frames: Frames,
+    pub frames: RecordedFrames,
     /// Where the frames and the agent's log are.
     pub dir: PathBuf,
 }
@@ -434,7 +436,7 @@ pub async fn run_fault(case: Case, settings: &Settings) -> anyhow::Result<FaultO
 
     let findings = agent.stop()?;
     lab.down().await?;
-    let frames = Frames::read(&dir.join(FRAMES))?;
+    let frames = RecordedFrames::read(&dir.join(FRAMES))?;
     let windows_before_fault = frames.windows_between(UNIX_EPOCH, fault_start);
     Ok(FaultOutcome {
         case,
@@ -458,7 +460,7 @@ pub struct HealthyOutcome {
     pub restarted: String,
     /// Every finding the agent logged; each opened one is false.
     pub findings: Vec<FindingEvent>,
-    pub frames: Frames,
+    pub frames: RecordedFrames,
     pub dir: PathBuf,
 }
 
@@ -519,7 +521,7 @@ pub async fn run_healthy(
 
     let findings = agent.stop()?;
     lab.down().await?;
-    let frames = Frames::read(&dir.join(FRAMES))?;
+    let frames = RecordedFrames::read(&dir.join(FRAMES))?;
     Ok(HealthyOutcome {
         duration,
         workloads: shapes
@@ -782,7 +784,7 @@ mod tests {
     #[test]
     fn windows_are_counted_from_the_fault_start() {
         let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
-        let frames = Frames {
+        let frames = RecordedFrames {
             features: features(),
             windows: (1..=10).map(|i| at(i * 10)).collect(),
         };
@@ -805,13 +807,13 @@ mod tests {
             "ts,node,domain,entity,cpu\n10,n,d,a,1\n10,n,d,b,\n13,n,d,a,2\n",
         )
         .unwrap();
-        let frames = Frames::read(&path).unwrap();
+        let frames = RecordedFrames::read(&path).unwrap();
         assert_eq!(frames.features, ["cpu"]);
         let at = |s| UNIX_EPOCH + Duration::from_secs(s);
         assert_eq!(frames.windows, [at(10), at(13)]);
         // What replay refuses, the evaluation refuses too, with the line.
         fs::write(&path, "ts,node,domain,entity,cpu\n13,n,d,a,1\n10,n,d,a,1\n").unwrap();
-        let err = Frames::read(&path).unwrap_err().to_string();
+        let err = RecordedFrames::read(&path).unwrap_err().to_string();
         assert!(err.contains("line 3: ts 10 comes after 13"), "{err}");
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -171,7 +171,7 @@ fn each_fault_shows_in_its_replicas_features_and_not_in_its_siblings() -> anyhow
         };
         check("cpu", Feature::CpuThrottledShare, 0.5, 0.05)?;
         check("cpu", Feature::CpuPressure, 0.2, 0.05)?;
-        check("mem", Feature::OomKills, 0.5, 0.5)?;
+        check("mem", Feature::OomKillsPerWindow, 0.5, 0.5)?;
         check("mem", Feature::MemoryUtilization, 0.5, 0.3)?;
         // v1 counts limit hits only where memory+swap may go past the memory limit; where
         // both limits are equal (the default) the feature is missing, not a false zero.

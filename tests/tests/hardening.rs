@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::{Context as _, ensure};
-use herd_agent::replay::{Frames, replay};
+use herd_agent::replay::{FrameReader, replay};
 use herd_proto::herd::v1 as pb;
 use herd_tests::{
     agent::AgentProcess,
@@ -138,7 +138,7 @@ async fn scenario() -> anyhow::Result<()> {
     let read = replay(
         herd_agent::features::detect_config(&herd_agent::features::names()),
         None,
-        Frames::new(frames.display().to_string(), std::fs::File::open(&frames)?)?,
+        FrameReader::new(frames.display().to_string(), std::fs::File::open(&frames)?)?,
         std::io::sink(),
         "-",
     )

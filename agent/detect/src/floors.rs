@@ -20,7 +20,7 @@ pub const FEATURE_FLOORS: &[(&str, f64)] = &[
     ("memory_pressure", 0.02),
     ("memory_limit_hits_per_s", 0.5),
     ("major_faults_per_s", 5.0),
-    ("oom_kills", 0.5),
+    ("oom_kills_per_window", 0.5),
     ("disk_read_bytes_per_s", 256.0 * 1024.0),
     ("disk_write_bytes_per_s", 256.0 * 1024.0),
     ("disk_ops_per_s", 10.0),

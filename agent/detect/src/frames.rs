@@ -14,9 +14,20 @@ use crate::{Observation, Subject};
 /// The columns every frame file starts with.
 pub const KEY_COLUMNS: [&str; 4] = ["ts", "node", "domain", "entity"];
 
+/// Features that were renamed, (old, new): a recording made before the rename is read with
+/// the new name, so that it still replays and evaluates.
+pub const RENAMED_FEATURES: &[(&str, &str)] = &[("oom_kills", "oom_kills_per_window")];
+
+fn current_name(name: &str) -> &str {
+    RENAMED_FEATURES
+        .iter()
+        .find(|(old, _)| *old == name)
+        .map_or(name, |(_, new)| new)
+}
+
 /// Why a frame file cannot be read. `file` names it, `line` its 1-based line.
 #[derive(Debug, Error)]
-pub enum FramesError {
+pub enum FrameReadError {
     #[error("{file}, line {line}: {source}")]
     Read {
         file: String,
@@ -84,7 +95,7 @@ pub struct Window {
 }
 
 /// A frame file being read window by window.
-pub struct Frames<R> {
+pub struct FrameReader<R> {
     pub file: String,
     pub features: Vec<String>,
     records: csv::StringRecordsIntoIter<R>,
@@ -100,16 +111,16 @@ struct Row {
     observation: Observation,
 }
 
-impl<R: Read> Frames<R> {
+impl<R: Read> FrameReader<R> {
     /// Reads and checks the header; `file` names the source in errors.
-    pub fn new(file: String, reader: R) -> Result<Self, FramesError> {
+    pub fn new(file: String, reader: R) -> Result<Self, FrameReadError> {
         let mut records = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             .from_reader(reader)
             .into_records();
         let header = match records.next() {
-            Some(record) => record.map_err(|source| FramesError::Read {
+            Some(record) => record.map_err(|source| FrameReadError::Read {
                 file: file.clone(),
                 line: 1,
                 source,
@@ -118,25 +129,28 @@ impl<R: Read> Frames<R> {
         };
         let names: Vec<String> = header.iter().map(|c| c.trim().to_string()).collect();
         if names.len() < KEY_COLUMNS.len() || names[..KEY_COLUMNS.len()] != KEY_COLUMNS {
-            return Err(FramesError::BadHeader {
+            return Err(FrameReadError::BadHeader {
                 file,
                 found: names.join(","),
             });
         }
-        let features = names[KEY_COLUMNS.len()..].to_vec();
+        let features: Vec<String> = names[KEY_COLUMNS.len()..]
+            .iter()
+            .map(|name| current_name(name).to_string())
+            .collect();
         if features.is_empty() {
-            return Err(FramesError::NoFeatures { file });
+            return Err(FrameReadError::NoFeatures { file });
         }
         let mut seen = HashSet::new();
         for (i, name) in features.iter().enumerate() {
             if name.is_empty() {
-                return Err(FramesError::UnnamedColumn {
+                return Err(FrameReadError::UnnamedColumn {
                     file,
                     column: KEY_COLUMNS.len() + i + 1,
                 });
             }
             if !seen.insert(name) {
-                return Err(FramesError::DuplicateColumn {
+                return Err(FrameReadError::DuplicateColumn {
                     file,
                     name: name.clone(),
                 });
@@ -151,7 +165,7 @@ impl<R: Read> Frames<R> {
     }
 
     /// The next window, or `None` at the end of the file.
-    pub fn next_window(&mut self) -> Result<Option<Window>, FramesError> {
+    pub fn next_window(&mut self) -> Result<Option<Window>, FrameReadError> {
         let Some(first) = self
             .pending
             .take()
@@ -171,7 +185,7 @@ impl<R: Read> Frames<R> {
         while let Some(current) = row {
             if current.ts != ts {
                 if current.ts < ts {
-                    return Err(FramesError::Unsorted {
+                    return Err(FrameReadError::Unsorted {
                         file: self.file.clone(),
                         line: current.line,
                         ts: current.ts,
@@ -182,7 +196,7 @@ impl<R: Read> Frames<R> {
                 break;
             }
             if !entities.insert(current.observation.subject.entity.clone()) {
-                return Err(FramesError::DuplicateEntity {
+                return Err(FrameReadError::DuplicateEntity {
                     file: self.file.clone(),
                     line: current.line,
                     entity: current.observation.subject.entity,
@@ -196,11 +210,11 @@ impl<R: Read> Frames<R> {
         Ok(Some(window))
     }
 
-    fn next_row(&mut self) -> Result<Option<Row>, FramesError> {
+    fn next_row(&mut self) -> Result<Option<Row>, FrameReadError> {
         let Some(record) = self.records.next() else {
             return Ok(None);
         };
-        let record = record.map_err(|source| FramesError::Read {
+        let record = record.map_err(|source| FrameReadError::Read {
             file: self.file.clone(),
             line: source.position().map_or(0, |p| p.line()),
             source,
@@ -208,7 +222,7 @@ impl<R: Read> Frames<R> {
         let line = record.position().map_or(0, |p| p.line());
         let expected = KEY_COLUMNS.len() + self.features.len();
         if record.len() != expected {
-            return Err(FramesError::ColumnCount {
+            return Err(FrameReadError::ColumnCount {
                 file: self.file.clone(),
                 line,
                 expected,
@@ -222,7 +236,7 @@ impl<R: Read> Frames<R> {
             .and_then(|ts| Duration::try_from_secs_f64(ts).ok())
             .and_then(|since| SystemTime::UNIX_EPOCH.checked_add(since));
         let (Some(ts), Some(at)) = (parsed, at) else {
-            return Err(FramesError::BadTime {
+            return Err(FrameReadError::BadTime {
                 file: self.file.clone(),
                 line,
                 value: ts_cell.to_string(),
@@ -232,7 +246,7 @@ impl<R: Read> Frames<R> {
         for (i, column) in KEY_COLUMNS[1..].iter().enumerate() {
             key[i] = cell(i + 1);
             if key[i].is_empty() {
-                return Err(FramesError::EmptyCell {
+                return Err(FrameReadError::EmptyCell {
                     file: self.file.clone(),
                     line,
                     column,
@@ -253,7 +267,7 @@ impl<R: Read> Frames<R> {
                     .ok()
                     .filter(|v| v.is_finite())
                     .map(Some)
-                    .ok_or_else(|| FramesError::NotANumber {
+                    .ok_or_else(|| FrameReadError::NotANumber {
                         file: self.file.clone(),
                         line,
                         column: feature.clone(),
@@ -277,5 +291,31 @@ impl<R: Read> Frames<R> {
                 values,
             },
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recording_made_before_a_rename_is_read_with_the_new_name() {
+        let csv = "ts,node,domain,entity,cpu_usage_cores,oom_kills\n10,n,d,e0,0.5,2\n";
+        let mut frames = FrameReader::new("old.csv".into(), csv.as_bytes()).unwrap();
+        assert_eq!(frames.features, ["cpu_usage_cores", "oom_kills_per_window"]);
+        let window = frames.next_window().unwrap().unwrap();
+        assert_eq!(window.observations[0].values, [Some(0.5), Some(2.0)]);
+    }
+
+    #[test]
+    fn an_old_and_a_new_name_for_one_feature_are_a_duplicate_column() {
+        let csv = "ts,node,domain,entity,oom_kills,oom_kills_per_window\n";
+        let err = FrameReader::new("both.csv".into(), csv.as_bytes())
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, FrameReadError::DuplicateColumn { name, .. } if name == "oom_kills_per_window"),
+            "{err}"
+        );
     }
 }

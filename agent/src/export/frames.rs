@@ -341,7 +341,8 @@ mod tests {
                 "{name}"
             );
             let frames =
-                crate::replay::Frames::new(name.to_owned(), File::open(&file).unwrap()).unwrap();
+                crate::replay::FrameReader::new(name.to_owned(), File::open(&file).unwrap())
+                    .unwrap();
             let read = crate::replay::replay(
                 crate::detect::DetectConfig::default(),
                 None,

@@ -290,7 +290,7 @@ fn compute(
     );
     set(Feature::MemoryLimitHitsPerS, rate(|c| c.memory_limit_hits));
     set(Feature::MajorFaultsPerS, rate(|c| c.major_faults));
-    set(Feature::OomKills, oom_kills);
+    set(Feature::OomKillsPerWindow, oom_kills);
     set(Feature::DiskReadBytesPerS, disk_read);
     set(Feature::DiskWriteBytesPerS, disk_write);
     set(Feature::DiskOpsPerS, disk_ops);

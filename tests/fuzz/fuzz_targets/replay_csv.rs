@@ -2,11 +2,11 @@
 //! headers, ragged rows, times and values that are not numbers, unsorted windows.
 #![no_main]
 
-use herd_agent::replay::Frames;
+use herd_agent::replay::FrameReader;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let mut frames = match Frames::new("fuzz.csv".into(), data) {
+    let mut frames = match FrameReader::new("fuzz.csv".into(), data) {
         Ok(frames) => frames,
         Err(err) => {
             let _ = err.to_string();
