@@ -104,7 +104,7 @@ pub fn parse_dev(text: &str, counters: &mut NetCounters) -> u64 {
 }
 
 /// Looks up `Prefix: Name` in the header/value line pairs of `snmp` and `netstat`.
-fn paired(text: &str, prefix: &str, name: &str) -> Option<u64> {
+fn snmp_value(text: &str, prefix: &str, name: &str) -> Option<u64> {
     let mut lines = text.lines();
     while let Some(header) = lines.next() {
         let values = lines.next()?;
@@ -125,19 +125,19 @@ fn paired(text: &str, prefix: &str, name: &str) -> Option<u64> {
 /// TCP and UDP counters from `/proc/<pid>/net/snmp`. Returns the TCP segments received
 /// (`InSegs`), which move whenever the listen queue counters of `netstat` can have.
 pub fn parse_snmp(text: &str, counters: &mut NetCounters) -> u64 {
-    let tcp = |name| paired(text, "Tcp:", name).unwrap_or(0);
+    let tcp = |name| snmp_value(text, "Tcp:", name).unwrap_or(0);
     counters.tcp_retransmits = tcp("RetransSegs");
     counters.tcp_resets_sent = tcp("OutRsts");
     counters.tcp_established_resets = tcp("EstabResets");
     counters.tcp_failed_connects = tcp("AttemptFails");
-    counters.udp_receive_buffer_errors = paired(text, "Udp:", "RcvbufErrors").unwrap_or(0);
+    counters.udp_receive_buffer_errors = snmp_value(text, "Udp:", "RcvbufErrors").unwrap_or(0);
     tcp("InSegs")
 }
 
 /// Listen queue counters from `/proc/<pid>/net/netstat`.
 pub fn parse_netstat(text: &str, counters: &mut NetCounters) {
-    counters.tcp_listen_overflows = paired(text, "TcpExt:", "ListenOverflows").unwrap_or(0);
-    counters.tcp_listen_drops = paired(text, "TcpExt:", "ListenDrops").unwrap_or(0);
+    counters.tcp_listen_overflows = snmp_value(text, "TcpExt:", "ListenOverflows").unwrap_or(0);
+    counters.tcp_listen_drops = snmp_value(text, "TcpExt:", "ListenDrops").unwrap_or(0);
 }
 
 /// A namespace's `snmp` is read at least once in this many reads.

@@ -67,8 +67,9 @@ pub struct WindowInput<'a> {
     pub loaded: &'a [Signal],
 }
 
+/// One reading of a container's cumulative counters.
 #[derive(Clone, Copy, Debug, Default)]
-struct Totals {
+struct Reading {
     cgroup: CgroupCounters,
     net: Option<NetCounters>,
 }
@@ -77,7 +78,7 @@ struct Totals {
 #[derive(Debug)]
 pub struct FeatureBuilder {
     capacity: NodeCapacity,
-    previous: HashMap<String, Totals>,
+    previous: HashMap<String, Reading>,
 }
 
 impl FeatureBuilder {
@@ -107,7 +108,7 @@ impl FeatureBuilder {
             let Some(cgroup) = input.cgroups.get(&container.id) else {
                 continue;
             };
-            let now = Totals {
+            let now = Reading {
                 cgroup: *cgroup,
                 net: input.net.get(&container.id).copied(),
             };
@@ -159,8 +160,8 @@ impl Ebpf<'_> {
 fn compute(
     capacity: &NodeCapacity,
     secs: f64,
-    now: &Totals,
-    before: Option<&Totals>,
+    now: &Reading,
+    before: Option<&Reading>,
     ebpf: Option<&Ebpf<'_>>,
 ) -> Vec<Option<f64>> {
     let c = &now.cgroup;
