@@ -41,7 +41,13 @@ pub struct History {
     lens: Vec<u8>,
     /// [`tail_quantiles`], by row length.
     tails: Vec<f64>,
+    /// Per row, the last [`RECENT`] values observed, newest first, whether or not they
+    /// joined the row (NaN until seen): the entity's level over its last windows.
+    recent: Vec<f32>,
 }
+
+/// Values kept per row of the latest windows, besides the row itself.
+pub const RECENT: usize = 2;
 
 /// One entity's values of one feature, ascending.
 #[derive(Debug, Clone, Copy)]
@@ -62,13 +68,14 @@ impl History {
             ages: Vec::new(),
             lens: Vec::new(),
             tails: tail_quantiles(),
+            recent: Vec::new(),
         }
     }
 
-    /// Bytes of history per entity: a value and an age per feature and place, and a length
-    /// per feature.
+    /// Bytes of history per entity: a value and an age per feature and place, a length per
+    /// feature, and the latest [`RECENT`] values per feature.
     pub fn bytes_per_slot(&self) -> usize {
-        self.features * (self.capacity * (size_of::<f32>() + 1) + 1)
+        self.features * (self.capacity * (size_of::<f32>() + 1) + 1 + RECENT * size_of::<f32>())
     }
 
     /// Slots the buffer holds rows for.
@@ -83,13 +90,37 @@ impl History {
         self.values.resize(self.values.len() + cells, 0.0);
         self.ages.resize(self.ages.len() + cells, 0);
         self.lens.resize(self.lens.len() + self.features, 0);
+        self.recent
+            .resize(self.recent.len() + self.features * RECENT, f32::NAN);
         slot
     }
 
     /// Empties a slot's rows, for an entity that starts over or for the slot's next owner.
     pub fn clear(&mut self, slot: usize) {
         let rows = slot * self.features..(slot + 1) * self.features;
+        self.recent[rows.start * RECENT..rows.end * RECENT].fill(f32::NAN);
         self.lens[rows].fill(0);
+    }
+
+    /// Notes a value observed in this window, whether or not it joins the row.
+    pub fn note(&mut self, slot: usize, feature: usize, value: f64) {
+        let at = (slot * self.features + feature) * RECENT;
+        let recent = &mut self.recent[at..at + RECENT];
+        recent.copy_within(..RECENT - 1, 1);
+        recent[0] = value.clamp(f64::from(f32::MIN), f64::from(f32::MAX)) as f32;
+    }
+
+    /// The level of a row's entity over its last windows: the median of `value` (this
+    /// window's) and the [`RECENT`] values noted before it; NaN until that many were noted.
+    /// A one-window spike does not move it; a level that lasts does.
+    pub fn lasting(&self, slot: usize, feature: usize, value: f64) -> f64 {
+        let at = (slot * self.features + feature) * RECENT;
+        let [a, b] = [self.recent[at], self.recent[at + 1]].map(f64::from);
+        if a.is_nan() || b.is_nan() {
+            return f64::NAN;
+        }
+        // The median of three.
+        value.max(a.min(b)).min(a.max(b))
     }
 
     pub fn row(&self, slot: usize, feature: usize) -> Row<'_> {
@@ -189,6 +220,12 @@ impl Row<'_> {
     #[cfg(test)]
     pub fn median(&self) -> Option<f64> {
         (!self.sorted.is_empty()).then(|| median_of_sorted(self.sorted))
+    }
+
+    /// Median and floored MAD of the row, not widened to its spikes.
+    pub fn plain_spread(&self, floors: Floors) -> Option<Spread> {
+        let (median, mad) = median_mad_of_sorted(self.sorted, f64::from)?;
+        Some(Spread::floored(median, mad, None, floors))
     }
 
     /// Median and floored MAD of the row, widened to its usual spikes

@@ -617,6 +617,11 @@ impl Detector {
                 Verdict::Close => report.closed.extend(entity.close(at)),
             }
 
+            for (f, value) in obs.values.iter().enumerate() {
+                if let Some(value) = value {
+                    self.history.note(slot, f, *value);
+                }
+            }
             // While a finding is open, a window that is not calm is held back too: a tail
             // between the thresholds must not become the entity's usual spread.
             let anomalous = judged >= config.threshold
@@ -741,6 +746,7 @@ pub(crate) fn severity(config: &DetectConfig, peak: f64) -> Severity {
     }
 }
 
+#[cfg(test)]
 #[cfg(test)]
 mod noise_tests;
 #[cfg(test)]

@@ -58,9 +58,10 @@ fn own_spread(values: &[f64], floors: Floors) -> Option<Spread> {
     })
 }
 
-/// A level z of 1 or more is clear of the middle: the level view then takes any size.
+/// A level one MAD or more from the median is clear of the middle: the level view then takes
+/// any size.
 fn clear(level: f64) -> f64 {
-    if level.abs() >= 1.0 {
+    if level.abs() >= CONSISTENCY {
         level.signum() * f64::INFINITY
     } else {
         level
@@ -81,6 +82,8 @@ type Held = (Vec<Vec<Option<f64>>>, usize, bool);
 struct PlainEntity {
     subject: Subject,
     rings: Vec<VecDeque<f64>>,
+    /// Per feature, every value observed, the newest last (the last two are used).
+    observed: Vec<Vec<f64>>,
     seen: usize,
     absent: usize,
     anomalous_run: usize,
@@ -137,11 +140,11 @@ impl Plain {
         let mut report = WindowReport::default();
         for obs in window {
             let s = &obs.subject;
-            let moved = self
+            let changed_domain = self
                 .entities
                 .get(&s.entity)
                 .is_some_and(|e| e.subject.domain != s.domain || e.subject.node != s.node);
-            if moved && let Some(mut old) = self.entities.remove(&s.entity) {
+            if changed_domain && let Some(mut old) = self.entities.remove(&s.entity) {
                 report.closed.extend(close(&mut old.finding, at));
             }
             let features = self.features.len();
@@ -151,6 +154,7 @@ impl Plain {
                 .or_insert_with(|| PlainEntity {
                     subject: s.clone(),
                     rings: vec![VecDeque::new(); features],
+                    observed: vec![Vec::new(); features],
                     seen: 0,
                     absent: 0,
                     anomalous_run: 0,
@@ -249,8 +253,15 @@ impl Plain {
         let mut pooled = vec![vec![None; self.features.len()]; members.len()];
         let mut stats = vec![None; self.features.len()];
         for (f, &floors) in self.floors.iter().enumerate() {
-            // (member, value, own baseline and its samples, its usual spread)
-            type Present = (usize, f64, Option<(Spread, usize)>, Option<f64>);
+            // (member, value, own baseline and its samples, its usual spread, the median of
+            // its last three values against its ring's plain spread)
+            type Present = (
+                usize,
+                f64,
+                Option<(Spread, usize)>,
+                Option<f64>,
+                Option<f64>,
+            );
             let present: Vec<Present> = members
                 .iter()
                 .enumerate()
@@ -263,7 +274,15 @@ impl Plain {
                         .then(|| own_spread(&values, floors).map(|s| (s, values.len())))
                         .flatten();
                     let usual = baseline.then(|| usual_spread(&values)).flatten();
-                    Some((k, x, own, usual))
+                    let observed = &self.entities[&window[i].subject.entity].observed[f];
+                    let lasting = match observed.as_slice() {
+                        [.., a, b] if baseline => {
+                            let last = sorted_median(&[x, *a, *b])?;
+                            spread(&values, None, floors).map(|s| s.z(last))
+                        }
+                        _ => None,
+                    };
+                    Some((k, x, own, usual, lasting))
                 })
                 .collect();
             let levels: Vec<f64> = present.iter().map(|p| p.1).collect();
@@ -282,7 +301,7 @@ impl Plain {
                 },
             });
             if !enough {
-                for (k, x, own, _) in &present {
+                for (k, x, own, _, _) in &present {
                     if let Some((own, samples)) = own {
                         compared[*k][f] = Some(Comparison {
                             value: *x,
@@ -297,7 +316,7 @@ impl Plain {
             }
             let moves: Vec<f64> = present
                 .iter()
-                .filter_map(|(_, x, own, _)| own.map(|(o, _)| x - o.median))
+                .filter_map(|(_, x, own, _, _)| own.map(|(o, _)| x - o.median))
                 .collect();
             let move_spread = (moves.len() >= config.min_peers)
                 .then(|| spread(&moves, Some(level.median), floors))
@@ -306,20 +325,30 @@ impl Plain {
                     scale: s.scale.max(learned[f]),
                     ..s
                 });
-            for (k, x, own, usual) in &present {
+            for (k, x, own, usual, lasting) in &present {
                 let level_z = level.z(*x);
                 let z = match (own, move_spread) {
                     (Some((own, _)), Some(moves)) => {
                         pooled[*k][f] = Some(x - own.median - moves.median);
                         let z = agreed(clear(level_z), moves.z(x - own.median));
                         match usual {
-                            Some(usual) => agreed(
-                                z,
-                                CONSISTENCY * (x - own.median)
+                            Some(usual) => {
+                                let alone = CONSISTENCY * (x - own.median)
                                     / usual
                                         .max(floors.relative * own.median.abs())
-                                        .max(floors.absolute),
-                            ),
+                                        .max(floors.absolute);
+                                // Within its usual spikes, but lasting: the lasting level counts.
+                                let alone = match lasting {
+                                    Some(l)
+                                        if l.signum() == alone.signum()
+                                            && l.abs() > alone.abs() =>
+                                    {
+                                        *l
+                                    }
+                                    _ => alone,
+                                };
+                                agreed(z, alone)
+                            }
                             None => z,
                         }
                     }
@@ -403,6 +432,11 @@ impl Plain {
                 0
             };
             let keep = self.keep;
+            for (observed, value) in entity.observed.iter_mut().zip(&obs.values) {
+                if let Some(value) = value {
+                    observed.push(as_f32(*value));
+                }
+            }
             let keep_window = |entity: &mut PlainEntity, values: &[Option<f64>]| {
                 for (ring, value) in entity.rings.iter_mut().zip(values) {
                     if let Some(value) = value {

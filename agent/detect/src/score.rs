@@ -4,7 +4,7 @@
 use super::config::DetectConfig;
 use super::finding::{Basis, Comparison, Driver};
 use super::history::History;
-use super::stats::{Floors, Spread, small_sample_z};
+use super::stats::{CONSISTENCY, Floors, Spread, small_sample_z};
 
 /// One member of a domain in this window.
 pub struct Member<'a> {
@@ -295,7 +295,13 @@ pub fn score_domain(
                 Some(moves) => {
                     pooled[i] = x - median - moves.median;
                     let z = agreed(beyond(level_z), moves.z(x - median));
-                    if alone.is_nan() { z } else { agreed(z, alone) }
+                    if alone.is_nan() {
+                        z
+                    } else if alone.abs() >= z.abs() {
+                        agreed(z, alone)
+                    } else {
+                        agreed(z, lasting_or(alone, history, members[i].slot, f, x, floors))
+                    }
                 }
                 // Too few peers have a baseline (after a rolling restart): use its own past.
                 None => {
@@ -350,8 +356,28 @@ pub fn beyond(level_z: f64) -> f64 {
     }
 }
 
-/// Level z from which a member counts as clear of its peers' middle (see [`beyond`]).
-const CLEAR_OF_THE_MIDDLE: f64 = 1.0;
+/// Level z from which a member counts as clear of its peers' middle (see [`beyond`]): one
+/// MAD from their median, outside the middle half of the herd. In a domain of three, the
+/// highest and the lowest member always are, the one in the middle never is.
+const CLEAR_OF_THE_MIDDLE: f64 = CONSISTENCY;
+
+/// A member's own view where its value alone is within its usual spikes (`alone`): the
+/// level of its last windows ([`History::lasting`]) against the plain spread of its own
+/// history, when that says more on the same side. A spike size that recurs is news only
+/// when it lasts: a slow leak in a member that spikes now and then, or whose first leaking
+/// windows already widened its history's tail, shows in its lasting level.
+fn lasting_or(alone: f64, history: &History, slot: usize, f: usize, x: f64, floors: Floors) -> f64 {
+    let lasting = history.lasting(slot, f, x);
+    let Some(spread) = history.row(slot, f).plain_spread(floors) else {
+        return alone;
+    };
+    let z = spread.z(lasting);
+    if z.is_nan() || z.signum() != alone.signum() || z.abs() <= alone.abs() {
+        alone
+    } else {
+        z
+    }
+}
 
 /// A deviation counts only as far as both views agree: the smaller z when they point the
 /// same way, none when they disagree (a high peer that is falling back to the herd).
