@@ -3,8 +3,18 @@
 //!
 //! With `AYA_BUILD_SKIP=1` an empty object is written instead, so that `cargo check`, clippy
 //! and unit tests work on a machine without bpf-linker; such an agent says so when it starts.
+//!
+//! Every cargo profile and mode (check, dev, test, release) runs this script with an `OUT_DIR`
+//! of its own, and aya-build keeps the eBPF crate's target directory inside `OUT_DIR`, so each
+//! would build `core` and the programs again: minutes each on a fresh machine, several times
+//! in one `cargo xtask test`. `OUT_DIR/aya-build` is made a link to one directory beside the
+//! workspace's profiles (`target/ebpf`), so they share one eBPF build; cargo's lock on that
+//! directory keeps two builds from running in it at once.
 
-use std::{env, fs, path::PathBuf};
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context as _, bail};
 
@@ -31,6 +41,7 @@ fn main() -> anyhow::Result<()> {
     let manifest_dir = env::var("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR not set")?;
     let root_dir = PathBuf::from(manifest_dir).join("..").join("agent-ebpf");
     let root_dir = root_dir.to_str().context("workspace path is not UTF-8")?;
+    share_ebpf_target(&out_dir)?;
     aya_build::build_ebpf(
         [aya_build::Package {
             name: EBPF_PACKAGE,
@@ -39,6 +50,27 @@ fn main() -> anyhow::Result<()> {
         }],
         aya_build::Toolchain::Nightly,
     )
+}
+
+/// Links `OUT_DIR/aya-build`, where aya-build puts the eBPF crate's target directory, to
+/// `<target>/ebpf`, shared by every profile. The target directory is the nearest ancestor of
+/// `OUT_DIR` with cargo's `CACHEDIR.TAG`; without one, or when `OUT_DIR/aya-build` is already
+/// there, nothing changes and the build stays private to this profile.
+fn share_ebpf_target(out_dir: &Path) -> anyhow::Result<()> {
+    let link = out_dir.join("aya-build");
+    if link.symlink_metadata().is_ok() {
+        return Ok(());
+    }
+    let Some(target) = out_dir
+        .ancestors()
+        .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+    else {
+        return Ok(());
+    };
+    let shared = target.join("ebpf");
+    fs::create_dir_all(&shared).with_context(|| format!("creating {}", shared.display()))?;
+    std::os::unix::fs::symlink(&shared, &link)
+        .with_context(|| format!("linking {} to {}", link.display(), shared.display()))
 }
 
 fn on_path(program: &str) -> bool {
