@@ -1,11 +1,15 @@
 //! Herd's eBPF programs. Each program is a thin entry point around a `try_` body; everything
 //! is aggregated in the kernel in per-CPU maps keyed by cgroup id, so user space reads a few
 //! counters per cgroup per tick instead of a stream of events.
+//!
+//! A per-cgroup map that is full refuses the entry of a new cgroup: what is lost is counted
+//! per map in `MAP_FULL`, and the first loss in each map is logged through aya-log. Both
+//! happen only on that refusal, never on the hot path.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
-    EbpfContext as _,
+    EbpfContext,
     bindings::{BPF_ANY, BPF_F_MMAPABLE, BPF_NOEXIST},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_smp_processor_id,
@@ -15,11 +19,14 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap},
     programs::{RawTracePointContext, SkBuffContext, TracePointContext},
 };
+use aya_log_ebpf::warn;
 use herd_agent_common::{
-    BLOCK_OP_DISCARD, BLOCK_OP_READ, BLOCK_OP_WRITE, BlockCounts, BlockDirection, BlockKey,
-    BlockStart, MAX_BLOCK_IN_FLIGHT, MAX_CGROUPS, MAX_OOM_VICTIMS, MAX_RUNNABLE_TASKS, NetCounts,
-    OomCounts, SCHED_LONG_WAIT_NS, SYSCALL_SLOTS_PER_CPU, SchedCounts, SchedPending, SyscallErrors,
-    SyscallSlot, SyscallStats, offsets, syscall_slot,
+    BLOCK_COUNTS_INDEX, BLOCK_COUNTS_MAP, BLOCK_OP_DISCARD, BLOCK_OP_READ, BLOCK_OP_WRITE,
+    BlockCounts, BlockDirection, BlockKey, BlockStart, CGROUP_MAPS, MAX_BLOCK_IN_FLIGHT,
+    MAX_CGROUPS, MAX_OOM_VICTIMS, MAX_RUNNABLE_TASKS, NET_COUNTS_INDEX, NET_COUNTS_MAP, NetCounts,
+    OOM_COUNTS_INDEX, OOM_COUNTS_MAP, OomCounts, SCHED_COUNTS_INDEX, SCHED_COUNTS_MAP,
+    SCHED_LONG_WAIT_NS, SYSCALL_COUNTS_INDEX, SYSCALL_COUNTS_MAP, SYSCALL_SLOTS_PER_CPU,
+    SchedCounts, SchedPending, SyscallErrors, SyscallSlot, SyscallStats, offsets, syscall_slot,
 };
 
 /// Why a program body stopped early; every such case is benign and only ends the event.
@@ -62,16 +69,90 @@ static OOM_COUNTS: PerCpuHashMap<u64, OomCounts> = PerCpuHashMap::with_max_entri
 #[map(name = "OOM_VICTIMS")]
 static OOM_VICTIMS: LruHashMap<u32, u32> = LruHashMap::with_max_entries(MAX_OOM_VICTIMS, 0);
 
+#[map(name = "MAP_FULL")]
+static MAP_FULL: PerCpuArray<u64> = PerCpuArray::with_max_entries(CGROUP_MAPS.len() as u32, 0);
+
+#[map(name = "MAP_FULL_REPORTED")]
+static MAP_FULL_REPORTED: Array<u32> = Array::with_max_entries(CGROUP_MAPS.len() as u32, 0);
+
+/// What a hash map's insert returns when the map holds `max_entries` already.
+const E2BIG: i32 = 7;
+
+/// A per-cgroup counter map, as `MAP_FULL` and the log name it.
+#[derive(Clone, Copy)]
+struct CgroupMap<V: 'static> {
+    map: &'static PerCpuHashMap<u64, V>,
+    index: u32,
+    name: &'static str,
+}
+
+const BLOCK: CgroupMap<BlockCounts> = CgroupMap {
+    map: &BLOCK_COUNTS,
+    index: BLOCK_COUNTS_INDEX,
+    name: BLOCK_COUNTS_MAP,
+};
+const NET: CgroupMap<NetCounts> = CgroupMap {
+    map: &NET_COUNTS,
+    index: NET_COUNTS_INDEX,
+    name: NET_COUNTS_MAP,
+};
+const SCHED: CgroupMap<SchedCounts> = CgroupMap {
+    map: &SCHED_COUNTS,
+    index: SCHED_COUNTS_INDEX,
+    name: SCHED_COUNTS_MAP,
+};
+const OOM: CgroupMap<OomCounts> = CgroupMap {
+    map: &OOM_COUNTS,
+    index: OOM_COUNTS_INDEX,
+    name: OOM_COUNTS_MAP,
+};
+
 /// This CPU's slot of a cgroup's counters, made (zeroed) on first use.
 #[inline(always)]
-fn slot<V: Default>(map: &PerCpuHashMap<u64, V>, cgroup_id: u64) -> Result<*mut V, Skip> {
-    if let Some(counts) = map.get_ptr_mut(cgroup_id) {
+fn slot<C: EbpfContext, V: Default>(
+    ctx: &C,
+    map: CgroupMap<V>,
+    cgroup_id: u64,
+) -> Result<*mut V, Skip> {
+    if let Some(counts) = map.map.get_ptr_mut(cgroup_id) {
         return Ok(counts);
     }
-    // Another CPU may make the entry between the lookup and the insert; either way the entry
-    // exists afterwards, with a slot for this CPU.
-    let _ = map.insert(cgroup_id, V::default(), u64::from(BPF_NOEXIST));
-    map.get_ptr_mut(cgroup_id).ok_or(())
+    // Another CPU may make the entry between the lookup and the insert (EEXIST); either way
+    // the entry exists afterwards, with a slot for this CPU.
+    if let Err(err) = map
+        .map
+        .insert(cgroup_id, V::default(), u64::from(BPF_NOEXIST))
+    {
+        if err == -E2BIG {
+            map_full(ctx, map.index, map.name);
+        }
+    }
+    map.map.get_ptr_mut(cgroup_id).ok_or(())
+}
+
+/// Counts an event lost because its cgroup found no room in a full map, and logs the first
+/// such loss of each map. The flag is read and set without an atomic: two CPUs that find
+/// the same map full at the same instant may both log it, which costs a line, not a count.
+#[inline(never)]
+fn map_full<C: EbpfContext>(ctx: &C, index: u32, name: &'static str) {
+    if let Some(lost) = MAP_FULL.get_ptr_mut(index) {
+        // SAFETY: this CPU's slot of a per-CPU array; nothing else on this CPU runs meanwhile.
+        unsafe { *lost += 1 };
+    }
+    let Some(reported) = MAP_FULL_REPORTED.get_ptr_mut(index) else {
+        return;
+    };
+    // SAFETY: a map value; a racing writer can only store 1 too.
+    unsafe {
+        if *reported != 0 {
+            return;
+        }
+        *reported = 1;
+    }
+    warn!(
+        ctx,
+        "eBPF map {} is full: a new cgroup's events are not counted", name
+    );
 }
 
 /// A field of a classic tracepoint record, read directly from the context (the verifier
@@ -149,10 +230,11 @@ fn try_herd_sys_exit(ctx: &RawTracePointContext) -> Result<(), Skip> {
     }
     let mut first = SyscallStats::default();
     add_syscall(&mut first, failed, ret);
-    if SYSCALL_COUNTS
-        .insert(cgroup_id, first, u64::from(BPF_NOEXIST))
-        .is_err()
-    {
+    if let Err(err) = SYSCALL_COUNTS.insert(cgroup_id, first, u64::from(BPF_NOEXIST)) {
+        if err == -E2BIG {
+            map_full(ctx, SYSCALL_COUNTS_INDEX, SYSCALL_COUNTS_MAP);
+            return Err(());
+        }
         // Another CPU created the entry between the lookup and the insert: count on this
         // CPU's slot of it.
         let stats = SYSCALL_COUNTS.get_ptr_mut(cgroup_id).ok_or(())?;
@@ -219,7 +301,7 @@ fn try_herd_block_bio_queue(ctx: &TracePointContext) -> Result<(), Skip> {
     }
     let op = block_op(rwbs).ok_or(())?;
     let cgroup_id = current_cgroup();
-    let counts = slot(&BLOCK_COUNTS, cgroup_id)?;
+    let counts = slot(ctx, BLOCK, cgroup_id)?;
     // SAFETY: this CPU's slot of a per-CPU map value.
     let direction = unsafe { block_direction(&mut *counts, op) };
     direction.ops += 1;
@@ -268,7 +350,7 @@ fn try_herd_block_rq_complete(ctx: &TracePointContext) -> Result<(), Skip> {
     // SAFETY: the value is copied out before the entry is removed.
     let start = unsafe { *BLOCK_IN_FLIGHT.get(&key).ok_or(())? };
     let _ = BLOCK_IN_FLIGHT.remove(&key);
-    let counts = slot(&BLOCK_COUNTS, start.cgroup_id)?;
+    let counts = slot(ctx, BLOCK, start.cgroup_id)?;
     // SAFETY: this CPU's slot of a per-CPU map value.
     let direction = unsafe { block_direction(&mut *counts, start.op) };
     direction.completed += 1;
@@ -328,7 +410,7 @@ fn try_count_skb(ctx: &SkBuffContext, ingress: bool) -> Result<(), Skip> {
     // A GSO packet stands for several on the wire.
     // SAFETY: gso_segs is a readable field of the program's own skb.
     let packets = u64::from(unsafe { (*ctx.skb.skb).gso_segs }.max(1));
-    let counts = slot(&NET_COUNTS, cgroup_id)?;
+    let counts = slot(ctx, NET, cgroup_id)?;
     // SAFETY: this CPU's slot of a per-CPU map value. A softirq that sends on this CPU while
     // a task's send is being counted could lose one of the two adds; that window is a few
     // instructions long, and the bpf target has no 64-bit atomic add in `core`.
@@ -407,7 +489,7 @@ fn try_herd_sched_switch(ctx: &RawTracePointContext) -> Result<(), Skip> {
     // SAFETY: this CPU's slot of a per-CPU array; nothing else on this CPU runs meanwhile.
     let pending = unsafe { &mut *pending };
     if pending.task != 0 && pending.task == prev {
-        charge_wait(pending.wait_ns);
+        charge_wait(ctx, pending.wait_ns);
     }
     pending.task = 0;
 
@@ -430,8 +512,8 @@ fn try_herd_sched_switch(ctx: &RawTracePointContext) -> Result<(), Skip> {
 }
 
 #[inline(always)]
-fn charge_wait(wait_ns: u64) {
-    let Ok(counts) = slot(&SCHED_COUNTS, current_cgroup()) else {
+fn charge_wait(ctx: &RawTracePointContext, wait_ns: u64) {
+    let Ok(counts) = slot(ctx, SCHED, current_cgroup()) else {
         return;
     };
     // SAFETY: this CPU's slot of a per-CPU map value.
@@ -464,12 +546,12 @@ fn try_herd_oom_mark_victim(ctx: &TracePointContext) -> Result<(), Skip> {
 
 /// Charges an OOM kill to the cgroup of the victim as it exits.
 #[tracepoint(category = "sched", name = "sched_process_exit")]
-pub fn herd_oom_process_exit(_ctx: TracePointContext) -> u32 {
-    let _ = try_herd_oom_process_exit();
+pub fn herd_oom_process_exit(ctx: TracePointContext) -> u32 {
+    let _ = try_herd_oom_process_exit(&ctx);
     0
 }
 
-fn try_herd_oom_process_exit() -> Result<(), Skip> {
+fn try_herd_oom_process_exit(ctx: &TracePointContext) -> Result<(), Skip> {
     // The lower half is the thread id, which is what mark_victim names.
     let pid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: only the presence of the entry is used.
@@ -477,7 +559,7 @@ fn try_herd_oom_process_exit() -> Result<(), Skip> {
         return Ok(());
     }
     let _ = OOM_VICTIMS.remove(&pid);
-    let counts = slot(&OOM_COUNTS, current_cgroup())?;
+    let counts = slot(ctx, OOM, current_cgroup())?;
     // SAFETY: this CPU's slot of a per-CPU map value.
     unsafe { (*counts).kills += 1 };
     Ok(())

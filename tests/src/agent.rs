@@ -32,6 +32,17 @@ impl AgentProcess {
         args: &[&str],
         log_filter: &str,
     ) -> anyhow::Result<Self> {
+        Self::start_with_env(agent, dir, args, log_filter, &[]).await
+    }
+
+    /// As [`AgentProcess::start_logging`], with `env` added to the agent's environment.
+    pub async fn start_with_env(
+        agent: &Path,
+        dir: &Path,
+        args: &[&str],
+        log_filter: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let socket = dir.join("agent.sock");
         let log = dir.join("agent.log");
@@ -39,6 +50,7 @@ impl AgentProcess {
             .args(args)
             .arg("--socket")
             .arg(&socket)
+            .envs(env.iter().copied())
             .env("HERD_LOG", log_filter)
             // The log goes to the file, even on a host where journald listens.
             .env("HERD_LOG_TARGET", "stderr")

@@ -23,6 +23,34 @@ pub const SCHED_COUNTS_MAP: &str = "SCHED_COUNTS";
 /// Name of the per-CPU hash map that holds [`OomCounts`] keyed by cgroup id.
 pub const OOM_COUNTS_MAP: &str = "OOM_COUNTS";
 
+/// Name of the per-CPU array that counts, for each per-cgroup counter map, the inserts the
+/// kernel refused because the map was full: one `u64` per map, at the map's index in
+/// [`CGROUP_MAPS`]. Written only on that refusal, never on the hot path.
+pub const MAP_FULL_MAP: &str = "MAP_FULL";
+/// Name of the array of flags, one per map in [`CGROUP_MAPS`], set by the first program that
+/// finds the map full, so that the programs report it through aya-log once, not per event.
+pub const MAP_FULL_REPORTED_MAP: &str = "MAP_FULL_REPORTED";
+
+/// The per-cgroup counter maps, each at its index in [`MAP_FULL_MAP`]. The agent sizes them
+/// all at load time (their `max_entries` in the object is [`MAX_CGROUPS`]).
+pub const CGROUP_MAPS: [&str; 5] = [
+    SYSCALL_COUNTS_MAP,
+    BLOCK_COUNTS_MAP,
+    NET_COUNTS_MAP,
+    SCHED_COUNTS_MAP,
+    OOM_COUNTS_MAP,
+];
+/// Index of [`SYSCALL_COUNTS_MAP`] in [`CGROUP_MAPS`] and [`MAP_FULL_MAP`].
+pub const SYSCALL_COUNTS_INDEX: u32 = 0;
+/// Index of [`BLOCK_COUNTS_MAP`].
+pub const BLOCK_COUNTS_INDEX: u32 = 1;
+/// Index of [`NET_COUNTS_MAP`].
+pub const NET_COUNTS_INDEX: u32 = 2;
+/// Index of [`SCHED_COUNTS_MAP`].
+pub const SCHED_COUNTS_INDEX: u32 = 3;
+/// Index of [`OOM_COUNTS_MAP`].
+pub const OOM_COUNTS_INDEX: u32 = 4;
+
 /// Name of the raw-tracepoint program that counts syscall exits.
 pub const SYSCALL_EXIT_PROGRAM: &str = "herd_sys_exit";
 /// Name of a raw-tracepoint program on sys_exit that does nothing: the reference the
@@ -304,6 +332,22 @@ pub const TRACEPOINT_FIELDS: &[TracepointField] = {
     ]
 };
 
+/// Whether two strings are equal, in a constant.
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut at = 0;
+    while at < a.len() {
+        if a[at] != b[at] {
+            return false;
+        }
+        at += 1;
+    }
+    true
+}
+
 // A layout change must be made on both sides at once.
 const _: () = {
     use core::mem::size_of;
@@ -320,6 +364,20 @@ const _: () = {
     assert!(size_of::<SchedCounts>() == 24);
     assert!(size_of::<SchedPending>() == 16);
     assert!(size_of::<OomCounts>() == 8);
+    let maps = [
+        (SYSCALL_COUNTS_INDEX, SYSCALL_COUNTS_MAP),
+        (BLOCK_COUNTS_INDEX, BLOCK_COUNTS_MAP),
+        (NET_COUNTS_INDEX, NET_COUNTS_MAP),
+        (SCHED_COUNTS_INDEX, SCHED_COUNTS_MAP),
+        (OOM_COUNTS_INDEX, OOM_COUNTS_MAP),
+    ];
+    let mut at = 0;
+    while at < maps.len() {
+        let (index, name) = maps[at];
+        assert!(index as usize == at);
+        assert!(same(CGROUP_MAPS[at], name));
+        at += 1;
+    }
 };
 
 #[cfg(feature = "user")]

@@ -1,24 +1,26 @@
 //! Loads Herd's eBPF programs into the kernel, attaches them, and hands out their maps.
 
 use std::{
+    collections::HashMap,
     fmt, fs, io,
     path::{Path, PathBuf},
 };
 
 use aya::{
     Ebpf, EbpfLoader, Pod,
-    maps::{MapData, MapError, PerCpuHashMap},
+    maps::{MapData, MapError, PerCpuArray, PerCpuHashMap},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, Program, ProgramError, RawTracePoint,
         TracePoint,
     },
 };
 use herd_agent_common::{
-    BLOCK_COMPLETE_PROGRAM, BLOCK_COUNTS_MAP, BLOCK_QUEUE_PROGRAM, EMPTY_SYS_EXIT_PROGRAM,
-    NET_COUNTS_MAP, NET_EGRESS_PROGRAM, NET_INGRESS_PROGRAM, OOM_COUNTS_MAP, OOM_EXIT_PROGRAM,
-    OOM_VICTIM_PROGRAM, SCHED_COUNTS_MAP, SCHED_SWITCH_PROGRAM, SCHED_WAKEUP_NEW_PROGRAM,
-    SCHED_WAKEUP_PROGRAM, SYSCALL_COUNTS_MAP, SYSCALL_EXIT_PROGRAM, SYSCALL_SLOTS_MAP,
-    SYSCALL_SLOTS_PER_CPU, SyscallStats, TRACEPOINT_FIELDS, TracepointField,
+    BLOCK_COMPLETE_PROGRAM, BLOCK_COUNTS_MAP, BLOCK_QUEUE_PROGRAM, CGROUP_MAPS,
+    EMPTY_SYS_EXIT_PROGRAM, MAP_FULL_MAP, MAX_CGROUPS, NET_COUNTS_MAP, NET_EGRESS_PROGRAM,
+    NET_INGRESS_PROGRAM, OOM_COUNTS_MAP, OOM_EXIT_PROGRAM, OOM_VICTIM_PROGRAM, SCHED_COUNTS_MAP,
+    SCHED_SWITCH_PROGRAM, SCHED_WAKEUP_NEW_PROGRAM, SCHED_WAKEUP_PROGRAM, SYSCALL_COUNTS_MAP,
+    SYSCALL_EXIT_PROGRAM, SYSCALL_SLOTS_MAP, SYSCALL_SLOTS_PER_CPU, SyscallStats,
+    TRACEPOINT_FIELDS, TracepointField,
 };
 use thiserror::Error;
 use tracing::{info, warn};
@@ -26,6 +28,8 @@ use tracing::{info, warn};
 use crate::{
     collect::{
         counters::{CounterMap, Counters, MapReadError, sum_cpus},
+        ebpf_log::{self, LogForwardError, LogForwarder},
+        map_full::{FullMaps, KernelLosses},
         signals::{SignalMap, SignalMaps},
         syscall_slots::{MappedSlots, SlotsError, SyscallCounterMap, SyscallSlots},
     },
@@ -187,6 +191,26 @@ pub struct EbpfConfig {
 /// `probe`) to treat as absent: `HERD_EBPF_MISSING=block_rq_complete herd-agent`.
 pub const MISSING_TRACEPOINTS_VAR: &str = "HERD_EBPF_MISSING";
 
+/// The environment variable that sets how many cgroups each per-cgroup counter map holds
+/// (default [`MAX_CGROUPS`]): `HERD_EBPF_MAP_ENTRIES=4 herd-agent` fills them on purpose, to
+/// see what a full map does on a node that would never fill them.
+pub const MAP_ENTRIES_VAR: &str = "HERD_EBPF_MAP_ENTRIES";
+
+/// The capacity [`MAP_ENTRIES_VAR`] asks for, or [`MAX_CGROUPS`] where it is unset.
+pub fn map_entries() -> Result<u32, LoadError> {
+    match std::env::var(MAP_ENTRIES_VAR) {
+        Ok(value) => parse_map_entries(&value),
+        Err(_) => Ok(MAX_CGROUPS),
+    }
+}
+
+fn parse_map_entries(value: &str) -> Result<u32, LoadError> {
+    match value.trim().parse::<u32>() {
+        Ok(entries) if entries > 0 => Ok(entries),
+        _ => Err(LoadError::MapEntries(value.to_owned())),
+    }
+}
+
 impl Default for EbpfConfig {
     /// Every signal, the network programs at the cgroup2 root, and the tracepoints
     /// [`MISSING_TRACEPOINTS_VAR`] names treated as absent.
@@ -296,6 +320,8 @@ pub enum LoadError {
     },
     #[error(transparent)]
     Slots(#[from] SlotsError),
+    #[error("{MAP_ENTRIES_VAR} must be a number of cgroups above 0, not `{0}`")]
+    MapEntries(String),
 }
 
 /// Why the kernel refused the object, with the cause aya keeps apart (the errno of a map
@@ -313,6 +339,8 @@ pub struct EbpfPrograms {
     ebpf: Ebpf,
     signals: Vec<Signal>,
     unavailable: Vec<(Signal, LoadError)>,
+    /// How many cgroups each per-cgroup counter map holds.
+    map_entries: u32,
 }
 
 impl EbpfPrograms {
@@ -350,7 +378,8 @@ impl EbpfPrograms {
         let mut wanted = config.signals.clone();
         wanted.sort();
         wanted.dedup();
-        let mut ebpf = load_object()?;
+        let map_entries = map_entries()?;
+        let mut ebpf = load_object(map_entries)?;
         let (mut signals, mut unavailable) = (Vec::new(), Vec::new());
         for signal in wanted {
             match attach_signal(&mut ebpf, signal, config) {
@@ -368,6 +397,7 @@ impl EbpfPrograms {
             ebpf,
             signals,
             unavailable,
+            map_entries,
         })
     }
 
@@ -379,6 +409,19 @@ impl EbpfPrograms {
     /// The signals whose programs are attached.
     pub fn signals(&self) -> &[Signal] {
         &self.signals
+    }
+
+    /// Each loaded program's kernel id and name, for its run-time metrics. Asked through
+    /// the descriptors this process holds, which takes no capability; listing the host's
+    /// programs by id would take CAP_SYS_ADMIN, which the agent does not keep.
+    pub fn program_names(&self) -> HashMap<u32, String> {
+        self.ebpf
+            .programs()
+            .filter_map(|(name, program)| {
+                let info = program.info().ok()?;
+                Some((info.id(), info.name_as_str().unwrap_or(name).to_owned()))
+            })
+            .collect()
     }
 
     /// Takes the counter maps of every attached signal out of the loaded object (once), for
@@ -412,6 +455,32 @@ impl EbpfPrograms {
         Ok(maps)
     }
 
+    /// Takes the array of events lost to full per-cgroup maps out of the loaded object
+    /// (once), for the agent to read each window.
+    pub fn take_full_maps(&mut self) -> Result<FullMaps, LoadError> {
+        let map = self
+            .ebpf
+            .take_map(MAP_FULL_MAP)
+            .ok_or(LoadError::Missing(MAP_FULL_MAP))?;
+        let array = PerCpuArray::try_from(map).map_err(|source| LoadError::Map {
+            name: MAP_FULL_MAP,
+            source,
+        })?;
+        Ok(FullMaps::new(
+            Box::new(KernelLosses {
+                name: MAP_FULL_MAP,
+                array,
+            }),
+            self.map_entries,
+        ))
+    }
+
+    /// Starts passing what the programs log through aya-log (rare events: a map found full)
+    /// to the agent's log. Needs a tokio runtime; the task ends when the forwarder is dropped.
+    pub fn forward_logs(&mut self) -> Result<LogForwarder, LogForwardError> {
+        ebpf_log::forward(&mut self.ebpf)
+    }
+
     fn take_counters<V: Pod + Counters + Send>(
         &mut self,
         name: &'static str,
@@ -424,16 +493,19 @@ impl EbpfPrograms {
 }
 
 /// Loads the object into the kernel (maps made, no program loaded yet), with the syscall
-/// slots sized to this host's possible CPUs.
-fn load_object() -> Result<Ebpf, LoadError> {
+/// slots sized to this host's possible CPUs and each per-cgroup map to `map_entries`.
+fn load_object(map_entries: u32) -> Result<Ebpf, LoadError> {
     let cpus = aya::util::nr_cpus().map_err(|(path, source)| LoadError::Cpus { path, source })?;
     let slots = u32::try_from(cpus)
         .ok()
         .and_then(|cpus| cpus.checked_mul(SYSCALL_SLOTS_PER_CPU))
         .unwrap_or(u32::MAX / SYSCALL_SLOTS_PER_CPU * SYSCALL_SLOTS_PER_CPU);
-    Ok(EbpfLoader::new()
-        .map_max_entries(SYSCALL_SLOTS_MAP, slots)
-        .load(OBJECT)?)
+    let mut loader = EbpfLoader::new();
+    loader.map_max_entries(SYSCALL_SLOTS_MAP, slots);
+    for name in CGROUP_MAPS {
+        loader.map_max_entries(name, map_entries);
+    }
+    Ok(loader.load(OBJECT)?)
 }
 
 /// A raw tracepoint program on sys_exit that does nothing, attached: the benchmark's
@@ -447,7 +519,7 @@ impl EmptySysExit {
         if OBJECT.is_empty() {
             return Err(LoadError::NotBuilt);
         }
-        let mut ebpf = load_object()?;
+        let mut ebpf = load_object(MAX_CGROUPS)?;
         attach_raw_tracepoint(
             &mut ebpf,
             EMPTY_SYS_EXIT_PROGRAM,
@@ -685,6 +757,13 @@ impl<V: Pod + Counters> CounterMap for PerCpuCounterMap<V> {
     fn forget(&mut self, cgroup_id: u64) -> Result<(), MapReadError> {
         match self.map.remove(&cgroup_id) {
             Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            // aya passes the kernel's ENOENT on as a failed delete; a cgroup the syscall
+            // counter counted in its slots alone never had an entry here.
+            Err(MapError::SyscallError(aya::sys::SyscallError { io_error, .. }))
+                if io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(())
+            }
             Err(source) => Err(MapReadError {
                 map: self.name,
                 source,
@@ -731,6 +810,19 @@ mod tests {
             check_field(SWITCH, &wanted("next_pid", 56, 4)),
             Err("no such field".to_string())
         );
+    }
+
+    #[test]
+    fn the_map_capacity_is_a_positive_number_of_cgroups() {
+        assert_eq!(parse_map_entries("4").unwrap(), 4);
+        assert_eq!(parse_map_entries(" 16384 ").unwrap(), 16_384);
+        for wrong in ["0", "-1", "four", "", "4294967296"] {
+            let err = parse_map_entries(wrong).unwrap_err().to_string();
+            assert!(
+                err.contains(MAP_ENTRIES_VAR) && err.contains(wrong),
+                "{err}"
+            );
+        }
     }
 
     #[test]
