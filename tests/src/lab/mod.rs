@@ -167,6 +167,34 @@ impl Lab {
             .ok_or(LabError::PodMissing(sandbox_id))
     }
 
+    /// Runs one more replica of `workload` and returns its sandbox id, without listing the
+    /// lab's pods afterwards; several may run at once (churn).
+    pub async fn start_pod(&self, workload: &Workload, replica: u32) -> Result<String, LabError> {
+        pod::run(&mut self.runtime.clone(), &self.paths, workload, replica).await
+    }
+
+    /// Stops and removes the pod of `sandbox_id` (pod uid `uid`) and its pod cgroup; several
+    /// may run at once.
+    pub async fn stop_pod(&self, sandbox_id: &str, uid: &str) -> Result<(), LabError> {
+        pod::remove(&mut self.runtime.clone(), &self.paths, sandbox_id, uid).await
+    }
+
+    /// Kills containerd with SIGKILL, as a crash would; its pods run on under their shims.
+    pub fn kill_runtime(&self) -> Result<(), LabError> {
+        let pid = containerd::running_pid(&self.paths)
+            .ok_or_else(|| LabError::NotUp(self.paths.socket()))?;
+        step(format!("killing containerd (pid {pid})"));
+        process::kill(pid);
+        Ok(())
+    }
+
+    /// Starts containerd again after [`Lab::kill_runtime`] and waits until it answers.
+    pub async fn restart_runtime(&mut self) -> Result<(), LabError> {
+        containerd::start(&self.paths)?;
+        self.runtime = cri::wait_ready(&self.paths, READY_WITHIN).await?;
+        Ok(())
+    }
+
     /// Stops and removes a pod, and its pod cgroup, as the kubelet does on deletion.
     pub async fn remove_pod(&mut self, pod: &Pod) -> Result<(), LabError> {
         step(format!("removing pod {}/{}", pod.namespace, pod.name));
