@@ -21,7 +21,7 @@ use herd_agent::{
     host::{self, HostPaths},
 };
 use herd_tests::{
-    cgroup::OwnedCgroup,
+    cgroup::{Limits, OwnedCgroup, OwnedCgroups, hierarchies_of},
     kernel_fixtures::{LoopDevice, SmallTmpfs, Tracefs},
     require_root,
     resource_load::ResourceLoad,
@@ -330,18 +330,25 @@ fn an_oom_kill_is_charged_to_the_victims_cgroup() -> anyhow::Result<()> {
     const LIMIT: u64 = 64 << 20;
     let victim = OwnedCgroup::new(&mount()?, "oom")?;
     let idle = OwnedCgroup::new(&mount()?, "oom-idle")?;
-    let memory = OwnedCgroup::new(Path::new("/sys/fs/cgroup/memory"), "oom")?;
-    fs::write(
-        memory.path().join("memory.limit_in_bytes"),
-        LIMIT.to_string(),
+    // The memory limit where this host has the memory controller (v1 here, cgroup2 with it
+    // enabled elsewhere).
+    let limits = Limits {
+        memory_bytes: Some(LIMIT),
+        ..Limits::default()
+    };
+    let limited = OwnedCgroups::create(
+        &hierarchies_of(&["memory"])?,
+        &format!("herd-test-oom-{}", std::process::id()),
+        &limits,
     )?;
+    let memory = limited.dirs().next().context("no memory hierarchy")?;
     // Without swap in the way, the limit ends in a kill rather than in swapping.
-    let _ = fs::write(memory.path().join("memory.swappiness"), "0");
+    let _ = fs::write(memory.join("memory.swappiness"), "0");
     let mut probe = Probe::new(&[Signal::Oom], None)?;
     let _idler = idler(&idle, 30)?;
     probe.sample()?;
 
-    let mut hog = ResourceLoad::start(&[victim.path(), memory.path()], ["hog", "--mb", "1024"])?;
+    let mut hog = ResourceLoad::start(&[victim.path(), memory], ["hog", "--mb", "1024"])?;
     let status = hog.wait()?;
     assert_eq!(
         status.signal(),

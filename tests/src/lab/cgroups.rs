@@ -10,10 +10,8 @@ use std::{
 
 use procfs::process::Process;
 
-use super::{
-    LabError, mounts,
-    paths::{CGROUP_ROOT, KUBEPODS},
-};
+use super::{LabError, paths::KUBEPODS};
+use crate::cgroup::{Limits, OwnedCgroups, hierarchies, hierarchies_of};
 
 /// The pod's QoS class, as the kubelet derives it from requests and limits. The lab sets
 /// limits only, and the kubelet then takes requests equal to the limits.
@@ -53,52 +51,22 @@ impl Qos {
     }
 }
 
-/// A mounted cgroup hierarchy: a v1 controller (or named hierarchy) or cgroup2.
-#[derive(Clone, Debug)]
-pub struct Hierarchy {
-    /// `cpu`, `memory`, `name=systemd`, … or empty for cgroup2.
-    pub controllers: String,
-    pub mount: PathBuf,
-}
-
-/// Every cgroup hierarchy mounted below /sys/fs/cgroup.
-pub fn hierarchies() -> Result<Vec<Hierarchy>, LabError> {
-    Ok(mounts::table()?
-        .into_iter()
-        .filter(|m| m.point.starts_with(CGROUP_ROOT))
-        .filter_map(|m| {
-            let controllers = match m.fstype.as_str() {
-                "cgroup2" => String::new(),
-                "cgroup" => m
-                    .super_options
-                    .iter()
-                    .filter(|o| !matches!(o.as_str(), "rw" | "ro") && !o.contains("xattr"))
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .join(","),
-                _ => return None,
-            };
-            Some(Hierarchy {
-                controllers,
-                mount: m.path(),
-            })
-        })
-        .collect())
-}
-
 /// Makes the pod's cgroup in the pids controller with `pids.max`, before the sandbox
 /// starts, as the kubelet's pod PIDs limit does. The lab runs on hybrid hosts, where the
 /// pids controller is a v1 hierarchy; without one the limit cannot be set, and a workload
 /// that asked for it would run unlimited, so that is an error.
+/// The cgroup stays for the pod's removal ([`remove_everywhere`]).
 pub fn limit_pod_pids(cgroup_parent: &str, pids_max: u32) -> Result<(), LabError> {
-    let pids = hierarchies()?
-        .into_iter()
-        .find(|h| h.controllers == "pids")
-        .ok_or(LabError::NoPidsHierarchy(pids_max))?;
-    let dir = pids.mount.join(cgroup_parent.trim_start_matches('/'));
-    fs::create_dir_all(&dir).map_err(LabError::io(&dir))?;
-    let file = dir.join("pids.max");
-    fs::write(&file, pids_max.to_string()).map_err(LabError::io(&file))
+    let pids = hierarchies_of(&["pids"])?;
+    if pids.is_empty() {
+        return Err(LabError::NoPidsHierarchy(pids_max));
+    }
+    let limits = Limits {
+        pids_max: Some(pids_max.into()),
+        ..Limits::default()
+    };
+    OwnedCgroups::create(&pids, cgroup_parent, &limits)?.keep();
+    Ok(())
 }
 
 /// Removes the cgroup at `path` (relative to each mount) and everything below it, in

@@ -347,17 +347,10 @@ fn make_node_network(name: &str, paths: &LabPaths, address: Ipv4Addr) -> Result<
 }
 
 /// The node's cgroup root in the cgroup2 hierarchy, which an agent scoped to the node
-/// needs before the first pod (a kubelet makes it at start).
+/// needs before the first pod (a kubelet makes it at start); it stays for the teardown.
 fn make_cgroup_root(paths: &LabPaths) -> Result<(), LabError> {
-    for hierarchy in cgroups::hierarchies()?
-        .into_iter()
-        .filter(|h| h.controllers.is_empty())
-    {
-        let dir = hierarchy
-            .mount
-            .join(paths.cgroup_root().trim_start_matches('/'));
-        fs::create_dir_all(&dir).map_err(LabError::io(&dir))?;
-    }
+    let cgroup2 = crate::cgroup::hierarchies_of(&[""])?;
+    crate::cgroup::OwnedCgroups::create(&cgroup2, paths.cgroup_root(), &Default::default())?.keep();
     Ok(())
 }
 

@@ -16,6 +16,8 @@ pub enum LabError {
     },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroup::CgroupError),
     #[error(
         "no v1 pids hierarchy is mounted below /sys/fs/cgroup, so a pod's pids.max ({0}) \
          cannot be set"

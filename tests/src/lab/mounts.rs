@@ -1,9 +1,7 @@
-//! Mount points, from /proc/self/mountinfo, and detaching them. The one mountinfo reader of
-//! the lab: the cgroup hierarchies come from here too. procfs parses the table; it leaves
+//! Mount points, from /proc/self/mountinfo, and detaching them (`crate::cgroup` finds the
+//! cgroup hierarchies in the same table, through procfs). procfs parses the table; it leaves
 //! mountinfo's `\ooo` escapes in mount points, which the lab's own paths (no spaces, tabs,
 //! newlines or backslashes) never hold, so they are compared as the kernel writes them.
-
-use std::path::PathBuf;
 
 use procfs::process::Process;
 
@@ -55,12 +53,6 @@ pub fn points() -> Result<Vec<String>, LabError> {
 
 pub fn is_mount_point(path: &str) -> Result<bool, LabError> {
     Ok(points()?.iter().any(|p| p == path))
-}
-
-impl Mount {
-    pub fn path(&self) -> PathBuf {
-        PathBuf::from(&self.point)
-    }
 }
 
 /// Detaches the mount at `path`; a mount still in use goes once its last user does.

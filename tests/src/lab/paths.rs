@@ -22,8 +22,6 @@ pub const KUBEPODS: &str = "kubepods";
 pub const PROBE_NETNS: &str = "herd-lab-probe";
 /// Where `ip netns` keeps named network namespaces (a bind mount of itself).
 pub const NETNS_DIR: &str = "/run/netns";
-/// Where cgroup hierarchies are mounted.
-pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Where one lab node keeps everything and what of the machine it takes: its directories,
 /// pod network, cgroup root and, for a node of a multi-node lab, its network namespace. The
