@@ -97,6 +97,19 @@ impl Pipeline {
         self.frames_lost.total()
     }
 
+    /// How many containers each part of the window keeps state for: open cgroup files,
+    /// open network namespaces (shared by a pod's containers), previous readings, and the
+    /// detector's history. Each follows the containers that are there, none stays for one
+    /// that is gone.
+    pub fn state_sizes(&self) -> [(&'static str, usize); 4] {
+        [
+            ("cgroup_files", self.cgroups.open_readers()),
+            ("network_namespaces", self.netns.open_namespaces()),
+            ("features", self.features.tracked()),
+            ("detector", self.detector.tracked()),
+        ]
+    }
+
     /// How long the last window took to read every container's counters.
     pub fn collection_time(&self) -> std::time::Duration {
         self.collection
@@ -177,7 +190,7 @@ mod tests {
         collections::HashMap,
         fs,
         io::Write,
-        path::Path,
+        path::{Path, PathBuf},
         sync::{Arc, Mutex},
         time::Duration,
     };
@@ -254,6 +267,108 @@ mod tests {
             assert!(pipeline.window(&table, None, at).is_ok());
         }
         assert_eq!(pipeline.frame_write_failures(), 3);
+    }
+
+    /// Containers under /docker with a few counter files each; `listed` are in the table.
+    fn node_of(root: &Path, ids: &[String], listed: &[String]) -> (ContainerTable, Pipeline) {
+        let cgroup2 = root.join("cgroup");
+        for (n, id) in ids.iter().enumerate() {
+            let dir = cgroup2.join("docker").join(id);
+            fs::create_dir_all(&dir).unwrap();
+            for (file, text) in [
+                ("cgroup.procs", String::new()),
+                ("cpu.stat", format!("usage_usec {}\n", 1_000_000 * (n + 1))),
+                ("memory.current", format!("{}\n", 4096 * (n + 1))),
+                ("memory.max", "max\n".to_owned()),
+                ("pids.current", "3\n".to_owned()),
+            ] {
+                fs::write(dir.join(file), text).unwrap();
+            }
+        }
+        let mut table = ContainerTable::new(root, &cgroup2, Duration::ZERO);
+        let paths: Vec<(u64, PathBuf)> = listed
+            .iter()
+            .enumerate()
+            .map(|(n, id)| (n as u64 + 10, PathBuf::from(format!("/docker/{id}"))))
+            .collect();
+        table.update(
+            paths.iter().map(|(n, p)| (*n, p.as_path())),
+            None,
+            &LabelOwners,
+            SystemTime::UNIX_EPOCH,
+        );
+        let pipeline = Pipeline::new(
+            "node-1".into(),
+            CgroupMounts {
+                cgroup2,
+                v1: HashMap::new(),
+            },
+            root.to_owned(),
+            NodeCapacity {
+                cores: 2.0,
+                memory_bytes: 1e9,
+            },
+            Vec::new(),
+            None,
+            features::detect_config(&features::names()),
+        )
+        .unwrap();
+        (table, pipeline)
+    }
+
+    /// Which features a container has in a window, by entity.
+    fn present(window: &Window) -> HashMap<String, Vec<bool>> {
+        window
+            .observations
+            .iter()
+            .map(|o| {
+                let some = o.values.iter().map(Option::is_some).collect();
+                (o.subject.entity.clone(), some)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_cgroup_that_vanishes_between_listing_and_reading_costs_only_its_own_features() {
+        let ids: Vec<String> = ["a", "b", "c"].iter().map(|c| c.repeat(64)).collect();
+        let gone = &ids[2];
+        // The node as discovery listed it, then the third cgroup is removed before the
+        // window reads it.
+        let root = tempfile::tempdir().unwrap();
+        let (table, mut pipeline) = node_of(root.path(), &ids, &ids);
+        fs::remove_dir_all(root.path().join("cgroup/docker").join(gone)).unwrap();
+        // The same node where it never was.
+        let other = tempfile::tempdir().unwrap();
+        let (only_two, mut reference) = node_of(other.path(), &ids[..2], &ids[..2]);
+
+        for s in 0..3 {
+            let at = SystemTime::UNIX_EPOCH + Duration::from_secs(10 * s);
+            let window = pipeline
+                .window(&table, None, at)
+                .expect("a vanished cgroup is no error of the window");
+            let expected = reference.window(&only_two, None, at).unwrap();
+            let mut seen = present(&window);
+            if let Some(values) = seen.remove(gone) {
+                assert!(
+                    values.iter().all(|v| !v),
+                    "window {s}: the vanished container has no made-up values"
+                );
+            }
+            let expected_seen = present(&expected);
+            assert_eq!(seen.len(), 2, "window {s}: both others are observed");
+            assert_eq!(
+                seen, expected_seen,
+                "window {s}: the others have every feature they have without it"
+            );
+            let scored: Vec<&str> = window
+                .report
+                .scores
+                .iter()
+                .map(|e| e.entity.as_str())
+                .filter(|e| e != gone)
+                .collect();
+            assert_eq!(scored.len(), 2, "window {s}: both others are scored");
+        }
     }
 
     #[test]

@@ -99,6 +99,8 @@ pub struct DeltaSampler<M: CounterMap> {
     last: HashMap<u64, M::Value>,
     /// Whether a failed removal was warned about: a mass removal says so once, not per cgroup.
     forget_warned: bool,
+    /// Entries the kernel map held at the last read, less those removed then.
+    entries: usize,
 }
 
 impl<M: CounterMap> DeltaSampler<M> {
@@ -107,7 +109,14 @@ impl<M: CounterMap> DeltaSampler<M> {
             map,
             last: HashMap::new(),
             forget_warned: false,
+            entries: 0,
         }
+    }
+
+    /// Entries the map holds as of the last [`Self::deltas`]: what was read, less the
+    /// entries of gone cgroups removed then.
+    pub fn entries(&self) -> usize {
+        self.entries
     }
 
     /// Whether the sampler keeps state for this cgroup.
@@ -130,10 +139,15 @@ impl<M: CounterMap> DeltaSampler<M> {
     ) -> Vec<(u64, M::Value)> {
         let mut changed = Vec::new();
         let mut live = HashMap::with_capacity(totals.len());
+        self.entries = totals.len();
         for (cgroup_id, total) in totals {
             if index.get(cgroup_id).is_none() {
                 debug!(cgroup_id, "cgroup is gone; dropping its counters");
-                if let Err(err) = self.map.forget(cgroup_id) {
+                let forgotten = self.map.forget(cgroup_id);
+                if forgotten.is_ok() {
+                    self.entries -= 1;
+                }
+                if let Err(err) = forgotten {
                     if self.forget_warned {
                         debug!(cgroup_id, %err, "cannot drop the counters of a removed cgroup");
                     } else {

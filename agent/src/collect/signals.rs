@@ -7,7 +7,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use herd_agent_common::{BlockCounts, NetCounts, OomCounts, SchedCounts, SyscallStats};
+use herd_agent_common::{
+    BLOCK_COUNTS_MAP, BlockCounts, NET_COUNTS_MAP, NetCounts, OOM_COUNTS_MAP, OomCounts,
+    SCHED_COUNTS_MAP, SYSCALL_COUNTS_MAP, SchedCounts, SyscallStats,
+};
 
 use crate::{
     collect::{
@@ -113,6 +116,29 @@ impl SignalSampler {
             || self.net.as_ref().is_some_and(|s| s.tracks(cgroup_id))
             || self.sched.as_ref().is_some_and(|s| s.tracks(cgroup_id))
             || self.oom.as_ref().is_some_and(|s| s.tracks(cgroup_id))
+    }
+
+    /// Cgroups in each loaded map, by the kernel map's name, as of the last sample and after
+    /// those of gone cgroups were removed: this follows the live cgroups that made syscalls,
+    /// IO or traffic. The syscall counter's cgroups are those with a slot in
+    /// `SYSCALL_SLOTS` or an entry in `SYSCALL_COUNTS`, under the latter's name.
+    pub fn map_entries(&self) -> Vec<(&'static str, usize)> {
+        fn entries<V: Counters>(
+            name: &'static str,
+            sampler: &Option<DeltaSampler<SignalMap<V>>>,
+        ) -> Option<(&'static str, usize)> {
+            sampler.as_ref().map(|s| (name, s.entries()))
+        }
+        [
+            entries(SYSCALL_COUNTS_MAP, &self.syscalls),
+            entries(BLOCK_COUNTS_MAP, &self.block),
+            entries(NET_COUNTS_MAP, &self.net),
+            entries(SCHED_COUNTS_MAP, &self.sched),
+            entries(OOM_COUNTS_MAP, &self.oom),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     /// Reads every map and returns what changed since the previous call.
@@ -322,9 +348,13 @@ mod tests {
         sampler.sample().unwrap();
         assert!(sampler.tracks(gone));
 
+        let entries = |n| [(SYSCALL_COUNTS_MAP, n), (SCHED_COUNTS_MAP, n)];
+        assert_eq!(sampler.map_entries(), entries(1));
+
         fs::remove_dir(root.path().join("gone")).unwrap();
         assert!(sampler.sample().unwrap().cgroups.is_empty());
         assert!(!sampler.tracks(gone));
+        assert_eq!(sampler.map_entries(), entries(0));
         assert!(syscall_totals.lock().unwrap().is_empty());
         assert!(sched_totals.lock().unwrap().is_empty());
     }
