@@ -78,7 +78,7 @@ static MAP_FULL_REPORTED: Array<u32> = Array::with_max_entries(CGROUP_MAPS.len()
 /// What a hash map's insert returns when the map holds `max_entries` already.
 const E2BIG: i32 = 7;
 
-/// A per-cgroup counter map, as `MAP_FULL` and the log name it.
+/// A per-cgroup counter map, with its index in `MAP_FULL` and its name for the log.
 #[derive(Clone, Copy)]
 struct CgroupMap<V: 'static> {
     map: &'static PerCpuHashMap<u64, V>,
@@ -136,7 +136,9 @@ fn slot<C: EbpfContext, V: Default>(
 #[inline(never)]
 fn map_full<C: EbpfContext>(ctx: &C, index: u32, name: &'static str) {
     if let Some(lost) = MAP_FULL.get_ptr_mut(index) {
-        // SAFETY: this CPU's slot of a per-CPU array; nothing else on this CPU runs meanwhile.
+        // SAFETY: this CPU's slot of a per-CPU array. A network program in a softirq that
+        // interrupts this one on the same CPU could lose one of the two adds, as with the
+        // network counters; a count of losses can afford that.
         unsafe { *lost += 1 };
     }
     let Some(reported) = MAP_FULL_REPORTED.get_ptr_mut(index) else {
