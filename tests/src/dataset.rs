@@ -17,12 +17,13 @@
 use std::{
     fmt::Write as _,
     fs,
-    io::{BufRead as _, BufReader, BufWriter, Write as _},
+    io::{BufReader, BufWriter, Write as _},
     path::{Path, PathBuf},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::Context as _;
+use herd_detect::frames::{FrameCsvWriter, FrameReader};
 
 use crate::eval::{self, Agent, Settings};
 use crate::lab::{Fault, FaultKind, LabSpec, Load, Workload};
@@ -298,44 +299,43 @@ fn split_and_label(
 ) -> anyhow::Result<Counts> {
     let file = fs::File::open(recorded)
         .with_context(|| format!("the agent recorded no frames at {}", recorded.display()))?;
-    let mut lines = BufReader::new(file).lines();
-    let header = lines.next().context("the recording is empty")??;
-    let create = |name: &str| -> anyhow::Result<BufWriter<fs::File>> {
+    // The reader replay uses, so that what is split is what replay and the evaluation accept.
+    let mut reader = FrameReader::new(recorded.display().to_string(), BufReader::new(file))?;
+    let features = reader.features.clone();
+    let create = |name: &str| -> anyhow::Result<FrameCsvWriter<BufWriter<fs::File>>> {
         let path = out.join(name);
-        Ok(BufWriter::new(
-            fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
-        ))
+        let file =
+            fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(FrameCsvWriter::new(BufWriter::new(file), &features)?)
     };
     let mut training = create("training.csv")?;
     let mut frames = create("frames.csv")?;
-    let mut labels = create("labels.csv")?;
-    writeln!(training, "{header}")?;
-    writeln!(frames, "{header}")?;
+    let labels_path = out.join("labels.csv");
+    let mut labels = BufWriter::new(
+        fs::File::create(&labels_path)
+            .with_context(|| format!("creating {}", labels_path.display()))?,
+    );
     writeln!(labels, "ts,entity,label")?;
     let (split, window) = (unix(split), window.as_secs_f64());
     let mut counts = Counts::default();
-    for line in lines {
-        let line = line?;
-        let mut cells = line.split(',');
-        let ts_cell = cells.next().unwrap_or_default();
-        let entity = cells.nth(2).unwrap_or_default();
-        let ts: f64 = ts_cell
-            .parse()
-            .with_context(|| format!("a frame row without a time: {line}"))?;
-        if ts < split {
-            writeln!(training, "{line}")?;
-            counts.training += 1;
-            continue;
+    while let Some(frame) = reader.next_window()? {
+        for (ts_cell, observation) in frame.ts_cells.iter().zip(&frame.observations) {
+            if frame.ts < split {
+                training.row(ts_cell, observation)?;
+                counts.training += 1;
+                continue;
+            }
+            let entity = &observation.subject.entity;
+            let label = label_of(frame.ts, entity, window, faults);
+            frames.row(ts_cell, observation)?;
+            writeln!(labels, "{ts_cell},{entity},{label}")?;
+            counts.rows += 1;
+            counts.fault_rows += usize::from(label != "normal" && label != "aftermath");
         }
-        let label = label_of(ts, entity, window, faults);
-        writeln!(frames, "{line}")?;
-        writeln!(labels, "{ts_cell},{entity},{label}")?;
-        counts.rows += 1;
-        counts.fault_rows += usize::from(label != "normal" && label != "aftermath");
     }
-    for mut file in [training, frames, labels] {
-        file.flush()?;
-    }
+    training.finish()?.flush()?;
+    frames.finish()?.flush()?;
+    labels.flush()?;
     // The agent's own file is now in the two others.
     fs::remove_file(recorded)?;
     Ok(counts)

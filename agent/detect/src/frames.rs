@@ -4,7 +4,7 @@
 //! program that reads frames: the agent's replay and the evaluation.
 
 use std::collections::HashSet;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
@@ -294,6 +294,56 @@ impl<R: Read> FrameReader<R> {
     }
 }
 
+/// Why frames cannot be written.
+#[derive(Debug, Error)]
+#[error("writing feature frames: {0}")]
+pub struct FrameWriteError(#[from] csv::Error);
+
+/// Frames written back in the format [`FrameReader`] reads (the header, then a row per
+/// observation, an empty cell for a missing value): for programs that copy frames apart,
+/// such as the evaluation's split of a recording into training and input.
+pub struct FrameCsvWriter<W: Write> {
+    csv: csv::Writer<W>,
+}
+
+impl<W: Write> FrameCsvWriter<W> {
+    /// Starts the output with the header for `features`.
+    pub fn new(out: W, features: &[String]) -> Result<Self, FrameWriteError> {
+        let mut csv = csv::Writer::from_writer(out);
+        csv.write_record(
+            KEY_COLUMNS
+                .into_iter()
+                .chain(features.iter().map(String::as_str)),
+        )?;
+        Ok(Self { csv })
+    }
+
+    /// Writes one row; `ts_cell` is the time as the source wrote it.
+    pub fn row(&mut self, ts_cell: &str, observation: &Observation) -> Result<(), FrameWriteError> {
+        let subject = &observation.subject;
+        let keys = [
+            ts_cell,
+            subject.node.as_str(),
+            subject.domain.as_str(),
+            subject.entity.as_str(),
+        ]
+        .map(str::to_owned);
+        let values = observation
+            .values
+            .iter()
+            .map(|value| value.map(|v| v.to_string()).unwrap_or_default());
+        self.csv.write_record(keys.into_iter().chain(values))?;
+        Ok(())
+    }
+
+    /// Flushes what is buffered and returns the output.
+    pub fn finish(self) -> Result<W, FrameWriteError> {
+        self.csv
+            .into_inner()
+            .map_err(|err| FrameWriteError(err.into_error().into()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,6 +355,18 @@ mod tests {
         assert_eq!(frames.features, ["cpu_usage_cores", "oom_kills_per_window"]);
         let window = frames.next_window().unwrap().unwrap();
         assert_eq!(window.observations[0].values, [Some(0.5), Some(2.0)]);
+    }
+
+    #[test]
+    fn written_frames_read_back_the_same() {
+        let csv = "ts,node,domain,entity,cpu,memory\n10.5,n,\"ns,web\",e0,0.25,\n10.5,n,d,e1,1,2\n";
+        let mut reader = FrameReader::new("in.csv".into(), csv.as_bytes()).unwrap();
+        let window = reader.next_window().unwrap().unwrap();
+        let mut writer = FrameCsvWriter::new(Vec::new(), &reader.features).unwrap();
+        for (ts, observation) in window.ts_cells.iter().zip(&window.observations) {
+            writer.row(ts, observation).unwrap();
+        }
+        assert_eq!(String::from_utf8(writer.finish().unwrap()).unwrap(), csv);
     }
 
     #[test]
