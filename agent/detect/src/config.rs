@@ -7,8 +7,12 @@ use super::history::MAX_CAPACITY;
 
 /// How the detector scores entities and when it opens and closes findings.
 ///
-/// Scores are robust z values: 0.6745·(x − median)/MAD, about a standard normal z on
-/// well-behaved data.
+/// Each feature's z is a robust z, 0.6745·(x − median)/MAD (about a standard normal z on
+/// well-behaved data), no larger than the normal z of its tail probability among the
+/// domain's learned moves. A member's score is its largest |z| corrected for the number k
+/// of features compared (Šidák): the normal z of the two-sided tail 1 − (1 − p)^k, p the
+/// largest |z|'s tail. Thresholds are on that scale: 3.5 is a 1 in 2,150 event per member
+/// and window, whatever its number of features.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectConfig {
     /// Score from which a window counts as anomalous. 3.5 is the usual cut-off for robust z.

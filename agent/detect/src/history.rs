@@ -13,16 +13,17 @@ pub const MAX_CAPACITY: usize = u8::MAX as usize;
 /// Fewest values from which a row's tail tells its usual spikes.
 pub const TAIL_LEAST: usize = 5;
 
-/// For each row length n, the normal quantile that the second largest of n values reaches
-/// on average, Φ⁻¹(1 − 2/(n + 1)): what a spike that came at least twice is worth in z.
-fn tail_quantiles() -> Vec<f64> {
+/// For each row length n, the normal quantile that the `rank`th largest of n values
+/// reaches on average, Φ⁻¹(1 − rank/(n + 1)): at rank 2, what a spike that came at least
+/// twice is worth in z.
+fn tail_quantiles(rank: usize) -> Vec<f64> {
     let normal = Normal::standard();
     (0..=MAX_CAPACITY)
         .map(|n| {
             if n < TAIL_LEAST {
                 f64::NAN
             } else {
-                normal.inverse_cdf(1.0 - 2.0 / (n as f64 + 1.0))
+                normal.inverse_cdf(1.0 - rank as f64 / (n as f64 + 1.0))
             }
         })
         .collect()
@@ -39,8 +40,9 @@ pub struct History {
     ages: Vec<u8>,
     /// How many values each row holds.
     lens: Vec<u8>,
-    /// [`tail_quantiles`], by row length.
+    /// [`tail_quantiles`] at ranks 2 and 3, by row length.
     tails: Vec<f64>,
+    thirds: Vec<f64>,
     /// Per row, the last [`RECENT`] values observed, newest first, whether or not they
     /// joined the row (NaN until seen): the entity's level over its last windows.
     recent: Vec<f32>,
@@ -53,8 +55,9 @@ pub const RECENT: usize = 2;
 #[derive(Debug, Clone, Copy)]
 pub struct Row<'a> {
     sorted: &'a [f32],
-    /// [`tail_quantiles`] at its length.
+    /// [`tail_quantiles`] at its length, at ranks 2 and 3.
     tail: f64,
+    third: f64,
 }
 
 impl History {
@@ -67,7 +70,8 @@ impl History {
             values: Vec::new(),
             ages: Vec::new(),
             lens: Vec::new(),
-            tails: tail_quantiles(),
+            tails: tail_quantiles(2),
+            thirds: tail_quantiles(3),
             recent: Vec::new(),
         }
     }
@@ -130,6 +134,7 @@ impl History {
         Row {
             sorted,
             tail: self.tails[sorted.len()],
+            third: self.thirds[sorted.len()],
         }
     }
 
@@ -222,9 +227,21 @@ impl Row<'_> {
         (!self.sorted.is_empty()).then(|| median_of_sorted(self.sorted))
     }
 
-    /// Median and floored MAD of the row, not widened to its spikes.
-    pub fn plain_spread(&self, floors: Floors) -> Option<Spread> {
+    /// What a level that lasts is judged against: the median and floored MAD of the row,
+    /// its spikes left out. Where the row is mostly one value (a MAD of 0: a sparse counter,
+    /// zero but for blips), the MAD says nothing, and the row's third-largest (or
+    /// third-smallest) value sets the spread at its rank: blips that come again and again,
+    /// sometimes two windows out of three, are no lasting level.
+    pub fn lasting_spread(&self, floors: Floors) -> Option<Spread> {
         let (median, mad) = median_mad_of_sorted(self.sorted, f64::from)?;
+        let n = self.sorted.len();
+        let mad = if n < TAIL_LEAST || mad > 0.0 {
+            mad
+        } else {
+            let high = f64::from(self.sorted[n - 3]) - median;
+            let low = median - f64::from(self.sorted[2]);
+            mad.max(CONSISTENCY * high.max(low) / self.third)
+        };
         Some(Spread::floored(median, mad, None, floors))
     }
 

@@ -4,7 +4,8 @@
 //! by feature: robust z of each member's level against the members' median and floored MAD,
 //! and of its move away from its own baseline against the others' moves, with a spread of
 //! at least the domain's learned usual spread of moves (`spreads`) and against the
-//! member's own usual spikes (`history`). A deviation counts as far as the views agree, so
+//! member's own usual spikes (`history`), and no further than the tail probability the
+//! domain's learned moves give it (`score::calibrated`). A deviation counts as far as the views agree, so
 //! a peer that always runs at another level is not an outlier, nor is a blip or spike size
 //! the domain or the member makes every day. Domains with fewer members compare each entity
 //! with its own recent history. Runs of anomalous windows become [`Finding`]s; a third or
@@ -56,7 +57,8 @@ pub struct Observation {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EntityScore {
     pub entity: String,
-    /// Largest |z| over its features (0 when nothing could be compared).
+    /// Its features' largest |z|, corrected for the number of features compared (Šidák, see
+    /// [`DetectConfig::threshold`]); 0 when nothing could be compared.
     pub score: f64,
     /// Whether the entity has an open finding after this window.
     pub flagged: bool,
@@ -371,15 +373,22 @@ impl Detector {
                 slot: slots[i],
                 detail: detail.wants(&window[i].subject.entity),
             }));
-            match &self.spreads {
-                Some(spreads) => spreads.floors(node, domain, &mut self.learned),
-                None => self.learned.fill(0.0),
-            }
+            let usual = match &self.spreads {
+                Some(spreads) => {
+                    spreads.floors(node, domain, &mut self.learned);
+                    spreads.usual(node, domain)
+                }
+                None => {
+                    self.learned.fill(0.0);
+                    vec![None; self.features.len()]
+                }
+            };
             let (mut scored, stats) = score_domain(
                 &self.config,
                 &self.features,
                 &self.floors,
                 &self.learned,
+                &usual,
                 &self.history,
                 &inputs,
                 &mut self.scratch,
@@ -437,7 +446,14 @@ impl Detector {
                             .is_some_and(|e| e.finding.is_none())
                     })
                     .collect();
-                spreads.learn(node, domain, self.windows, self.scratch.pooled(), &ordinary);
+                spreads.learn(
+                    node,
+                    domain,
+                    self.windows,
+                    self.scratch.pooled(),
+                    self.scratch.pooled_lasting(),
+                    &ordinary,
+                );
             }
         }
 
@@ -746,6 +762,7 @@ pub(crate) fn severity(config: &DetectConfig, peak: f64) -> Severity {
     }
 }
 
+#[cfg(test)]
 #[cfg(test)]
 #[cfg(test)]
 mod noise_tests;

@@ -107,17 +107,14 @@ fn a_blip_of_a_sparse_counter_of_a_usual_size_opens_no_finding() {
     };
     let opened = run(config(), 170, blip);
     assert_eq!(entities(&opened), [], "a quiet domain");
-    // Judged over the MAD of the moment, with fixed floors only, it is a finding.
+    // Judged over the MAD of the moment, with fixed floors only, the domain's usual blips
+    // are findings (the member's own history knows some of its own sizes, not its peers').
     let fixed = DetectConfig {
         learned_spreads: false,
         ..config()
     };
     let opened = run(fixed, 170, blip);
-    assert!(
-        entities(&opened).contains(&(151, "e2")),
-        "{:?}",
-        entities(&opened)
-    );
+    assert!(!opened.is_empty(), "{:?}", entities(&opened));
 }
 
 #[test]

@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime};
 use statrs::distribution::{ContinuousCDF, Normal};
 
 use super::alarm::{Alarm, Verdict};
-use super::spreads::Spreads;
+use super::score::{calibrated, combined};
+use super::spreads::{Spreads, Usual};
 use super::stats::{self, CONSISTENCY, Floors, Spread, small_sample_z};
 use super::*;
 
@@ -46,6 +47,25 @@ fn usual_spread(values: &[f64]) -> Option<f64> {
     let median = sorted_median(&sorted)?;
     let tail = Normal::standard().inverse_cdf(1.0 - 2.0 / (n as f64 + 1.0));
     Some(CONSISTENCY * (sorted[n - 2] - median).max(median - sorted[1]) / tail)
+}
+
+/// Median and floored MAD of a ring; where its MAD is 0, widened to put its third-largest or
+/// third-smallest value where the third largest of as many normal values falls (from five
+/// values on).
+fn lasting_spread(values: &[f64], floors: Floors) -> Option<Spread> {
+    let plain = spread(values, None, floors)?;
+    let n = values.len();
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted_median(&sorted)?;
+    let deviations: Vec<f64> = values.iter().map(|v| (v - median).abs()).collect();
+    let mad = sorted_median(&deviations)?;
+    if n < 5 || mad > 0.0 {
+        return Some(plain);
+    }
+    let third = Normal::standard().inverse_cdf(1.0 - 3.0 / (n as f64 + 1.0));
+    let wide = CONSISTENCY * (sorted[n - 3] - median).max(median - sorted[2]) / third;
+    Some(Spread::floored(median, mad.max(wide), None, floors))
 }
 
 /// Median and floored MAD of a ring, widened to its usual spikes.
@@ -180,7 +200,9 @@ impl Plain {
         for (&(node, domain), members) in &domains {
             let mut learned = Vec::new();
             self.spreads.floors(node, domain, &mut learned);
-            let (scored, stats, pooled) = self.score(window, members, &learned);
+            let usual = self.spreads.usual(node, domain);
+            let (scored, stats, pooled, pooled_lasting) =
+                self.score(window, members, &learned, &usual);
             for (&i, s) in members.iter().zip(&scored) {
                 scores[i] = (s.score, s.features.clone(), members.len());
             }
@@ -196,14 +218,18 @@ impl Plain {
                 .map(|&i| self.entities[&window[i].subject.entity].finding.is_none())
                 .collect();
             let n = members.len();
-            let mut columns = vec![f64::NAN; self.features.len() * n];
-            for (k, row) in pooled.iter().enumerate() {
-                for (f, v) in row.iter().enumerate() {
-                    columns[f * n + k] = v.unwrap_or(f64::NAN);
+            let columns_of = |rows: &[Vec<Option<f64>>]| {
+                let mut columns = vec![f64::NAN; self.features.len() * n];
+                for (k, row) in rows.iter().enumerate() {
+                    for (f, v) in row.iter().enumerate() {
+                        columns[f * n + k] = v.unwrap_or(f64::NAN);
+                    }
                 }
-            }
+                columns
+            };
+            let (columns, lasting) = (columns_of(&pooled), columns_of(&pooled_lasting));
             self.spreads
-                .learn(node, domain, self.windows, &columns, &ordinary);
+                .learn(node, domain, self.windows, &columns, &lasting, &ordinary);
         }
         self.spreads.forget(self.windows, self.config.forget_after);
         let present: HashSet<&str> = window.iter().map(|o| o.subject.entity.as_str()).collect();
@@ -243,14 +269,17 @@ impl Plain {
         window: &[Observation],
         members: &[usize],
         learned: &[f64],
+        tails: &[Option<Usual<'_>>],
     ) -> (
         Vec<PlainScored>,
         Vec<Option<FeatureStats>>,
+        Vec<Vec<Option<f64>>>,
         Vec<Vec<Option<f64>>>,
     ) {
         let config = &self.config;
         let mut compared = vec![vec![None; self.features.len()]; members.len()];
         let mut pooled = vec![vec![None; self.features.len()]; members.len()];
+        let mut pooled_lasting = vec![vec![None; self.features.len()]; members.len()];
         let mut stats = vec![None; self.features.len()];
         for (f, &floors) in self.floors.iter().enumerate() {
             // (member, value, own baseline and its samples, its usual spread, the median of
@@ -278,7 +307,7 @@ impl Plain {
                     let lasting = match observed.as_slice() {
                         [.., a, b] if baseline => {
                             let last = sorted_median(&[x, *a, *b])?;
-                            spread(&values, None, floors).map(|s| s.z(last))
+                            lasting_spread(&values, floors).map(|s| s.z(last))
                         }
                         _ => None,
                     };
@@ -330,7 +359,21 @@ impl Plain {
                 let z = match (own, move_spread) {
                     (Some((own, _)), Some(moves)) => {
                         pooled[*k][f] = Some(x - own.median - moves.median);
-                        let z = agreed(clear(level_z), moves.z(x - own.median));
+                        let deviation = x - own.median - moves.median;
+                        let observed =
+                            &self.entities[&window[members[*k]].subject.entity].observed[f];
+                        let last = match observed.as_slice() {
+                            [.., a, b] => sorted_median(&[*x, *a, *b]).unwrap(),
+                            _ => f64::NAN,
+                        };
+                        let lasting_move = last - own.median - moves.median;
+                        if !lasting_move.is_nan() {
+                            pooled_lasting[*k][f] = Some(lasting_move);
+                        }
+                        let z = agreed(
+                            clear(level_z),
+                            calibrated(moves.z(x - own.median), deviation, lasting_move, tails[f]),
+                        );
                         match usual {
                             Some(usual) => {
                                 let alone = CONSISTENCY * (x - own.median)
@@ -375,7 +418,7 @@ impl Plain {
                     .filter_map(|(c, name)| c.map(|c| Driver::new(name, c)))
                     .collect();
                 found.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
-                let score = found.first().map_or(0.0, |d| d.z.abs());
+                let score = combined(found.first().map_or(0.0, |d| d.z.abs()), found.len());
                 found.retain(|d| d.z.abs() >= config.threshold);
                 found.truncate(config.top_features);
                 PlainScored {
@@ -385,7 +428,7 @@ impl Plain {
                 }
             })
             .collect();
-        (scored, stats, pooled)
+        (scored, stats, pooled, pooled_lasting)
     }
 
     fn judge(

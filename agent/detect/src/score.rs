@@ -1,9 +1,12 @@
 //! Scores one window of one domain: each member against its peers, or against its own past
 //! where the domain has too few members.
 
+use statrs::distribution::{ContinuousCDF, Normal};
+
 use super::config::DetectConfig;
 use super::finding::{Basis, Comparison, Driver};
 use super::history::History;
+use super::spreads::Usual;
 use super::stats::{CONSISTENCY, Floors, Spread, small_sample_z};
 
 /// One member of a domain in this window.
@@ -53,6 +56,9 @@ pub struct Scratch {
     /// Beside `values`: each member's move less the domain's median move, NaN where there
     /// is none; what the domain's learned spread learns from.
     pooled: Vec<f64>,
+    /// Beside `values`: the same over each member's last three windows (see
+    /// [`History::lasting`]), NaN where there is none.
+    pooled_lasting: Vec<f64>,
     /// Beside `values`: each member's z against its own baseline and usual spread alone, NaN
     /// where it has none; what tells a domain that moved together.
     own_zs: Vec<f64>,
@@ -72,6 +78,8 @@ struct Results {
     places: usize,
     /// Per member: largest |z| so far.
     scores: Vec<f64>,
+    /// Per member: features compared so far.
+    judged: Vec<usize>,
     /// Per member, `places` places: its strongest comparisons at or above the threshold, by
     /// feature, strongest first, the earlier feature first among equals.
     top: Vec<(usize, Comparison)>,
@@ -93,6 +101,8 @@ impl Results {
         self.places = config.top_features.min(features);
         self.scores.clear();
         self.scores.resize(members.len(), 0.0);
+        self.judged.clear();
+        self.judged.resize(members.len(), 0);
         self.top.clear();
         self.top.resize(members.len() * self.places, (0, none));
         self.filled.clear();
@@ -109,6 +119,7 @@ impl Results {
 
     fn record(&mut self, member: usize, feature: usize, c: Comparison) {
         let z = c.z.abs();
+        self.judged[member] += 1;
         if z > self.scores[member] {
             self.scores[member] = z;
         }
@@ -143,7 +154,7 @@ impl Results {
             .map(|(member, features)| {
                 let top = &self.top[member * places..member * places + self.filled[member]];
                 Scored {
-                    score: self.scores[member],
+                    score: combined(self.scores[member], self.judged[member]),
                     drivers: top
                         .iter()
                         .map(|(f, c)| Driver::new(&names[*f], *c))
@@ -161,13 +172,16 @@ impl Results {
 /// where too few members have a value, with its own past alone.
 ///
 /// Each feature's move spread is at least `learned` (the domain's usual spread of moves, 0
-/// where unknown), and a member's move must also stand out from its own history's usual
+/// where unknown), a move is no more unusual than the domain's `usual` moves say it is
+/// ([`calibrated`]), and a member's move must also stand out from its own history's usual
 /// spikes: the deviation counts as far as every view agrees.
+#[allow(clippy::too_many_arguments)]
 pub fn score_domain(
     config: &DetectConfig,
     features: &[String],
     floors: &[Floors],
     learned: &[f64],
+    usual: &[Option<Usual<'_>>],
     history: &History,
     members: &[Member<'_>],
     scratch: &mut Scratch,
@@ -177,6 +191,7 @@ pub fn score_domain(
         own,
         own_spread,
         pooled,
+        pooled_lasting,
         own_zs,
         present,
         levels,
@@ -196,6 +211,8 @@ pub fn score_domain(
     own_spread.resize(features.len() * n, f64::NAN);
     pooled.clear();
     pooled.resize(features.len() * n, f64::NAN);
+    pooled_lasting.clear();
+    pooled_lasting.resize(features.len() * n, f64::NAN);
     own_zs.clear();
     own_zs.resize(features.len() * n, f64::NAN);
     for (i, m) in members.iter().enumerate() {
@@ -218,6 +235,7 @@ pub fn score_domain(
         let own = &own[f * n..(f + 1) * n];
         let own_spread = &own_spread[f * n..(f + 1) * n];
         let pooled = &mut pooled[f * n..(f + 1) * n];
+        let pooled_lasting = &mut pooled_lasting[f * n..(f + 1) * n];
         let own_z = &mut own_zs[f * n..(f + 1) * n];
         present.clear();
         levels.clear();
@@ -294,7 +312,11 @@ pub fn score_domain(
                 _ if median.is_nan() => level_z,
                 Some(moves) => {
                     pooled[i] = x - median - moves.median;
-                    let z = agreed(beyond(level_z), moves.z(x - median));
+                    pooled_lasting[i] =
+                        history.lasting(members[i].slot, f, x) - median - moves.median;
+                    let by_tail =
+                        calibrated(moves.z(x - median), pooled[i], pooled_lasting[i], usual[f]);
+                    let z = agreed(beyond(level_z), by_tail);
                     if alone.is_nan() {
                         z
                     } else if alone.abs() >= z.abs() {
@@ -335,12 +357,91 @@ impl Scratch {
         &self.pooled
     }
 
+    /// [`Scratch::pooled`] over each member's last three windows.
+    pub fn pooled_lasting(&self) -> &[f64] {
+        &self.pooled_lasting
+    }
+
     /// The last domain's values and each member's z against its own baseline alone, and its
     /// own baseline medians, feature by feature, a column of members each (NaN where there
     /// is none).
     pub fn own_view(&self) -> (&[f64], &[f64], &[f64]) {
         (&self.values, &self.own_zs, &self.own)
     }
+}
+
+/// A move's z, no larger than its tail probability among the domain's usual moves says:
+/// where `usual` (the learned distribution of moves less the median move) holds a share p
+/// of moves at least as far out as `deviation`, the z is at most Φ⁻¹(1 − p/2), the normal
+/// z of that two-sided tail. So a threshold means the same on every feature, heavy-tailed
+/// or sparse: a counter that is zero most windows and blips by a few counts in one window
+/// of fifty has blips of that size scored as what they are, a 2 % event (z 2.3), never by z
+/// over a MAD of 0. A tail is only taken from [`TAIL_EVIDENCE`] moves or more (a size the
+/// domain makes again and again, not a fault's first windows); under z 1 the z stands.
+///
+/// A move that lasts is judged by the moves that lasted: the member's move over its last
+/// three windows (`lasting`, their median less its baseline and the median move; NaN while
+/// it has none) must be usual among the domain's lasting moves too, with as much evidence,
+/// and the smaller of the two tails counts. A spike size the domain makes now and then is
+/// usual for a window, not for three; a counter whose blips come in runs has runs learned.
+pub fn calibrated(z: f64, deviation: f64, lasting: f64, usual: Option<Usual<'_>>) -> f64 {
+    if z.abs() < 1.0 {
+        return z;
+    }
+    let Some(usual) = usual else {
+        return z;
+    };
+    let Some((count, p)) = usual.window.exceedance(deviation) else {
+        return z;
+    };
+    if count < TAIL_EVIDENCE {
+        return z;
+    }
+    let p = if lasting.is_nan() {
+        p
+    } else {
+        // A lasting move on the other side is no lasting move on this one.
+        let lasting = if lasting.signum() == deviation.signum() {
+            lasting
+        } else {
+            0.0
+        };
+        match usual.lasting.exceedance(lasting) {
+            Some((count, q)) if count >= TAIL_EVIDENCE => p.min(q),
+            _ => return z,
+        }
+    };
+    z.signum() * z.abs().min(two_sided_z(p))
+}
+
+/// Moves at least as far out, counted with their decay, from which a domain's learned
+/// distribution tells a move's tail probability.
+pub const TAIL_EVIDENCE: f64 = 5.0;
+
+/// The normal z whose two-sided tail is `p`: Φ⁻¹(1 − p/2), taken from the lower tail so
+/// that a tiny p keeps its precision.
+pub fn two_sided_z(p: f64) -> f64 {
+    -Normal::standard().inverse_cdf(p / 2.0)
+}
+
+/// A member's score from its features' (calibrated) z: the most unusual feature, corrected
+/// for having looked at `judged` of them (Šidák). With a two-sided tail p for the largest
+/// |z|, the chance that one of k features of an ordinary member goes that far is
+/// 1 − (1 − p)^k, and the score is the normal z of that tail. So the threshold keeps its
+/// meaning for the member as a whole, whatever number of features it has: 3.5 is a 1 in
+/// 2,150 event per member and window, on one feature or on 36. Never above the largest |z|.
+pub fn combined(largest: f64, judged: usize) -> f64 {
+    if judged <= 1 || largest <= 0.0 || !largest.is_finite() {
+        return largest;
+    }
+    let k = judged as f64;
+    let p = 2.0 * Normal::standard().sf(largest);
+    if p < 1e-300 {
+        // Beyond what a double holds: the tail's first-order shift, ln k / z.
+        return largest - k.ln() / largest;
+    }
+    let family = -(k * (-p).ln_1p()).exp_m1();
+    two_sided_z(family).min(largest)
 }
 
 /// How far to take the level view once a member has a baseline to move from. Where a
@@ -368,7 +469,7 @@ const CLEAR_OF_THE_MIDDLE: f64 = CONSISTENCY;
 /// windows already widened its history's tail, shows in its lasting level.
 fn lasting_or(alone: f64, history: &History, slot: usize, f: usize, x: f64, floors: Floors) -> f64 {
     let lasting = history.lasting(slot, f, x);
-    let Some(spread) = history.row(slot, f).plain_spread(floors) else {
+    let Some(spread) = history.row(slot, f).lasting_spread(floors) else {
         return alone;
     };
     let z = spread.z(lasting);
@@ -451,6 +552,7 @@ mod tests {
             &["cpu".into()],
             &[FLOORS],
             &[0.0],
+            &[None],
             &history,
             &members,
             &mut Scratch::default(),
@@ -459,6 +561,53 @@ mod tests {
         .into_iter()
         .map(|s| s.score)
         .collect()
+    }
+
+    #[test]
+    fn a_sparse_counters_usual_blips_score_their_tail_probability() {
+        use crate::sketch::Sketch;
+        // 950 windows at 0 and 50 blips of 4: a blip of 4 is a 5 % event in one window.
+        let (mut window, mut lasting) = (Sketch::default(), Sketch::default());
+        (0..950).for_each(|_| window.add(0.0));
+        (0..50).for_each(|_| window.add(4.0));
+        // Two of three windows blipped now and then: 10 in 1,000.
+        (0..990).for_each(|_| lasting.add(0.0));
+        (0..10).for_each(|_| lasting.add(4.0));
+        let usual = Some(Usual {
+            window: &window,
+            lasting: &lasting,
+        });
+        let p5 = two_sided_z(0.05);
+        assert!((p5 - 1.96).abs() < 0.01, "{p5}");
+        // A lone blip of the usual size: z 1.96, however small the floor made its raw z.
+        assert!((calibrated(270.0, 4.0, 0.0, usual) - p5).abs() < 1e-9);
+        // The same blip lasting: as rare as lasting blips are (1 %).
+        let lasting_z = calibrated(270.0, 4.0, 4.0, usual);
+        assert!((lasting_z - two_sided_z(0.01)).abs() < 1e-9, "{lasting_z}");
+        // Far beyond any blip learned, or a lasting size never seen: the z stands.
+        assert_eq!(calibrated(270.0, 50.0, 0.0, usual), 270.0);
+        assert_eq!(calibrated(-270.0, -4.0, -50.0, usual), -270.0);
+        // Small z, or nothing learned: as it is.
+        assert_eq!(calibrated(0.5, 4.0, 0.0, usual), 0.5);
+        assert_eq!(calibrated(270.0, 4.0, 0.0, None), 270.0);
+    }
+
+    #[test]
+    fn the_combined_score_corrects_for_the_features_judged() {
+        // One feature: its z. Never above the largest z, lower the more features were looked at.
+        assert_eq!(combined(3.5, 1), 3.5);
+        let (seven, many) = (combined(4.0, 7), combined(4.0, 36));
+        assert!(seven < 4.0 && many < seven, "{seven} {many}");
+        // Šidák by hand: p = 2(1 − Φ(4)) = 6.334e-5; 1 − (1 − p)^7 = 4.434e-4; z = 3.514.
+        assert!((seven - 3.514).abs() < 0.002, "{seven}");
+        // It keeps growing with z, through the range where the tail underflows.
+        let mut last = 0.0;
+        for z in [3.0, 5.0, 10.0, 30.0, 38.0, 39.0, 40.0, 100.0] {
+            let c = combined(z, 36);
+            assert!(c > last && c < z, "{z}: {c}");
+            last = c;
+        }
+        assert_eq!(combined(0.0, 36), 0.0);
     }
 
     #[test]
@@ -531,6 +680,7 @@ mod tests {
             &["cpu".into()],
             &[FLOORS],
             &[0.0],
+            &[None],
             &history,
             &members,
             &mut Scratch::default(),

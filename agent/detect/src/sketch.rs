@@ -115,6 +115,30 @@ impl Sketch {
         Some(2.0 * g.powi(self.offset + last as i32) / (g + 1.0))
     }
 
+    /// How many values at or beyond `value`'s magnitude came in the recent past (counted
+    /// with their decay, as [`Sketch::count`]), and their share of all: how often a value at
+    /// least as large came. The bucket that holds `value` counts whole, so both err towards
+    /// the larger; `None` when empty.
+    pub fn exceedance(&self, value: f64) -> Option<(f64, f64)> {
+        if self.total <= 0.0 {
+            return None;
+        }
+        let value = value.abs();
+        if value <= ZERO {
+            return Some((self.count(), 1.0));
+        }
+        if !value.is_finite() {
+            return Some((0.0, 0.0));
+        }
+        let index = (value.ln() / gamma().ln()).ceil() as i32;
+        let from = usize::try_from(index - self.offset).unwrap_or(0);
+        let beyond: f64 = self.buckets.iter().skip(from).map(|&b| f64::from(b)).sum();
+        Some((
+            beyond / f64::from(self.weight),
+            (beyond / f64::from(self.total)).min(1.0),
+        ))
+    }
+
     /// Adds `other`'s values, as if they had been added here at the same ticks. (Nothing
     /// merges sketches yet; kept tested for a cluster view made of nodes' sketches.)
     #[cfg(test)]
@@ -175,11 +199,14 @@ impl Sketch {
             return at;
         }
         if at + 1 > MAX_BUCKETS {
-            // Fold the lowest buckets together so that the high end stays exact.
-            let drop = at + 1 - MAX_BUCKETS;
-            let drop = drop.min(self.buckets.len());
+            // Fold the lowest buckets together so that the high end stays exact; a value far
+            // above every other folds them all into the lowest bucket kept.
+            let offset = index - (MAX_BUCKETS as i32 - 1);
+            let drop = usize::try_from(offset - self.offset)
+                .unwrap_or(0)
+                .min(self.buckets.len());
             let folded: f32 = self.buckets.drain(..drop).sum();
-            self.offset += drop as i32;
+            self.offset = offset;
             if let Some(first) = self.buckets.first_mut() {
                 *first += folded;
             } else {
@@ -249,6 +276,23 @@ mod tests {
     }
 
     #[test]
+    fn exceedance_is_the_share_of_values_as_large_or_larger() {
+        let mut sketch = Sketch::default();
+        // 90 zeros, 9 values of 1 and one of 100: a sparse counter.
+        (0..90).for_each(|_| sketch.add(0.0));
+        (0..9).for_each(|_| sketch.add(1.0));
+        sketch.add(100.0);
+        assert_eq!(sketch.exceedance(0.0), Some((100.0, 1.0)));
+        let (count, share) = sketch.exceedance(1.0).unwrap();
+        assert!((count - 10.0).abs() < 1e-4 && (share - 0.10).abs() < 1e-6);
+        assert_eq!(sketch.exceedance(-1.0), sketch.exceedance(1.0));
+        let (count, share) = sketch.exceedance(50.0).unwrap();
+        assert!((count - 1.0).abs() < 1e-4 && (share - 0.01).abs() < 1e-6);
+        assert_eq!(sketch.exceedance(1000.0), Some((0.0, 0.0)));
+        assert_eq!(Sketch::default().exceedance(1.0), None);
+    }
+
+    #[test]
     fn old_values_fade_with_the_half_life() {
         let step = decay_step(10);
         let mut sketch = Sketch::default();
@@ -297,6 +341,14 @@ mod tests {
             sketch.add(10f64.powi(e));
         }
         assert!(sketch.buckets.len() <= MAX_BUCKETS);
+        // A value far above all the others, and one far below them again.
+        let mut far = Sketch::default();
+        far.add(1e-9);
+        far.add(1e12);
+        far.add(1e-9);
+        assert!(far.buckets.len() <= MAX_BUCKETS);
+        assert_eq!(far.count(), 3.0);
+        assert!((far.quantile(1.0).unwrap() - 1e12).abs() <= ACCURACY * 1e12);
         let top = sketch.quantile(1.0).unwrap();
         assert!((top - 1e11).abs() <= ACCURACY * 1e11, "{top}");
         assert_eq!(Sketch::default().quantile(0.5), None);

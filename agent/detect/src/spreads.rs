@@ -21,12 +21,24 @@ pub const SAMPLE: usize = 64;
 /// that a high quantile is not simply the largest move seen.
 pub const LEAST: f64 = 200.0;
 
-/// One domain's sketches, one per feature.
+/// One domain's sketches, two per feature.
 #[derive(Debug)]
 struct Domain {
+    /// Moves less the median move, window by window.
     sketches: Vec<Sketch>,
+    /// The same over each member's last three windows (their median): what a move that
+    /// lasts usually is. A counter whose blips come in runs has them here; a one-window
+    /// spike does not.
+    lasting: Vec<Sketch>,
     /// The detector's window in which it last learned.
     window: u64,
+}
+
+/// A domain's learned moves of one feature: in one window, and lasting three.
+#[derive(Debug, Clone, Copy)]
+pub struct Usual<'a> {
+    pub window: &'a Sketch,
+    pub lasting: &'a Sketch,
 }
 
 /// The learned spreads of every domain, by node ("" when compared across nodes) and domain.
@@ -69,15 +81,33 @@ impl Spreads {
         }
     }
 
+    /// The domain's learned distributions of moves, per feature, once it has learned
+    /// enough ([`LEAST`]) on that feature; what [`crate::score`] takes tail probabilities
+    /// from.
+    pub fn usual(&self, node: &str, domain: &str) -> Vec<Option<Usual<'_>>> {
+        let d = self.by_node.get(node).and_then(|d| d.get(domain));
+        (0..self.features)
+            .map(|f| {
+                let d = d?;
+                let window = d.sketches.get(f).filter(|s| s.count() >= LEAST)?;
+                Some(Usual {
+                    window,
+                    lasting: &d.lasting[f],
+                })
+            })
+            .collect()
+    }
+
     /// Learns one window of a domain: `deviations` holds, feature by feature, a column of
-    /// `members` moves less the median move (NaN where there is none); only the members
-    /// `ordinary` marks count.
+    /// `members` moves less the median move (NaN where there is none), and `lasting` the
+    /// same over each member's last three windows; only the members `ordinary` marks count.
     pub fn learn(
         &mut self,
         node: &str,
         domain: &str,
         window: u64,
         deviations: &[f64],
+        lasting: &[f64],
         ordinary: &[bool],
     ) {
         let members = ordinary.len();
@@ -90,21 +120,30 @@ impl Spreads {
             Some(d) => d,
             None => domains.entry(domain.to_owned()).or_insert_with(|| Domain {
                 sketches: vec![Sketch::default(); features],
+                lasting: vec![Sketch::default(); features],
                 window,
             }),
         };
         if d.window != window {
-            d.sketches.iter_mut().for_each(|s| s.tick(self.step));
+            d.sketches
+                .iter_mut()
+                .chain(&mut d.lasting)
+                .for_each(|s| s.tick(self.step));
             d.window = window;
         }
-        for (f, sketch) in d.sketches.iter_mut().enumerate() {
-            let column = &deviations[f * members..(f + 1) * members];
-            column
-                .iter()
-                .zip(ordinary)
-                .filter(|(v, ok)| **ok && !v.is_nan())
-                .take(SAMPLE)
-                .for_each(|(v, _)| sketch.add(*v));
+        for (f, (sketch, lasting_sketch)) in d.sketches.iter_mut().zip(&mut d.lasting).enumerate() {
+            let columns = f * members..(f + 1) * members;
+            for (column, sketch) in [
+                (&deviations[columns.clone()], sketch),
+                (&lasting[columns], lasting_sketch),
+            ] {
+                column
+                    .iter()
+                    .zip(ordinary)
+                    .filter(|(v, ok)| **ok && !v.is_nan())
+                    .take(SAMPLE)
+                    .for_each(|(v, _)| sketch.add(*v));
+            }
         }
     }
 
@@ -122,7 +161,12 @@ impl Spreads {
         domains.fold((0, 0), |(n, bytes), d| {
             (
                 n + 1,
-                bytes + d.sketches.iter().map(Sketch::bytes).sum::<usize>(),
+                bytes
+                    + d.sketches
+                        .iter()
+                        .chain(&d.lasting)
+                        .map(Sketch::bytes)
+                        .sum::<usize>(),
             )
         })
     }
