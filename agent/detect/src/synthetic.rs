@@ -553,6 +553,40 @@ mod tests {
         assert!(names.contains(&"api-0-r1".to_owned()) && !names.contains(&"api-0".to_owned()));
     }
 
+    /// A daily cycle every member of a domain follows, deep and fast (±80 % over 120
+    /// windows, the hour of a 30 s window compressed into a day), with nothing else (no
+    /// fault, no batch burst, which opens a domain shift as it should, no spike, no sparse
+    /// blip): no finding, neither a member's nor a domain's.
+    #[test]
+    fn a_cycle_the_whole_domain_shares_is_never_a_finding() {
+        for seed in 1..=3 {
+            let data = generate(&FleetSpec {
+                seed,
+                ramp_windows: 120,
+                ramp_depth: 0.8,
+                first_fault: u64::MAX / 2,
+                burst_every: u64::MAX / 2,
+                spike_chance: 0.0,
+                sparse_error_chance: 0.0,
+                ..FleetSpec::default()
+            });
+            assert!(data.faults.is_empty());
+            let mut detector =
+                Detector::new(DetectConfig::default(), data.features.clone()).unwrap();
+            let mut opened = Vec::new();
+            for window in &data.windows {
+                let report = detector.observe(window.at, &window.observations).unwrap();
+                opened.extend(
+                    report
+                        .opened
+                        .into_iter()
+                        .map(|f| (window.index, f.kind, f.subject.entity, f.subject.domain)),
+                );
+            }
+            assert!(opened.is_empty(), "seed {seed}: {opened:?}");
+        }
+    }
+
     /// The detector at its defaults meets the evaluation's goals on the default fleet under
     /// several seeds, and finds every fault, the slow memory leaks in the domain of three
     /// with a leader and in the 70/30 domain included.
