@@ -88,7 +88,7 @@ fn clear(level: f64) -> f64 {
     }
 }
 
-fn agreed(level: f64, movement: f64) -> f64 {
+fn z_both_agree_on(level: f64, movement: f64) -> f64 {
     if level == 0.0 || movement == 0.0 || level.signum() != movement.signum() {
         0.0
     } else {
@@ -370,7 +370,7 @@ impl Plain {
                         if !lasting_move.is_nan() {
                             pooled_lasting[*k][f] = Some(lasting_move);
                         }
-                        let z = agreed(
+                        let z = z_both_agree_on(
                             clear(level_z),
                             calibrated(moves.z(x - own.median), deviation, lasting_move, tails[f]),
                         );
@@ -390,13 +390,13 @@ impl Plain {
                                     }
                                     _ => alone,
                                 };
-                                agreed(z, alone)
+                                z_both_agree_on(z, alone)
                             }
                             None => z,
                         }
                     }
                     (Some((own, samples)), None) => {
-                        agreed(level_z, small_sample_z(own.z(*x), *samples))
+                        z_both_agree_on(level_z, small_sample_z(own.z(*x), *samples))
                     }
                     (None, _) => level_z,
                 };

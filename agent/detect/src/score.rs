@@ -316,20 +316,25 @@ pub fn score_domain(
                         history.lasting(members[i].slot, f, x) - median - moves.median;
                     let by_tail =
                         calibrated(moves.z(x - median), pooled[i], pooled_lasting[i], usual[f]);
-                    let z = agreed(beyond(level_z), by_tail);
+                    let z = z_both_agree_on(beyond(level_z), by_tail);
                     if alone.is_nan() {
                         z
                     } else if alone.abs() >= z.abs() {
-                        agreed(z, alone)
+                        z_both_agree_on(z, alone)
                     } else {
-                        agreed(z, lasting_or(alone, history, members[i].slot, f, x, floors))
+                        z_both_agree_on(
+                            z,
+                            lasting_or(alone, history, members[i].slot, f, x, floors),
+                        )
                     }
                 }
                 // Too few peers have a baseline (after a rolling restart): use its own past.
                 None => {
                     let row = history.row(members[i].slot, f);
                     match row.spread(floors) {
-                        Some(spread) => agreed(level_z, small_sample_z(spread.z(x), row.len())),
+                        Some(spread) => {
+                            z_both_agree_on(level_z, small_sample_z(spread.z(x), row.len()))
+                        }
                         None => level_z,
                     }
                 }
@@ -482,7 +487,7 @@ fn lasting_or(alone: f64, history: &History, slot: usize, f: usize, x: f64, floo
 
 /// A deviation counts only as far as both views agree: the smaller z when they point the
 /// same way, none when they disagree (a high peer that is falling back to the herd).
-fn agreed(level: f64, movement: f64) -> f64 {
+fn z_both_agree_on(level: f64, movement: f64) -> f64 {
     if level == 0.0 || movement == 0.0 || level.signum() != movement.signum() {
         0.0
     } else {
