@@ -6,6 +6,7 @@ use statrs::distribution::{ContinuousCDF, Normal};
 use super::config::DetectConfig;
 use super::finding::{Basis, Comparison, Driver};
 use super::history::History;
+use super::sketch::Sketch;
 use super::spreads::Usual;
 use super::stats::{CONSISTENCY, Floors, Spread, small_sample_z};
 
@@ -381,8 +382,10 @@ impl Scratch {
 /// z of that two-sided tail. So a threshold means the same on every feature, heavy-tailed
 /// or sparse: a counter that is zero most windows and blips by a few counts in one window
 /// of fifty has blips of that size scored as what they are, a 2 % event (z 2.3), never by z
-/// over a MAD of 0. A tail is only taken from [`TAIL_EVIDENCE`] moves or more (a size the
-/// domain makes again and again, not a fault's first windows); under z 1 the z stands.
+/// over a MAD of 0. A tail is only taken where the domain has made [`TAIL_EVIDENCE`] moves
+/// or more at least half as far out: sizes it makes again and again, up to twice the size
+/// of those (the largest blips of a sparse counter are rare, but of a size it makes), not
+/// a fault far beyond them, nor its first windows. Under z 1 the z stands.
 ///
 /// A move that lasts is judged by the moves that lasted: the member's move over its last
 /// three windows (`lasting`, their median less its baseline and the median move; NaN while
@@ -396,12 +399,9 @@ pub fn calibrated(z: f64, deviation: f64, lasting: f64, usual: Option<Usual<'_>>
     let Some(usual) = usual else {
         return z;
     };
-    let Some((count, p)) = usual.window.exceedance(deviation) else {
+    let Some(p) = tail(usual.window, deviation) else {
         return z;
     };
-    if count < TAIL_EVIDENCE {
-        return z;
-    }
     let p = if lasting.is_nan() {
         p
     } else {
@@ -411,15 +411,29 @@ pub fn calibrated(z: f64, deviation: f64, lasting: f64, usual: Option<Usual<'_>>
         } else {
             0.0
         };
-        match usual.lasting.exceedance(lasting) {
-            Some((count, q)) if count >= TAIL_EVIDENCE => p.min(q),
-            _ => return z,
+        match tail(usual.lasting, lasting) {
+            Some(q) => p.min(q),
+            None => return z,
         }
     };
-    z.signum() * z.abs().min(two_sided_z(p))
+    if p > 0.0 {
+        z.signum() * z.abs().min(two_sided_z(p))
+    } else {
+        z
+    }
 }
 
-/// Moves at least as far out, counted with their decay, from which a domain's learned
+/// The share of `sketch`'s values at least as far out as `deviation`, where it holds
+/// [`TAIL_EVIDENCE`] or more at least half as far out; `None` without that evidence.
+fn tail(sketch: &Sketch, deviation: f64) -> Option<f64> {
+    let (near, _) = sketch.exceedance(deviation / 2.0)?;
+    if near < TAIL_EVIDENCE {
+        return None;
+    }
+    sketch.exceedance(deviation).map(|(_, p)| p)
+}
+
+/// Moves at least half as far out, counted with their decay, from which a domain's learned
 /// distribution tells a move's tail probability.
 pub const TAIL_EVIDENCE: f64 = 5.0;
 
