@@ -24,6 +24,14 @@ pub fn run() -> anyhow::Result<()> {
     let results = root.join("target/herd-bench");
     step("building the agent (release)");
     cmd::run(cmd::cargo().args(["build", "--release", "-p", "herd-agent"]))?;
+    cmd::run(cmd::cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "herd-tests",
+        "--bin",
+        "herd-syscall-load",
+    ]))?;
 
     step("syscall cost with and without the probes");
     cmd::run(
@@ -54,6 +62,17 @@ pub fn run() -> anyhow::Result<()> {
             .args(["bench", "-p", "herd-agent", "--bench", "detect_cost", "--"])
             .arg("--output")
             .arg(results.join("detect-cost.md")),
+    )?;
+    step("the agent's own CPU under a syscall storm");
+    cmd::run(
+        cmd::cargo()
+            .args(["bench", "-p", "herd-agent", "--bench", "storm_cost", "--"])
+            .arg("--output")
+            .arg(results.join("storm-cost.md"))
+            .arg("--agent")
+            .arg(root.join("target/release/herd-agent"))
+            .arg("--load")
+            .arg(root.join("target/release/herd-syscall-load")),
     )?;
     step("the cluster aggregator with 50, 500 and 5,000 nodes of 30 pods");
     cmd::run(
