@@ -1,7 +1,8 @@
 //! `cargo xtask eval`: the detector against every fault the lab injects and against a long
 //! healthy run, one lab per scenario. Prints a table and writes it, with the settings, to
 //! target/herd-eval/results.md; fails when a goal is missed. With `--dataset`, the detector
-//! is scored offline on a recorded dataset instead (`crate::eval_dataset`).
+//! is scored offline on a recorded dataset instead (`crate::eval_dataset`); with
+//! `--synthetic`, on seeded synthetic fleets (`crate::eval_synthetic`).
 
 use std::{
     fmt::Write as _,
@@ -44,6 +45,10 @@ pub struct EvalArgs {
     /// frames start. Default: the dataset's training.csv.
     #[arg(long, requires = "dataset")]
     training: Option<PathBuf>,
+    /// Score the detector on this many seeded synthetic fleets (`herd_detect::synthetic`)
+    /// instead: in memory, in seconds, no root.
+    #[arg(long, value_name = "SEEDS", conflicts_with_all = ["faults", "healthy_minutes", "skip_healthy", "dataset"])]
+    synthetic: Option<u64>,
 }
 
 pub(crate) fn parse_secs(text: &str) -> Result<Duration, String> {
@@ -61,6 +66,9 @@ pub(crate) fn parse_secs(text: &str) -> Result<Duration, String> {
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     if let Some(dir) = &args.dataset {
         return crate::eval_dataset::run(dir, args.training.as_deref());
+    }
+    if let Some(seeds) = args.synthetic {
+        return crate::eval_synthetic::run(seeds);
     }
     setup::run()?;
     if !cmd::is_root() {

@@ -6,6 +6,7 @@ mod dataset;
 mod demo;
 mod eval;
 mod eval_dataset;
+mod eval_synthetic;
 mod fuzz;
 mod image;
 mod lab;
