@@ -108,7 +108,8 @@ pub struct Container {
     /// Whether the container is old enough to be judged and to be a peer.
     #[prost(bool, tag = "9")]
     pub judged: bool,
-    /// Largest |z| over its features in the last window it was scored in; 0 before that.
+    /// Its score in the last window it was scored in (its largest feature |z|, corrected for
+    /// the number of features compared); 0 before that.
     #[prost(double, tag = "10")]
     pub score: f64,
     /// Whether it has an open finding.
@@ -307,7 +308,7 @@ pub struct ExplainWindow {
     /// When the window was scored.
     #[prost(message, optional, tag = "1")]
     pub at: ::core::option::Option<::prost_types::Timestamp>,
-    /// Largest |z| over its features.
+    /// Its score: its largest feature |z|, corrected for the number of features compared.
     #[prost(double, tag = "2")]
     pub score: f64,
     /// Every feature with a value, in the agent's feature order.
