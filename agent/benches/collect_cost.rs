@@ -38,6 +38,7 @@ use herd_agent::{
     host::{self, HostPaths},
 };
 use herd_proto::herd::v1::{self as pb, node_service_client::NodeServiceClient};
+use herd_tests::cgroup::{Limits, OwnedCgroups, hierarchies_of};
 
 const CONTAINERS: usize = 200;
 const TICKS: u32 = 50;
@@ -51,33 +52,23 @@ const HISTORY_WINDOWS: u64 = 360;
 const GOAL_MICROS_PER_CONTAINER: f64 = 30.0;
 const GOAL_RSS_MB: f64 = 40.0;
 
-/// The cgroups and processes of the bench, removed on drop.
+/// The cgroups and processes of the bench, removed on drop: the sleepers first, then the
+/// containers' cgroups, then the top one (fields drop in order).
 struct FakeNode {
-    dirs: Vec<PathBuf>,
     sleepers: Vec<Child>,
+    containers: Vec<OwnedCgroups>,
+    _top: OwnedCgroups,
 }
 
 impl FakeNode {
-    fn new(mounts: &CgroupMounts) -> anyhow::Result<Self> {
-        let mut hierarchies: Vec<PathBuf> = vec![mounts.cgroup2.clone()];
-        for controller in ["cpu", "cpuacct", "memory", "pids", "blkio"] {
-            if let Some(mount) = mounts.v1.get(controller)
-                && !hierarchies.contains(mount)
-            {
-                hierarchies.push(mount.clone());
-            }
-        }
+    fn new() -> anyhow::Result<Self> {
+        let hierarchies = hierarchies_of(&["", "cpu", "cpuacct", "memory", "pids", "blkio"])?;
         let mut node = Self {
-            dirs: Vec::new(),
             sleepers: Vec::new(),
+            containers: Vec::new(),
+            _top: OwnedCgroups::create(&hierarchies, TOP, &Limits::default())?,
         };
-        for hierarchy in &hierarchies {
-            let top = hierarchy.join(TOP);
-            fs::create_dir_all(&top).with_context(|| format!("creating {}", top.display()))?;
-            node.dirs.push(top);
-        }
         for i in 0..CONTAINERS {
-            let id = format!("{i:064x}");
             // `unshare` runs `sleep` in its own process: the pid is the sleeper's.
             let sleeper = Command::new("unshare")
                 .args(["--net", "sleep", "600"])
@@ -86,35 +77,24 @@ impl FakeNode {
                 .context("starting sleep in a network namespace of its own (unshare --net)")?;
             let pid = sleeper.id();
             node.sleepers.push(sleeper);
-            for hierarchy in &hierarchies {
-                let dir = hierarchy.join(TOP).join(&id);
-                fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-                node.dirs.push(dir.clone());
-                fs::write(dir.join("cgroup.procs"), pid.to_string())
-                    .with_context(|| format!("moving {pid} into {}", dir.display()))?;
-            }
+            let cgroup =
+                OwnedCgroups::create(&hierarchies, &format!("{TOP}/{i:064x}"), &Limits::default())?;
+            cgroup.add(pid)?;
+            node.containers.push(cgroup);
         }
         Ok(node)
     }
-}
 
-impl FakeNode {
     /// Gives every container a CFS quota of one core, a 1 GiB memory limit and a limit of
-    /// 4096 pids (v1).
-    fn limit_every_container(&self, mounts: &CgroupMounts) -> anyhow::Result<()> {
-        let limits = [
-            ("cpu", "cpu.cfs_quota_us", "100000"),
-            ("memory", "memory.limit_in_bytes", "1073741824"),
-            ("pids", "pids.max", "4096"),
-        ];
-        for (controller, file, value) in limits {
-            let Some(mount) = mounts.v1.get(controller) else {
-                continue;
-            };
-            for i in 0..CONTAINERS {
-                let path = mount.join(TOP).join(format!("{i:064x}")).join(file);
-                fs::write(&path, value).with_context(|| format!("writing {}", path.display()))?;
-            }
+    /// 4096 pids.
+    fn limit_every_container(&self) -> anyhow::Result<()> {
+        let limits = Limits {
+            cpu_millis: Some(1000),
+            memory_bytes: Some(1 << 30),
+            pids_max: Some(4096),
+        };
+        for container in &self.containers {
+            container.limit(&limits)?;
         }
         Ok(())
     }
@@ -122,20 +102,10 @@ impl FakeNode {
 
 impl Drop for FakeNode {
     fn drop(&mut self) {
+        // An exited process leaves its cgroup empty at once.
         for sleeper in &mut self.sleepers {
             let _ = sleeper.kill();
             let _ = sleeper.wait();
-        }
-        // Children before parents; an exited process leaves its cgroup empty at once.
-        for dir in self.dirs.iter().rev() {
-            for _ in 0..50 {
-                match fs::remove_dir(dir) {
-                    Err(err) if err.raw_os_error() == Some(libc::EBUSY) => {
-                        thread::sleep(Duration::from_millis(20));
-                    }
-                    _ => break,
-                }
-            }
         }
     }
 }
@@ -363,7 +333,7 @@ async fn main() -> anyhow::Result<()> {
         cgroup2: host.cgroup2.clone(),
         v1: host.cgroup_v1.clone(),
     };
-    let node = FakeNode::new(&mounts)?;
+    let node = FakeNode::new()?;
 
     let mut discovery = Discovery::new(DiscoveryConfig {
         runtime_socket: Some(PathBuf::from("/nonexistent/herd-bench.sock")),
@@ -414,7 +384,7 @@ async fn main() -> anyhow::Result<()> {
     let (in_netns_ungated, netns_ungated_files_per_container) = timed_ticks(&mut netns, table);
 
     // The same containers under a CPU quota, a memory limit and a pids limit.
-    node.limit_every_container(&mounts)?;
+    node.limit_every_container()?;
     for _ in 0..SETTLE_TICKS {
         cgroups.collect(table);
     }
