@@ -431,3 +431,48 @@ fn across_nodes_one_replica_per_node_is_compared_with_the_others() {
     let (_, peers) = basis_of(true);
     assert_eq!(peers, 1, "node by node, each replica is alone");
 }
+
+#[test]
+fn a_pair_too_small_for_peers_follows_a_daily_cycle_but_not_a_step() {
+    // Two members (too few for peers: each is judged against its own past), both following
+    // a day compressed into 120 windows of ±80 %, for six such days; from window 700 on (near
+    // the day's trough), one of them runs at twelve times its CPU. Eight times goes unseen:
+    // its own past of 60 windows spans half the day, so its spread is the cycle's. A pair
+    // has no seasonal baseline yet; this holds the cycle quiet and a large step found.
+    let run = |step: bool| {
+        let mut detector = Detector::new(
+            DetectConfig::default(),
+            FEATURES.iter().map(|f| f.to_string()).collect(),
+        )
+        .unwrap();
+        let mut opened = Vec::new();
+        for w in 0..720 {
+            let day = 1.0 + 0.8 * (std::f64::consts::TAU * (w % 120) as f64 / 120.0).sin();
+            let window: Vec<Observation> = (0..2)
+                .map(|m| {
+                    let hog = if step && m == 1 && w >= 700 {
+                        12.0
+                    } else {
+                        1.0
+                    };
+                    let cpu = hog * day * (1.0 + 2.0 * jitter(w, m));
+                    observation(
+                        &format!("e{m}"),
+                        "lonely",
+                        cpu,
+                        1e8 * day * (1.0 + jitter(w, m)),
+                    )
+                })
+                .collect();
+            let report = detector.observe(at(w), &window).unwrap();
+            opened.extend(report.opened.into_iter().map(|f| (w, f.subject.entity)));
+        }
+        opened
+    };
+    assert_eq!(run(false), [], "the cycle alone");
+    let opened = run(true);
+    assert!(
+        matches!(opened.as_slice(), [(w, e)] if *w <= 702 && e == "e1"),
+        "{opened:?}"
+    );
+}
