@@ -255,6 +255,8 @@ fn serve(
             socket: Some(socket),
             listen: None,
             cluster: None,
+            // No rate limit: the bench measures the answers, as fast as they come.
+            queries: herd_proto::rate::QueryLimit::new(0, 1, "this agent"),
         };
         let api = match ApiServer::start(&config, state.clone()).await {
             Ok(api) => api,

@@ -15,6 +15,7 @@ pub mod features;
 pub mod host;
 pub mod metrics;
 pub mod pipeline;
+pub mod privileges;
 pub mod replay;
 pub mod summary;
 pub mod telemetry;

@@ -553,7 +553,11 @@ fn serve_child() -> anyhow::Result<()> {
     let port = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
-        let router = serve::router(&api)?;
+        // No rate limit: the bench asks as fast as it can.
+        let router = serve::router(
+            &api,
+            &herd_proto::rate::QueryLimit::new(0, 1, "the aggregator"),
+        )?;
         tokio::spawn(async move {
             if let Err(err) = router
                 .serve_with_incoming(TcpListenerStream::new(listener))

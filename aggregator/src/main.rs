@@ -21,7 +21,10 @@ use herd_aggregator::{
     service::ClusterApi,
     store::Store,
 };
-use herd_proto::{settings, tls};
+use herd_proto::{
+    rate::{self, QueryLimit},
+    settings, tls,
+};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
@@ -81,6 +84,14 @@ struct Cli {
     /// How often firing alerts are re-sent to Alertmanager; each lapses after four of these.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     alert_resend: Duration,
+    /// Queries a second the ClusterService answers, over all listeners (the bucket's refill
+    /// rate); past it a query gets RESOURCE_EXHAUSTED. Summaries and health checks are not
+    /// counted. 0 is no limit.
+    #[arg(long, default_value_t = rate::DEFAULT_RATE)]
+    query_rate: u32,
+    /// Queries answered at once after a quiet spell (the bucket's size).
+    #[arg(long, default_value_t = rate::DEFAULT_BURST, value_parser = clap::value_parser!(u32).range(1..))]
+    query_burst: u32,
     /// Stop after this long instead of running until SIGINT or SIGTERM.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
@@ -185,7 +196,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     )?);
     let api = ClusterApi::new(aggregator.clone());
     let socket = (!cli.socket.is_empty()).then(|| PathBuf::from(&cli.socket));
-    let listeners = Listeners::start(&api, socket, listen).await?;
+    let queries = QueryLimit::new(cli.query_rate, cli.query_burst, "the aggregator");
+    let listeners = Listeners::start(&api, socket, listen, &queries).await?;
     let metrics = Arc::new(ClusterMetrics::new());
     let metrics_server = match cli.metrics_listen {
         Some(addr) => Some(MetricsServer::start(addr, Arc::clone(&metrics) as _).await?),

@@ -8,12 +8,16 @@ use herd_proto::{
         FILE_DESCRIPTOR_SET, aggregator_service_server::AggregatorServiceServer,
         cluster_service_server::ClusterServiceServer,
     },
+    rate::QueryLimit,
     tls::TcpListen,
 };
 use thiserror::Error;
 use tokio::{sync::watch, task::JoinHandle};
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
-use tonic::transport::{Server, server::Router};
+use tonic::{
+    service::interceptor::InterceptedService,
+    transport::{Server, server::Router},
+};
 use tracing::{info, warn};
 
 use crate::service::{ClusterApi, MAX_SUMMARY_BYTES};
@@ -42,12 +46,13 @@ pub enum ServeError {
     },
 }
 
-/// The aggregator's services with health and reflection, as one router.
-pub fn router(api: &ClusterApi) -> Result<Router, ServeError> {
-    routed(Server::builder(), api)
+/// The aggregator's services with health and reflection, as one router; `queries` limits
+/// the rate of `ClusterService` calls.
+pub fn router(api: &ClusterApi, queries: &QueryLimit) -> Result<Router, ServeError> {
+    routed(Server::builder(), api, queries)
 }
 
-fn routed(server: Server, api: &ClusterApi) -> Result<Router, ServeError> {
+fn routed(server: Server, api: &ClusterApi, queries: &QueryLimit) -> Result<Router, ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     tokio::spawn(async move {
         health
@@ -67,7 +72,8 @@ fn routed(server: Server, api: &ClusterApi) -> Result<Router, ServeError> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     Ok(server
-        .max_concurrent_streams(1024)
+        .max_concurrent_streams(MAX_STREAMS)
+        .concurrency_limit_per_connection(MAX_STREAMS as usize)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
         .add_service(reflection)
@@ -75,13 +81,20 @@ fn routed(server: Server, api: &ClusterApi) -> Result<Router, ServeError> {
         .add_service(
             AggregatorServiceServer::new(api.clone()).max_decoding_message_size(MAX_SUMMARY_BYTES),
         )
-        .add_service(
+        // Queries go through the rate limit; the agents' summaries and health checks do not,
+        // so that a flood of queries starves neither.
+        .add_service(InterceptedService::new(
             ClusterServiceServer::new(api.clone()).max_decoding_message_size(MAX_QUERY_BYTES),
-        ))
+            queries.clone(),
+        )))
 }
 
 /// Largest query decoded: the cluster's requests are a few filters, as the agent's are.
 pub const MAX_QUERY_BYTES: usize = 64 * 1024;
+
+/// Concurrent streams (and calls in progress) per connection: an agent's connection carries
+/// one summary stream, a client's a few watches.
+pub const MAX_STREAMS: u32 = 64;
 
 pub struct Listeners {
     tasks: Vec<JoinHandle<()>>,
@@ -94,6 +107,7 @@ impl Listeners {
         api: &ClusterApi,
         socket: Option<PathBuf>,
         listen: Option<TcpListen>,
+        queries: &QueryLimit,
     ) -> Result<Self, ServeError> {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -106,7 +120,7 @@ impl Listeners {
                         source,
                     })?;
             info!(socket = %path.display(), "serving herd.v1 ClusterService and AggregatorService (root only)");
-            let router = router(api)?;
+            let router = router(api, queries)?;
             let stopped = stopped.clone();
             tasks.push(tokio::spawn(async move {
                 let incoming = UnixListenerStream::new(listener);
@@ -123,7 +137,7 @@ impl Listeners {
             let server = transport
                 .server()
                 .map_err(|source| ServeError::Tls { addr, source })?;
-            let router = routed(server, api)?;
+            let router = routed(server, api, queries)?;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| ServeError::Tcp { addr, source })?;

@@ -17,6 +17,7 @@ pub mod cri {
 pub mod backoff;
 pub mod error_chain;
 pub mod query;
+pub mod rate;
 pub mod settings;
 pub mod tls;
 pub mod uds;

@@ -10,13 +10,14 @@ use herd_proto::{
         FILE_DESCRIPTOR_SET, cluster_service_server::ClusterServiceServer,
         node_service_server::NodeServiceServer,
     },
+    rate::QueryLimit,
     tls::TcpListen,
     uds::BindError,
 };
 use thiserror::Error;
 use tokio::{sync::watch, task::JoinHandle};
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
-use tonic::transport::Server;
+use tonic::{service::interceptor::InterceptedService, transport::Server};
 use tracing::{info, warn};
 
 use crate::api::{service::NodeApi, state::SharedState};
@@ -36,6 +37,8 @@ pub struct ApiConfig {
     pub listen: Option<TcpListen>,
     /// The cluster view of an aggregator running in this process (standalone mode).
     pub cluster: Option<ClusterApi>,
+    /// The query rate limit, one bucket for every listener and both views.
+    pub queries: QueryLimit,
 }
 
 #[derive(Debug, Error)]
@@ -94,7 +97,7 @@ impl ApiServer {
             })?;
             server.socket = Some(path.clone());
             info!(socket = %path.display(), "serving herd.v1.NodeService on the unix socket (root only)");
-            let router = router(Server::builder(), &state, config.cluster.as_ref())?;
+            let router = router(Server::builder(), &state, config)?;
             let stopped = stopped.clone();
             server.tasks.push(tokio::spawn(async move {
                 let incoming = UnixListenerStream::new(listener);
@@ -113,7 +116,7 @@ impl ApiServer {
                 .clone()
                 .server()
                 .map_err(|source| ApiError::Tls { addr, source })?;
-            let router = router(builder, &state, config.cluster.as_ref())?;
+            let router = router(builder, &state, config)?;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| ApiError::Tcp { addr, source })?;
@@ -169,12 +172,17 @@ async fn wait(mut stopped: watch::Receiver<bool>) {
 fn router(
     server: Server,
     state: &SharedState,
-    cluster: Option<&ClusterApi>,
+    config: &ApiConfig,
 ) -> Result<tonic::transport::server::Router, ApiError> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    let node = NodeServiceServer::new(NodeApi::new(state.clone()))
-        .max_decoding_message_size(MAX_REQUEST_BYTES)
-        .max_encoding_message_size(MAX_RESPONSE_BYTES);
+    // Queries go through the rate limit; health checks do not, so that a flood of queries
+    // never fails the DaemonSet's probes.
+    let node = InterceptedService::new(
+        NodeServiceServer::new(NodeApi::new(state.clone()))
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+            .max_encoding_message_size(MAX_RESPONSE_BYTES),
+        config.queries.clone(),
+    );
     // Serving from the moment the agent listens: its answers are right (if empty) before the
     // first window.
     tokio::spawn(async move {
@@ -197,7 +205,10 @@ fn router(
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(node)
-        .add_optional_service(cluster.map(|api| {
-            ClusterServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES)
+        .add_optional_service(config.cluster.as_ref().map(|api| {
+            InterceptedService::new(
+                ClusterServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+                config.queries.clone(),
+            )
         })))
 }

@@ -28,8 +28,8 @@ pub struct ProbeArgs {
 /// What `--require` can name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 pub enum Feature {
-    /// The capabilities the agent uses (BPF, PERFMON, NET_ADMIN, SYS_PTRACE; SYS_ADMIN
-    /// stands in for the first two).
+    /// The capabilities the agent uses (BPF, PERFMON, NET_ADMIN, SYS_PTRACE, SETPCAP;
+    /// SYS_ADMIN stands in for the first two).
     Capabilities,
     /// A cgroup2 mount (always required).
     Cgroup2,

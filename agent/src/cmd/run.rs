@@ -22,7 +22,7 @@ use herd_agent::{
         ebpf::{EbpfConfig, EbpfPrograms, Signal},
         signals::SignalSampler,
     },
-    discovery::{cgroup2::CgroupIndex, poller::Discovery},
+    discovery::poller::Discovery,
     export::{
         findings,
         frames::{FrameSink, RecordFiles, Rotation, parse_size},
@@ -32,6 +32,7 @@ use herd_agent::{
     host::{self, Host, HostPaths, Tracefs},
     metrics::{MetricsLimits, MetricsServer, NodeMetrics, WindowTimes},
     pipeline::Pipeline,
+    privileges,
     summary::{Health, SenderConfig, SummaryBuilder, SummarySender},
     transient,
 };
@@ -40,7 +41,10 @@ use herd_aggregator::{
     export::alerts::{AlertConfig, AlertSender},
     service::ClusterApi,
 };
-use herd_proto::tls::{DAEMON_FLAGS, TcpListen, TlsFiles, server_transport};
+use herd_proto::{
+    rate::{self, QueryLimit},
+    tls::{DAEMON_FLAGS, TcpListen, TlsFiles, server_transport},
+};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
@@ -130,6 +134,13 @@ pub struct RunArgs {
     /// Finding changes a watcher may fall behind before it is dropped.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     watch_queue: u32,
+    /// Queries a second the API answers, over all its listeners (the bucket's refill rate);
+    /// past it a query gets RESOURCE_EXHAUSTED. Health checks are not counted. 0 is no limit.
+    #[arg(long, default_value_t = rate::DEFAULT_RATE)]
+    query_rate: u32,
+    /// Queries the API answers at once after a quiet spell (the bucket's size).
+    #[arg(long, default_value_t = rate::DEFAULT_BURST, value_parser = clap::value_parser!(u32).range(1..))]
+    query_burst: u32,
     #[command(flatten)]
     discovery: DiscoveryArgs,
     #[command(flatten)]
@@ -181,12 +192,29 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .map(|p| p.signals().to_vec())
         .unwrap_or_default();
     let mut sampler = match &mut programs {
-        Some(programs) => Some(SignalSampler::new(
-            programs.take_signal_maps()?,
-            CgroupIndex::scoped(&host.cgroup2, &args.discovery.cgroup_root),
-        )),
+        Some(programs) => Some(SignalSampler::new(programs.take_signal_maps()?)),
         None => None,
     };
+    let mut full_maps = programs
+        .as_mut()
+        .map(EbpfPrograms::take_full_maps)
+        .transpose()?;
+    // What the programs log (a map found full) joins the agent's log; without it the agent
+    // still counts and warns from user space.
+    let ebpf_log = programs.as_mut().and_then(|programs| {
+        programs
+            .forward_logs()
+            .map_err(|err| warn!(%err, "the eBPF programs' own log is not read"))
+            .ok()
+    });
+    let program_names = programs
+        .as_ref()
+        .map(EbpfPrograms::program_names)
+        .unwrap_or_default();
+    // Attached tracepoints need tracefs no more, and unmounting it takes CAP_SYS_ADMIN, which
+    // goes now.
+    drop(tracefs);
+    drop_privileges(&args, &paths.proc)?;
     let mut discovery = args.discovery.discovery(&host.cgroup2, &paths.proc)?;
     let record = match &args.record {
         Some(path) => {
@@ -272,6 +300,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Upstream::Standalone(aggregator) => Some(ClusterApi::new(aggregator.clone())),
                 Upstream::Remote(_) => None,
             },
+            queries: QueryLimit::new(args.query_rate, args.query_burst, "this agent"),
         },
         state.clone(),
     )
@@ -280,6 +309,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(NodeMetrics::new(MetricsLimits {
         max_series: args.metrics_max_series,
     }));
+    metrics.programs_loaded(program_names);
     let metrics_server = match args.metrics_listen {
         Some(addr) => Some(MetricsServer::start(addr, Arc::clone(&metrics) as _).await?),
         None => None,
@@ -308,6 +338,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut finding_log = findings::FindingLogger::default();
     let mut discovery_errors = 0u64;
     let mut ebpf_faults = transient::ebpf_reads();
+    let mut full_map_faults = transient::Transient::new(
+        "reading the eBPF full-map counts",
+        "what full maps lose is counted at the next good read",
+    );
     let mut windows =
         tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
     windows.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -363,7 +397,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = windows.tick() => {
                 // A map that cannot be read this window costs this window's eBPF signals,
                 // not the agent.
-                let sample = transient::sample_signals(sampler.as_mut(), &mut ebpf_faults);
+                let sample = transient::sample_signals(
+                    sampler.as_mut(),
+                    discovery.cgroup_index(),
+                    &mut ebpf_faults,
+                );
                 let containers = discovery.table();
                 let at = SystemTime::now();
                 let started = std::time::Instant::now();
@@ -404,6 +442,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     alerts.as_ref().map_or(0, AlertSender::dropped),
                 );
                 metrics.faults(ebpf_faults.total(), pipeline.frame_write_failures());
+                if let Some(full_maps) = &mut full_maps
+                    && full_map_faults.check(full_maps.read()).is_some()
+                {
+                    metrics.map_full(full_maps.totals());
+                }
+                let history = state.lock().history.len();
+                metrics.state(
+                    [("table", containers.len()), ("history", history)]
+                        .into_iter()
+                        .chain(pipeline.state_sizes()),
+                    sampler.as_ref().map(|s| s.map_entries()).unwrap_or_default(),
+                );
                 if let Some(sample) = &sample {
                     table::log_busiest(&sample.syscall_sample(), args.top, |row| {
                         containers
@@ -437,8 +487,34 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(alerts) = alerts {
         alerts.stop(Duration::from_secs(1)).await;
     }
+    drop(ebpf_log);
     drop(programs);
-    drop(tracefs);
+    Ok(())
+}
+
+/// Gives up every capability the agent needed only to start (`privileges`), saying once
+/// what it keeps. The runtime has started no thread yet: capabilities belong to threads.
+fn drop_privileges(args: &RunArgs, proc: &Path) -> anyhow::Result<()> {
+    let ports: Vec<u16> = [args.listen, args.metrics_listen]
+        .iter()
+        .flatten()
+        .map(SocketAddr::port)
+        .collect();
+    let dropped = privileges::drop_all_but(&privileges::steady_state(&ports, proc), proc)
+        .context("dropping the capabilities needed only at start")?;
+    let kept = dropped.kept.iter().cloned().collect::<Vec<_>>().join(", ");
+    info!(
+        kept = %kept,
+        dropped = dropped.dropped.len(),
+        bounding = dropped.bounding,
+        "capabilities dropped: keeping {} and no_new_privs{}",
+        if kept.is_empty() { "none" } else { &kept },
+        if dropped.bounding {
+            ""
+        } else {
+            " (the bounding set stays: emptying it takes CAP_SETPCAP)"
+        }
+    );
     Ok(())
 }
 

@@ -76,7 +76,9 @@ pub struct Capability {
 }
 
 /// The capabilities the agent uses, found by running it with each one removed: without any
-/// of them a signal goes missing (`herd-agent probe` names it).
+/// of the first four a signal goes missing (`herd-agent probe` names it). All but
+/// CAP_SYS_PTRACE are needed at start only, and dropped once the programs are attached
+/// (`privileges`); CAP_SETPCAP is what lets the agent empty its bounding set then.
 pub const CAPABILITIES: &[Capability] = &[
     Capability {
         name: "BPF",
@@ -99,6 +101,12 @@ pub const CAPABILITIES: &[Capability] = &[
         bit: 19,
         why: "read /proc/<pid>/ns/net of other users' processes: which network namespace each \
               pod's counters come from",
+    },
+    Capability {
+        name: "SETPCAP",
+        bit: 8,
+        why: "empty the bounding set when the agent drops the capabilities it needs only at \
+              start",
     },
 ];
 
@@ -144,8 +152,11 @@ mod tests {
         assert!(missing(all).is_empty());
         let names = |set| missing(set).iter().map(|c| c.name).collect::<Vec<_>>();
         assert_eq!(names(all & !(1 << 19)), ["SYS_PTRACE"]);
-        assert_eq!(names(0), ["BPF", "PERFMON", "NET_ADMIN", "SYS_PTRACE"]);
-        let legacy = 1 << LEGACY_ADMIN.bit | 1 << 12 | 1 << 19;
+        assert_eq!(
+            names(0),
+            ["BPF", "PERFMON", "NET_ADMIN", "SYS_PTRACE", "SETPCAP"]
+        );
+        let legacy = 1 << LEGACY_ADMIN.bit | 1 << 12 | 1 << 19 | 1 << 8;
         assert!(missing(legacy).is_empty());
     }
 
@@ -155,11 +166,11 @@ mod tests {
         std::fs::create_dir(dir.path().join("self")).unwrap();
         std::fs::write(
             dir.path().join("self/status"),
-            "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t000000c000081000\n",
+            "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t000000c000081100\n",
         )
         .unwrap();
         let set = effective(dir.path()).unwrap();
-        assert_eq!(set, 0xc000081000);
+        assert_eq!(set, 0xc000081100);
         assert!(missing(set).is_empty());
     }
 

@@ -15,17 +15,14 @@ pub struct ProgramStats {
     pub runs: u64,
 }
 
-/// Totals per program name, summed over the program's instances.
-pub fn read() -> HashMap<String, ProgramStats> {
-    let ids = by_id(Path::new("/proc/self/fdinfo"));
-    if ids.is_empty() {
-        return HashMap::new();
-    }
+/// Totals per program name, summed over the program's instances. `names` are the programs
+/// this process loaded, by kernel id (`EbpfPrograms::program_names`): the ids come with the
+/// totals from this process's own descriptors, so that no capability is needed.
+pub fn read(names: &HashMap<u32, String>) -> HashMap<String, ProgramStats> {
     let mut by_name: HashMap<String, ProgramStats> = HashMap::new();
-    for info in aya::programs::loaded_programs().flatten() {
-        if let Some(stats) = ids.get(&info.id()) {
-            let name = info.name_as_str().unwrap_or("unnamed").to_owned();
-            let total = by_name.entry(name).or_default();
+    for (id, stats) in by_id(Path::new("/proc/self/fdinfo")) {
+        if let Some(name) = names.get(&id) {
+            let total = by_name.entry(name.clone()).or_default();
             total.run_seconds += stats.run_seconds;
             total.runs += stats.runs;
         }

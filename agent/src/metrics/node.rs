@@ -55,6 +55,16 @@ struct ProgramLabels {
     program: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HolderLabels {
+    holder: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MapLabels {
+    map: String,
+}
+
 /// How many series the per-container families may hold.
 #[derive(Debug, Clone, Copy)]
 pub struct MetricsLimits {
@@ -78,6 +88,8 @@ pub struct WindowTimes {
 #[derive(Default)]
 struct Last {
     programs: HashMap<String, bpf_stats::ProgramStats>,
+    /// The agent's own programs by kernel id, told once they are loaded.
+    program_names: HashMap<u32, String>,
 }
 
 pub struct NodeMetrics {
@@ -97,8 +109,11 @@ pub struct NodeMetrics {
     alerts_dropped: Counter,
     ebpf_read_errors: Counter,
     frame_write_errors: Counter,
+    map_full: Family<MapLabels, Counter>,
     program_seconds: Family<ProgramLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     program_runs: Family<ProgramLabels, Counter>,
+    state_entries: Family<HolderLabels, Gauge>,
+    map_entries: Family<MapLabels, Gauge>,
     process: ProcessMetrics,
     last: Mutex<Last>,
 }
@@ -122,8 +137,11 @@ impl NodeMetrics {
             alerts_dropped: Counter::default(),
             ebpf_read_errors: Counter::default(),
             frame_write_errors: Counter::default(),
+            map_full: Family::default(),
             program_seconds: Family::default(),
             program_runs: Family::default(),
+            state_entries: Family::default(),
+            map_entries: Family::default(),
             process: ProcessMetrics::default(),
             last: Mutex::new(Last::default()),
             registry: Registry::default(),
@@ -201,6 +219,12 @@ impl NodeMetrics {
             "Windows whose feature frames could not be written to the --record file",
             metrics.frame_write_errors.clone(),
         );
+        herd.register(
+            "ebpf_map_full",
+            "Events the eBPF programs could not count because a per-cgroup map had no room \
+             for their cgroup, by map",
+            metrics.map_full.clone(),
+        );
         herd.register_with_unit(
             "ebpf_program_run",
             "Time the kernel ran each eBPF program (counted while kernel.bpf_stats_enabled is 1)",
@@ -211,6 +235,18 @@ impl NodeMetrics {
             "ebpf_program_runs",
             "Runs of each eBPF program (counted while kernel.bpf_stats_enabled is 1)",
             metrics.program_runs.clone(),
+        );
+        herd.register(
+            "state_entries",
+            "Containers (namespaces, for the network files) each part of the agent keeps state \
+             for after the last window",
+            metrics.state_entries.clone(),
+        );
+        herd.register(
+            "ebpf_map_entries",
+            "Cgroups in each per-cgroup eBPF counter map after the last window removed those \
+             of gone cgroups (SYSCALL_COUNTS: with a slot in SYSCALL_SLOTS or an entry)",
+            metrics.map_entries.clone(),
         );
         let process = ProcessMetrics::register(&mut registry, "agent");
         Self {
@@ -244,6 +280,40 @@ impl NodeMetrics {
             (&self.ebpf_read_errors, ebpf_read_errors),
             (&self.frame_write_errors, frame_write_errors),
         ] {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+    }
+
+    /// How much state each part of the agent holds (`holder`, entries), and how many entries
+    /// each eBPF counter map holds (`map`, entries).
+    pub fn state(
+        &self,
+        holders: impl IntoIterator<Item = (&'static str, usize)>,
+        maps: impl IntoIterator<Item = (&'static str, usize)>,
+    ) {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        for (holder, n) in holders {
+            self.state_entries
+                .get_or_create(&HolderLabels {
+                    holder: holder.to_owned(),
+                })
+                .set(gauge(n));
+        }
+        for (map, n) in maps {
+            self.map_entries
+                .get_or_create(&MapLabels {
+                    map: map.to_owned(),
+                })
+                .set(gauge(n));
+        }
+    }
+
+    /// The events lost to each full per-cgroup eBPF map since the programs were loaded.
+    pub fn map_full<'a>(&self, totals: impl IntoIterator<Item = (&'a str, u64)>) {
+        for (map, total) in totals {
+            let counter = self.map_full.get_or_create(&MapLabels {
+                map: map.to_owned(),
+            });
             counter.inc_by(total.saturating_sub(counter.get()));
         }
     }
@@ -337,11 +407,20 @@ impl NodeMetrics {
         self.dropped.set(dropped as i64);
     }
 
+    /// The eBPF programs this process loaded, by kernel id (`EbpfPrograms::program_names`):
+    /// their run time and runs are reported under these names.
+    pub fn programs_loaded(&self, names: HashMap<u32, String>) {
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .program_names = names;
+    }
+
     fn health(&self) {
         self.process.refresh();
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         if bpf_stats::enabled() {
-            for (program, stats) in bpf_stats::read() {
+            for (program, stats) in bpf_stats::read(&last.program_names) {
                 let labels = ProgramLabels {
                     program: program.clone(),
                 };
@@ -375,5 +454,42 @@ fn bounded(value: &str) -> String {
     match value.char_indices().nth(MAX_LABEL) {
         Some((end, _)) => value[..end].to_owned(),
         None => value.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_gauges_follow_what_each_part_holds_now() {
+        let metrics = NodeMetrics::new(MetricsLimits::default());
+        metrics.state([("table", 40), ("detector", 40)], [("NET_COUNTS", 12)]);
+        metrics.state([("table", 3), ("detector", 3)], [("NET_COUNTS", 2)]);
+        let text = metrics.encode().unwrap();
+        for line in [
+            "herd_state_entries{holder=\"table\"} 3\n",
+            "herd_state_entries{holder=\"detector\"} 3\n",
+            "herd_ebpf_map_entries{map=\"NET_COUNTS\"} 2\n",
+        ] {
+            assert!(text.contains(line), "{line} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn each_map_counts_its_losses_from_the_kernel_total() {
+        let metrics = NodeMetrics::new(MetricsLimits::default());
+        metrics.map_full([("NET_COUNTS", 3), ("SCHED_COUNTS", 0)]);
+        metrics.map_full([("NET_COUNTS", 5), ("SCHED_COUNTS", 0)]);
+        let text = metrics.encode().unwrap();
+        assert!(
+            text.contains("herd_ebpf_map_full_total{map=\"NET_COUNTS\"} 5\n"),
+            "{text}"
+        );
+        // A map that is not full is there at 0, for a rule to see the all-clear.
+        assert!(
+            text.contains("herd_ebpf_map_full_total{map=\"SCHED_COUNTS\"} 0\n"),
+            "{text}"
+        );
     }
 }
