@@ -6,7 +6,10 @@ use std::fmt::Display;
 
 use tracing::{info, warn};
 
-use crate::collect::signals::{SignalSample, SignalSampler};
+use crate::{
+    collect::signals::{SignalSample, SignalSampler},
+    discovery::cgroup2::CgroupIndex,
+};
 
 /// One kind of transient fault: how many times it happened, and whether it is going on.
 #[derive(Debug)]
@@ -70,9 +73,10 @@ impl Transient {
 /// window (the failure goes to `faults`).
 pub fn sample_signals(
     sampler: Option<&mut SignalSampler>,
+    index: &mut CgroupIndex,
     faults: &mut Transient,
 ) -> Option<SignalSample> {
-    faults.check(sampler?.sample())
+    faults.check(sampler?.sample(index))
 }
 
 /// The fault of reading the eBPF counter maps.
@@ -93,12 +97,9 @@ mod tests {
     use herd_agent_common::{SyscallCounts, SyscallStats};
 
     use super::*;
-    use crate::{
-        collect::{
-            counters::{CounterMap, MapReadError},
-            signals::SignalMaps,
-        },
-        discovery::cgroup2::CgroupIndex,
+    use crate::collect::{
+        counters::{CounterMap, MapReadError},
+        signals::SignalMaps,
     };
 
     /// A syscall map whose reads fail while the test says so.
@@ -138,28 +139,27 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let cgroup_id = crate::collect::counters::fake::cgroup(root.path(), "web");
         let failing = Arc::new(AtomicBool::new(false));
-        let mut sampler = SignalSampler::new(
-            SignalMaps {
-                syscalls: Some(Box::new(Flaky {
-                    failing: failing.clone(),
-                    cgroup_id,
-                    calls: 0.into(),
-                })),
-                ..SignalMaps::default()
-            },
-            CgroupIndex::new(root.path()),
-        );
+        let mut sampler = SignalSampler::new(SignalMaps {
+            syscalls: Some(Box::new(Flaky {
+                failing: failing.clone(),
+                cgroup_id,
+                calls: 0.into(),
+            })),
+            ..SignalMaps::default()
+        });
+        let mut index = CgroupIndex::new(root.path());
         let mut faults = ebpf_reads();
-        assert!(sample_signals(Some(&mut sampler), &mut faults).is_some());
+        assert!(sample_signals(Some(&mut sampler), &mut index, &mut faults).is_some());
 
         failing.store(true, Ordering::SeqCst);
         for _ in 0..3 {
-            assert!(sample_signals(Some(&mut sampler), &mut faults).is_none());
+            assert!(sample_signals(Some(&mut sampler), &mut index, &mut faults).is_none());
         }
         assert_eq!((faults.total(), faults.in_a_row()), (3, 3));
 
         failing.store(false, Ordering::SeqCst);
-        let sample = sample_signals(Some(&mut sampler), &mut faults).expect("readable again");
+        let sample =
+            sample_signals(Some(&mut sampler), &mut index, &mut faults).expect("readable again");
         assert_eq!(
             sample.cgroup(cgroup_id).map(|c| c.syscalls.counts.calls),
             Some(10),
@@ -170,8 +170,10 @@ mod tests {
 
     #[test]
     fn no_sampler_is_no_fault() {
+        let root = tempfile::tempdir().unwrap();
         let mut faults = ebpf_reads();
-        assert!(sample_signals(None, &mut faults).is_none());
+        let mut index = CgroupIndex::new(root.path());
+        assert!(sample_signals(None, &mut index, &mut faults).is_none());
         assert_eq!(faults.total(), 0);
     }
 }

@@ -14,10 +14,7 @@ use herd_agent::{
         netns::NetnsCollector,
         signals::SignalSampler,
     },
-    discovery::{
-        cgroup2::CgroupIndex,
-        poller::{Discovery, DiscoveryConfig},
-    },
+    discovery::poller::{Discovery, DiscoveryConfig},
     features::{Feature, FeatureBuilder, NodeCapacity, WindowInput},
     host::{self, HostPaths, Tracefs},
 };
@@ -67,10 +64,7 @@ fn each_fault_shows_in_its_replicas_features_and_not_in_its_siblings() -> anyhow
         let host = host::cgroup_mounts(&paths.proc)?;
         let mut programs = EbpfPrograms::load_available(&EbpfConfig::default())?;
         let loaded = programs.signals().to_vec();
-        let mut signals = SignalSampler::new(
-            programs.take_signal_maps()?,
-            CgroupIndex::new(&host.cgroup2),
-        );
+        let mut signals = SignalSampler::new(programs.take_signal_maps()?);
         let mut discovery = Discovery::new(DiscoveryConfig {
             runtime_socket: Some(lab.socket()),
             min_age: Duration::ZERO,
@@ -93,8 +87,9 @@ fn each_fault_shows_in_its_replicas_features_and_not_in_its_siblings() -> anyhow
                 tokio::time::sleep(WINDOW).await;
             }
             discovery.poll().await;
+            // The run loop's order: discovery's walk also resolves the signals' cgroup ids.
+            let sample = signals.sample(discovery.cgroup_index())?;
             let table = discovery.table();
-            let sample = signals.sample()?;
             let counters = cgroups.collect(table);
             let net = netns.collect(table);
             let input = WindowInput {

@@ -36,6 +36,7 @@ fn mount() -> anyhow::Result<PathBuf> {
 /// tracefs goes (fields drop in order).
 struct Probe {
     sampler: SignalSampler,
+    index: CgroupIndex,
     _programs: EbpfPrograms,
     _tracefs: Tracefs,
 }
@@ -50,14 +51,15 @@ impl Probe {
         })?;
         let maps = programs.take_signal_maps()?;
         Ok(Self {
-            sampler: SignalSampler::new(maps, CgroupIndex::new(mount()?)),
+            sampler: SignalSampler::new(maps),
+            index: CgroupIndex::new(mount()?),
             _programs: programs,
             _tracefs: tracefs,
         })
     }
 
     fn sample(&mut self) -> anyhow::Result<SignalSample> {
-        Ok(self.sampler.sample()?)
+        Ok(self.sampler.sample(&mut self.index)?)
     }
 }
 

@@ -27,7 +27,8 @@ fn mount() -> anyhow::Result<PathBuf> {
     Ok(host::cgroup2_mount(&HostPaths::default().proc)?)
 }
 
-fn sampler() -> anyhow::Result<(EbpfPrograms, SignalSampler)> {
+/// The syscall programs, a sampler over their map and an index of the cgroup2 hierarchy.
+fn sampler() -> anyhow::Result<(EbpfPrograms, SignalSampler, CgroupIndex)> {
     let config = EbpfConfig {
         signals: vec![Signal::Syscalls],
         network_cgroup: None,
@@ -37,7 +38,8 @@ fn sampler() -> anyhow::Result<(EbpfPrograms, SignalSampler)> {
     let maps = programs.take_signal_maps()?;
     Ok((
         programs,
-        SignalSampler::new(maps, CgroupIndex::new(mount()?)),
+        SignalSampler::new(maps),
+        CgroupIndex::new(mount()?),
     ))
 }
 
@@ -46,7 +48,7 @@ fn a_cgroup_is_charged_with_exactly_its_own_calls_and_failures() -> anyhow::Resu
     require_root();
     let busy = OwnedCgroup::new(&mount()?, "busy")?;
     let idle = OwnedCgroup::new(&mount()?, "idle")?;
-    let (_programs, mut sampler) = sampler()?;
+    let (_programs, mut sampler, mut index) = sampler()?;
 
     let load = CountedLoad::spawn(CALLS, FAILURES)?;
     let sleeper = CountedLoad::spawn(0, 0)?;
@@ -54,10 +56,10 @@ fn a_cgroup_is_charged_with_exactly_its_own_calls_and_failures() -> anyhow::Resu
     herd_tests::syscall_load::wait_until_blocked_in_read(sleeper.pid())?;
     busy.add(load.pid())?;
     idle.add(sleeper.pid())?;
-    sampler.sample()?;
+    sampler.sample(&mut index)?;
 
     load.cue_and_wait()?;
-    let sample = sampler.sample()?.syscall_sample();
+    let sample = sampler.sample(&mut index)?.syscall_sample();
 
     let row = sample
         .cgroups
@@ -120,7 +122,7 @@ fn two_cgroups_that_share_a_slot_are_both_charged_exactly() -> anyhow::Result<()
         }
     }
     let second = second.context("no cgroup landed on the first one's slot")?;
-    let (_programs, mut sampler) = sampler()?;
+    let (_programs, mut sampler, mut index) = sampler()?;
 
     // Both run on CPU 0, the first one first, so that it holds the slot there.
     let mut expected = Vec::new();
@@ -132,7 +134,7 @@ fn two_cgroups_that_share_a_slot_are_both_charged_exactly() -> anyhow::Result<()
         load.cue_and_wait()?;
         expected.push((cgroup.id()?, calls + failures, failures));
     }
-    let sample = sampler.sample()?.syscall_sample();
+    let sample = sampler.sample(&mut index)?.syscall_sample();
     for (id, calls, failures) in expected {
         let row = sample
             .cgroups
@@ -156,7 +158,7 @@ fn two_cgroups_that_share_a_slot_are_both_charged_exactly() -> anyhow::Result<()
 #[test]
 fn a_removed_cgroup_is_dropped_from_the_counters() -> anyhow::Result<()> {
     require_root();
-    let (_programs, mut sampler) = sampler()?;
+    let (_programs, mut sampler, mut index) = sampler()?;
     let cgroup = OwnedCgroup::new(&mount()?, "removed")?;
     let id = cgroup.id()?;
     let load = CountedLoad::spawn(1_000, 0)?;
@@ -164,10 +166,10 @@ fn a_removed_cgroup_is_dropped_from_the_counters() -> anyhow::Result<()> {
     cgroup.add(load.pid())?;
     load.cue_and_wait()?;
 
-    assert!(sampler.sample()?.cgroup(id).is_some());
+    assert!(sampler.sample(&mut index)?.cgroup(id).is_some());
     assert!(sampler.tracks(id));
     drop(cgroup);
-    let sample = sampler.sample()?;
+    let sample = sampler.sample(&mut index)?;
     assert!(sample.cgroup(id).is_none());
     assert!(!sampler.tracks(id), "state kept for a removed cgroup");
     Ok(())

@@ -87,7 +87,6 @@ impl SignalSample {
 
 /// Reads every loaded signal each tick.
 pub struct SignalSampler {
-    index: CgroupIndex,
     syscalls: Option<DeltaSampler<SignalMap<SyscallStats>>>,
     block: Option<DeltaSampler<SignalMap<BlockCounts>>>,
     net: Option<DeltaSampler<SignalMap<NetCounts>>>,
@@ -97,9 +96,8 @@ pub struct SignalSampler {
 }
 
 impl SignalSampler {
-    pub fn new(maps: SignalMaps, index: CgroupIndex) -> Self {
+    pub fn new(maps: SignalMaps) -> Self {
         Self {
-            index,
             syscalls: maps.syscalls.map(DeltaSampler::new),
             block: maps.block.map(DeltaSampler::new),
             net: maps.net.map(DeltaSampler::new),
@@ -141,8 +139,10 @@ impl SignalSampler {
         .collect()
     }
 
-    /// Reads every map and returns what changed since the previous call.
-    pub fn sample(&mut self) -> Result<SignalSample, MapReadError> {
+    /// Reads every map and returns what changed since the previous call, with each cgroup's
+    /// path from `index`: discovery's, so that the hierarchy is not walked a second time for
+    /// the cgroups its last poll found.
+    pub fn sample(&mut self, index: &mut CgroupIndex) -> Result<SignalSample, MapReadError> {
         let syscalls = read(&self.syscalls)?;
         let block = read(&self.block)?;
         let net = read(&self.net)?;
@@ -153,27 +153,27 @@ impl SignalSampler {
         self.last_at = now;
 
         // One refresh for all maps: a walk of the hierarchy happens at most once per tick.
-        self.index.refresh(
+        index.refresh(
             [&syscalls.ids, &block.ids, &net.ids, &sched.ids, &oom.ids]
                 .into_iter()
                 .flatten()
                 .copied(),
         );
         let mut rows: BTreeMap<u64, CgroupSignals> = BTreeMap::new();
-        let index = &self.index;
-        for (id, delta) in settle(&mut self.syscalls, syscalls, index) {
+        let index = &*index;
+        for (id, delta) in deltas_of(&mut self.syscalls, syscalls, index) {
             row(&mut rows, index, id).syscalls = delta;
         }
-        for (id, delta) in settle(&mut self.block, block, index) {
+        for (id, delta) in deltas_of(&mut self.block, block, index) {
             row(&mut rows, index, id).block = delta;
         }
-        for (id, delta) in settle(&mut self.net, net, index) {
+        for (id, delta) in deltas_of(&mut self.net, net, index) {
             row(&mut rows, index, id).net = delta;
         }
-        for (id, delta) in settle(&mut self.sched, sched, index) {
+        for (id, delta) in deltas_of(&mut self.sched, sched, index) {
             row(&mut rows, index, id).sched = delta;
         }
-        for (id, delta) in settle(&mut self.oom, oom, index) {
+        for (id, delta) in deltas_of(&mut self.oom, oom, index) {
             row(&mut rows, index, id).oom = delta;
         }
         Ok(SignalSample {
@@ -197,27 +197,28 @@ fn row<'a>(
 }
 
 /// One map's totals, read before the index refresh.
-struct Totals<V> {
+struct MapTotals<V> {
     ids: Vec<u64>,
     totals: Vec<(u64, V)>,
 }
 
 fn read<V: Counters>(
     sampler: &Option<DeltaSampler<SignalMap<V>>>,
-) -> Result<Totals<V>, MapReadError> {
+) -> Result<MapTotals<V>, MapReadError> {
     let totals = match sampler {
         Some(sampler) => sampler.read()?,
         None => Vec::new(),
     };
-    Ok(Totals {
+    Ok(MapTotals {
         ids: totals.iter().map(|(id, _)| *id).collect(),
         totals,
     })
 }
 
-fn settle<V: Counters>(
+/// What changed in one map since its last read, for the cgroups still there.
+fn deltas_of<V: Counters>(
     sampler: &mut Option<DeltaSampler<SignalMap<V>>>,
-    totals: Totals<V>,
+    totals: MapTotals<V>,
     index: &CgroupIndex,
 ) -> Vec<(u64, V)> {
     match sampler {
@@ -239,10 +240,10 @@ mod tests {
     use super::*;
     use crate::collect::counters::fake::cgroup;
 
-    type Totals<V> = Arc<Mutex<Vec<(u64, V)>>>;
+    type SharedTotals<V> = Arc<Mutex<Vec<(u64, V)>>>;
 
     /// A fake map whose totals the test changes while the sampler owns it.
-    struct Shared<V>(Totals<V>);
+    struct Shared<V>(SharedTotals<V>);
 
     impl<V: Counters + Send> CounterMap for Shared<V> {
         type Value = V;
@@ -259,7 +260,7 @@ mod tests {
 
     fn shared<V: Counters + Send + 'static>(
         totals: Vec<(u64, V)>,
-    ) -> (Totals<V>, Option<SignalMap<V>>) {
+    ) -> (SharedTotals<V>, Option<SignalMap<V>>) {
         let totals = Arc::new(Mutex::new(totals));
         (totals.clone(), Some(Box::new(Shared(totals))))
     }
@@ -302,9 +303,10 @@ mod tests {
             net: net_map,
             ..Default::default()
         };
-        let mut sampler = SignalSampler::new(maps, CgroupIndex::new(root.path()));
+        let mut sampler = SignalSampler::new(maps);
+        let mut index = CgroupIndex::new(root.path());
 
-        let first = sampler.sample().unwrap();
+        let first = sampler.sample(&mut index).unwrap();
         assert_eq!(first.cgroups.len(), 2);
         let web_row = first.cgroup(web).unwrap();
         assert_eq!(web_row.path, Path::new("/web"));
@@ -320,7 +322,7 @@ mod tests {
         );
 
         *syscall_totals.lock().unwrap() = vec![(web, syscalls(150))];
-        let second = sampler.sample().unwrap();
+        let second = sampler.sample(&mut index).unwrap();
         assert_eq!(second.cgroups.len(), 1, "only web changed: {second:?}");
         assert_eq!(second.cgroup(web).unwrap().syscalls.counts.calls, 50);
         assert_eq!(second.cgroup(web).unwrap().net, NetCounts::default());
@@ -344,15 +346,16 @@ mod tests {
             sched: sched_map,
             ..Default::default()
         };
-        let mut sampler = SignalSampler::new(maps, CgroupIndex::new(root.path()));
-        sampler.sample().unwrap();
+        let mut sampler = SignalSampler::new(maps);
+        let mut index = CgroupIndex::new(root.path());
+        sampler.sample(&mut index).unwrap();
         assert!(sampler.tracks(gone));
 
         let entries = |n| [(SYSCALL_COUNTS_MAP, n), (SCHED_COUNTS_MAP, n)];
         assert_eq!(sampler.map_entries(), entries(1));
 
         fs::remove_dir(root.path().join("gone")).unwrap();
-        assert!(sampler.sample().unwrap().cgroups.is_empty());
+        assert!(sampler.sample(&mut index).unwrap().cgroups.is_empty());
         assert!(!sampler.tracks(gone));
         assert_eq!(sampler.map_entries(), entries(0));
         assert!(syscall_totals.lock().unwrap().is_empty());

@@ -75,6 +75,12 @@ impl Discovery {
         &self.table
     }
 
+    /// The cgroup2 index each poll walks, for the eBPF signals' cgroup ids: one walk serves
+    /// both.
+    pub fn cgroup_index(&mut self) -> &mut CgroupIndex {
+        &mut self.index
+    }
+
     /// Whether the last poll had an answer from the runtime.
     pub fn runtime_up(&self) -> bool {
         matches!(self.link, Link::Up(_))
