@@ -11,6 +11,13 @@
 //! with its own recent history. Runs of anomalous windows become [`Finding`]s; a third or
 //! more of a domain moving at once becomes one domain shift finding (`shift`). Pure code:
 //! the live agent and `replay` feed it windows the same way.
+//!
+//! The domain's member × feature matrices (`score::Scratch`) are plain feature-major
+//! `Vec<f64>`s rather than ndarray's `Array2`, which the aggregator's `matrix` uses: they are
+//! reused from domain to domain and window to window so that scoring allocates nothing, and
+//! every step reads one feature's members as one contiguous slice, which is what a
+//! feature-major buffer already is. Views of ndarray over the same buffers would index them
+//! the same way and add a layer over code that the reference tests pin window by window.
 
 mod alarm;
 mod config;
@@ -762,8 +769,6 @@ pub(crate) fn severity(config: &DetectConfig, peak: f64) -> Severity {
     }
 }
 
-#[cfg(test)]
-#[cfg(test)]
 #[cfg(test)]
 mod noise_tests;
 #[cfg(test)]
