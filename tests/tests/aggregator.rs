@@ -31,6 +31,9 @@ const EXPIRY_SECS: u64 = 8;
 #[test]
 fn the_aggregator_finds_the_stray_and_keeps_it_through_a_crash() -> anyhow::Result<()> {
     require_root();
+    // promtool checks the aggregator's /metrics: install it here rather than count on a test
+    // that ran before.
+    lab::install::ensure(export::PACKAGES)?;
     lab::run_test(scenario())
 }
 
