@@ -80,6 +80,14 @@ pub struct DetectConfig {
     /// Whether a third or more of a domain moving away from its own past together opens
     /// one "domain shift" finding for the domain (no member findings open while it moves).
     pub domain_shifts: bool,
+    /// Windows of one season (a day: 8,640 windows of 10 s; the agent sets it from its window
+    /// length). An entity judged on its own past (too few peers) also keeps summaries of its
+    /// values at longer horizons: the last hours, and the same phase of earlier periods (see
+    /// `season_buckets`). 0 turns them off.
+    pub season_period: usize,
+    /// Phases of a season, each a summary of the values seen in it on earlier periods (24:
+    /// an hour each in a day); one phase's length is also the hours' half-life. At most 96.
+    pub season_buckets: usize,
 }
 
 impl Default for DetectConfig {
@@ -108,6 +116,8 @@ impl Default for DetectConfig {
             spike_windows: 3,
             spike_settle: 6,
             domain_shifts: true,
+            season_period: 8640,
+            season_buckets: 24,
         }
     }
 }
@@ -187,7 +197,32 @@ impl DetectConfig {
             "spike_windows",
             "must be at most 8",
         )?;
-        check(self.spike_settle >= 1, "spike_settle", "must be at least 1")
+        check(self.spike_settle >= 1, "spike_settle", "must be at least 1")?;
+        check(
+            (1..=96).contains(&self.season_buckets),
+            "season_buckets",
+            "must be between 1 and 96",
+        )?;
+        check(
+            self.season_period == 0 || self.season_period >= 2 * self.season_buckets,
+            "season_period",
+            "must be 0 (off) or at least two windows per bucket (`season_buckets`)",
+        )
+    }
+
+    /// This configuration with seasons of a day for a detector fed one window every
+    /// `window`: `season_period` is the windows in a day, or 0 (off) where a day has fewer
+    /// than two windows per phase.
+    pub fn with_daily_seasons(self, window: std::time::Duration) -> Self {
+        let day = (86_400.0 / window.as_secs_f64().max(1e-3)).round() as usize;
+        Self {
+            season_period: if day >= 2 * self.season_buckets {
+                day
+            } else {
+                0
+            },
+            ..self
+        }
     }
 }
 
@@ -233,5 +268,30 @@ mod tests {
                 ..
             })
         ));
+        let config = DetectConfig {
+            season_period: 30,
+            ..DetectConfig::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(DetectError::InvalidConfig {
+                field: "season_period",
+                ..
+            })
+        ));
+        let off = DetectConfig {
+            season_period: 0,
+            ..DetectConfig::default()
+        };
+        assert_eq!(off.validate(), Ok(()));
+        let daily = |secs| {
+            DetectConfig::default()
+                .with_daily_seasons(std::time::Duration::from_secs(secs))
+                .season_period
+        };
+        assert_eq!(daily(10), DetectConfig::default().season_period);
+        assert_eq!(daily(3), 28_800);
+        // An hour's window: a day of 24 windows is too few for 24 phases.
+        assert_eq!(daily(3600), 0);
     }
 }

@@ -245,6 +245,11 @@ impl Row<'_> {
         Some(Spread::floored(median, mad, None, floors))
     }
 
+    /// The plain MAD of the row's values, 0 when it has none.
+    pub fn mad(&self) -> f64 {
+        median_mad_of_sorted(self.sorted, f64::from).map_or(0.0, |(_, mad)| mad)
+    }
+
     /// Median and floored MAD of the row, widened to its usual spikes
     /// ([`Row::usual_spread`]).
     pub fn spread(&self, floors: Floors) -> Option<Spread> {

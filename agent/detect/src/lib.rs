@@ -29,6 +29,7 @@ pub mod frames;
 mod history;
 pub mod proto;
 mod score;
+mod season;
 mod shift;
 mod sketch;
 mod spreads;
@@ -47,6 +48,7 @@ pub use finding::{Basis, Comparison, Driver, Finding, Kind, Severity, Subject, f
 use history::History;
 pub use score::FeatureStats;
 use score::{Member, Scored, Scratch, score_domain};
+use season::Seasons;
 use shift::{Change, Shifts, moved_together};
 use spreads::Spreads;
 use stats::Floors;
@@ -89,8 +91,9 @@ pub struct DomainStats {
 }
 
 /// What a detector's state holds (see [`Detector::footprint`]). Per entity: its history,
-/// its record (plus the heap of its id and names) and, while one is held, a spike's values;
-/// per domain: one sketch per feature.
+/// its record (plus the heap of its id and names), while one is held, a spike's values, and
+/// while it is judged on its own past (too few peers), its seasonal past; per domain: one
+/// sketch per feature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Footprint {
     pub entities: usize,
@@ -100,6 +103,12 @@ pub struct Footprint {
     pub entity_bytes: usize,
     /// Held spikes' values, all entities together (at most `spike_windows` windows each).
     pub held_spike_bytes: usize,
+    /// Entities with a seasonal past: those judged on their own past within the last
+    /// `season_period` windows. An entity with peers has none.
+    pub seasonal_entities: usize,
+    /// Fixed per entity with a seasonal past: `season_buckets + 3` summaries of 20 bytes per
+    /// feature, and its record.
+    pub season_bytes_per_entity: usize,
     /// Domains with learned spreads.
     pub domains: usize,
     pub spread_bytes: usize,
@@ -207,6 +216,8 @@ pub struct Detector {
     free: Vec<usize>,
     /// Every entity's own past values: its baseline.
     history: History,
+    /// The longer own past of the entities judged on their own past.
+    seasons: Seasons,
     /// Each domain's usual spread of moves, when learned.
     spreads: Option<Spreads>,
     /// The learned spreads of the domain at hand.
@@ -249,6 +260,13 @@ impl Detector {
             .collect();
         Ok(Self {
             history: History::new(features.len(), config.history),
+            seasons: Seasons::new(
+                features.len(),
+                config.season_period,
+                config.season_buckets,
+                config.warmup,
+                config.history / 2,
+            ),
             spreads: config
                 .learned_spreads
                 .then(|| Spreads::new(&config, features.len())),
@@ -302,6 +320,8 @@ impl Detector {
             history_bytes_per_entity: self.history.bytes_per_slot(),
             entity_bytes: size_of::<Option<Entity>>() + size_of::<Subject>(),
             held_spike_bytes: held_spikes,
+            seasonal_entities: self.seasons.entities(),
+            season_bytes_per_entity: self.seasons.bytes_per_entity(),
             domains,
             spread_bytes,
         }
@@ -397,9 +417,21 @@ impl Detector {
                 &self.learned,
                 &usual,
                 &self.history,
+                &self.seasons,
+                self.windows,
                 &inputs,
                 &mut self.scratch,
             );
+            // A domain too small for peers on a feature judges its members on their own past:
+            // they keep a seasonal past while they are, and lose it a period after.
+            let alone = stats.iter().flatten().any(|s| s.basis == Basis::OwnHistory);
+            for &i in members {
+                if alone {
+                    self.seasons.alone(slots[i], self.windows);
+                } else {
+                    self.seasons.forget_if_peered(slots[i], self.windows);
+                }
+            }
             for (&i, scored) in members.iter().zip(&mut scored) {
                 scores[i] = (
                     scored.score,
@@ -555,6 +587,7 @@ impl Detector {
                 report.closed.extend(entity.close(at));
                 *entity = Entity::new(subject.clone(), self.windows);
                 self.history.clear(slot);
+                self.seasons.clear(slot);
             } else if entity.subject != *subject {
                 entity.subject.clone_from(subject);
             }
@@ -563,6 +596,7 @@ impl Detector {
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.history.clear(slot);
+                self.seasons.clear(slot);
                 slot
             }
             None => {
@@ -593,6 +627,7 @@ impl Detector {
             self.index.remove(&entity.subject.entity);
             *place = None;
             self.free.push(slot);
+            self.seasons.clear(slot);
         }
     }
 
@@ -662,6 +697,7 @@ impl Detector {
                         self.history.push(slot, f, *value);
                     }
                 }
+                self.seasons.learn(slot, self.windows, &obs.values);
             }
             if let Some(spike) = spike_after(config, &mut entity.spike, anomalous, &obs.values) {
                 for (k, value) in spike.values.iter().enumerate() {
@@ -773,5 +809,7 @@ pub(crate) fn severity(config: &DetectConfig, peak: f64) -> Severity {
 mod noise_tests;
 #[cfg(test)]
 mod reference_tests;
+#[cfg(test)]
+mod season_tests;
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@ use statrs::distribution::{ContinuousCDF, Normal};
 use super::config::DetectConfig;
 use super::finding::{Basis, Comparison, Driver};
 use super::history::History;
+use super::season::{Seasons, View};
 use super::sketch::Sketch;
 use super::spreads::Usual;
 use super::stats::{CONSISTENCY, Floors, Spread, small_sample_z};
@@ -175,7 +176,8 @@ impl Results {
 /// Each feature's move spread is at least `learned` (the domain's usual spread of moves, 0
 /// where unknown), a move is no more unusual than the domain's `usual` moves say it is
 /// ([`calibrated`]), and a member's move must also stand out from its own history's usual
-/// spikes: the deviation counts as far as every view agrees.
+/// spikes: the deviation counts as far as every view agrees. A member's own past is its
+/// kept values and, where it has them, its `seasons` ([`own_past`]) in `window`.
 #[allow(clippy::too_many_arguments)]
 pub fn score_domain(
     config: &DetectConfig,
@@ -184,6 +186,8 @@ pub fn score_domain(
     learned: &[f64],
     usual: &[Option<Usual<'_>>],
     history: &History,
+    seasons: &Seasons,
+    window: u64,
     members: &[Member<'_>],
     scratch: &mut Scratch,
 ) -> (Vec<Scored>, Vec<Option<FeatureStats>>) {
@@ -265,19 +269,8 @@ pub fn score_domain(
                 if own[i].is_nan() {
                     continue;
                 }
-                let row = history.row(members[i].slot, f);
-                if let Some(spread) = row.spread(floors) {
-                    results.record(
-                        i,
-                        f,
-                        Comparison {
-                            value: x,
-                            reference: spread.median,
-                            scale: spread.scale,
-                            z: small_sample_z(spread.z(x), row.len()),
-                            basis: Basis::OwnHistory,
-                        },
-                    );
+                if let Some(c) = own_past(history, seasons, window, members[i].slot, f, x, floors) {
+                    results.record(i, f, c);
                 }
             }
             continue;
@@ -330,15 +323,10 @@ pub fn score_domain(
                     }
                 }
                 // Too few peers have a baseline (after a rolling restart): use its own past.
-                None => {
-                    let row = history.row(members[i].slot, f);
-                    match row.spread(floors) {
-                        Some(spread) => {
-                            z_both_agree_on(level_z, small_sample_z(spread.z(x), row.len()))
-                        }
-                        None => level_z,
-                    }
-                }
+                None => match own_past(history, seasons, window, members[i].slot, f, x, floors) {
+                    Some(own) => z_both_agree_on(level_z, own.z),
+                    None => level_z,
+                },
             };
             results.record(
                 i,
@@ -354,6 +342,50 @@ pub fn score_domain(
         }
     }
     (results.finish(features), stats)
+}
+
+/// A value against its entity's own past: its kept values (the minutes) with the
+/// small-sample correction for their number, or, where its seasonal past is ready
+/// ([`Seasons::view`]), the expected value for this phase of the period with the larger of
+/// the phase's and the recent residuals' spreads; while only the last hours are ready, the
+/// minutes' z as far as the hours' agrees. A feature that sat at one value in most of its
+/// kept values (a MAD of 0: a counter that is zero but for blips) is judged by the minutes
+/// alone, whose spread knows its usual blips; quartiles cannot tell them. `None` without
+/// kept values.
+fn own_past(
+    history: &History,
+    seasons: &Seasons,
+    window: u64,
+    slot: usize,
+    f: usize,
+    x: f64,
+    floors: Floors,
+) -> Option<Comparison> {
+    let row = history.row(slot, f);
+    let spread = row.spread(floors)?;
+    let minutes = Comparison {
+        value: x,
+        reference: spread.median,
+        scale: spread.scale,
+        z: small_sample_z(spread.z(x), row.len()),
+        basis: Basis::OwnHistory,
+    };
+    if row.mad() == 0.0 {
+        return Some(minutes);
+    }
+    Some(match seasons.view(slot, f, window, floors) {
+        Some(View::Season(expected)) => Comparison {
+            reference: expected.median,
+            scale: expected.scale,
+            z: expected.z(x),
+            ..minutes
+        },
+        Some(View::Hours(hours)) => Comparison {
+            z: z_both_agree_on(minutes.z, hours.z(x)),
+            ..minutes
+        },
+        None => minutes,
+    })
 }
 
 impl Scratch {
@@ -573,6 +605,8 @@ mod tests {
             &[0.0],
             &[None],
             &history,
+            &Seasons::new(1, 0, 24, 3, 5),
+            0,
             &members,
             &mut Scratch::default(),
         )
@@ -701,6 +735,8 @@ mod tests {
             &[0.0],
             &[None],
             &history,
+            &Seasons::new(1, 0, 24, 3, 5),
+            0,
             &members,
             &mut Scratch::default(),
         );

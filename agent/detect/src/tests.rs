@@ -436,12 +436,17 @@ fn across_nodes_one_replica_per_node_is_compared_with_the_others() {
 fn a_pair_too_small_for_peers_follows_a_daily_cycle_but_not_a_step() {
     // Two members (too few for peers: each is judged against its own past), both following
     // a day compressed into 120 windows of ±80 %, for six such days; from window 700 on (near
-    // the day's trough), one of them runs at twelve times its CPU. Eight times goes unseen:
-    // its own past of 60 windows spans half the day, so its spread is the cycle's. A pair
-    // has no seasonal baseline yet; this holds the cycle quiet and a large step found.
-    let run = |step: bool| {
+    // the day's trough), one of them runs at `step` times its CPU. With the minutes alone
+    // (`season_period` 0), eight times goes unseen: its own past of 60 windows spans half the
+    // day, so its spread is the cycle's; twelve times is found. With its seasonal past (a
+    // period of 120 windows), the same time on earlier days says what this hour should be,
+    // and eight times is found as fast.
+    let run = |step: f64, season_period: usize| {
         let mut detector = Detector::new(
-            DetectConfig::default(),
+            DetectConfig {
+                season_period,
+                ..DetectConfig::default()
+            },
             FEATURES.iter().map(|f| f.to_string()).collect(),
         )
         .unwrap();
@@ -450,11 +455,7 @@ fn a_pair_too_small_for_peers_follows_a_daily_cycle_but_not_a_step() {
             let day = 1.0 + 0.8 * (std::f64::consts::TAU * (w % 120) as f64 / 120.0).sin();
             let window: Vec<Observation> = (0..2)
                 .map(|m| {
-                    let hog = if step && m == 1 && w >= 700 {
-                        12.0
-                    } else {
-                        1.0
-                    };
+                    let hog = if m == 1 && w >= 700 { step } else { 1.0 };
                     let cpu = hog * day * (1.0 + 2.0 * jitter(w, m));
                     observation(
                         &format!("e{m}"),
@@ -469,10 +470,19 @@ fn a_pair_too_small_for_peers_follows_a_daily_cycle_but_not_a_step() {
         }
         opened
     };
-    assert_eq!(run(false), [], "the cycle alone");
-    let opened = run(true);
+    let found = |opened: &[(usize, String)]| matches!(opened, [(w, e)] if *w <= 702 && e == "e1");
+    for season in [0, 120] {
+        assert_eq!(run(1.0, season), [], "the cycle alone, season {season}");
+    }
+    assert_eq!(run(8.0, 0), [], "eight times, the minutes alone");
+    let opened = run(12.0, 0);
     assert!(
-        matches!(opened.as_slice(), [(w, e)] if *w <= 702 && e == "e1"),
-        "{opened:?}"
+        found(&opened),
+        "twelve times, the minutes alone: {opened:?}"
+    );
+    let opened = run(8.0, 120);
+    assert!(
+        found(&opened),
+        "eight times, with its seasonal past: {opened:?}"
     );
 }

@@ -166,7 +166,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let detect = args
         .detection
-        .apply(features::detect_config(&features::names()))
+        // The detector counts windows: its seasons are days of windows of this length.
+        .apply(features::detect_config(&features::names()).with_daily_seasons(args.interval))
         .map_err(anyhow::Error::msg)?;
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
