@@ -1,13 +1,14 @@
-//! `cargo xtask eval --synthetic N`: the detector at its defaults on the default seeded
-//! synthetic fleet of `herd_detect::synthetic` under seeds 1 to N, in memory, in seconds (no
-//! root, no lab). Prints each seed's numbers and all seeds' together, writes them to
-//! target/herd-eval/synthetic.md, and fails when the seeds together miss a goal.
+//! `cargo xtask eval --synthetic N`: the detector at its defaults (with seasons of the
+//! fleet's compressed day) on the default seeded synthetic fleet of `herd_detect::synthetic`
+//! under seeds 1 to N, in memory, in seconds (no root, no lab). Prints each seed's numbers
+//! and all seeds' together, writes them to target/herd-eval/synthetic.md, and fails when the
+//! seeds together miss a goal.
 
 use std::{fmt::Write as _, fs};
 
 use anyhow::{Context as _, bail};
 use herd_detect::{
-    DetectConfig, Detector,
+    Detector,
     evaluate::{Goals, evaluate},
     synthetic::{FleetSpec, generate},
 };
@@ -24,7 +25,8 @@ pub fn run(seeds: u64) -> anyhow::Result<()> {
     writeln!(
         out,
         "`cargo xtask eval --synthetic {seeds}`: the default fleet of `herd_detect::synthetic` \
-         under seeds 1 to {seeds}, the detector at its defaults.\n"
+         under seeds 1 to {seeds}, the detector at its defaults with seasons of the fleet's \
+         compressed day.\n"
     )?;
     writeln!(
         out,
@@ -34,11 +36,12 @@ pub fn run(seeds: u64) -> anyhow::Result<()> {
     let (mut events, mut found, mut normal, mut false_positives) = (0, 0, 0, 0);
     let mut delays = Vec::new();
     for seed in 1..=seeds {
-        let data = generate(&FleetSpec {
+        let spec = FleetSpec {
             seed,
             ..FleetSpec::default()
-        });
-        let mut detector = Detector::new(DetectConfig::default(), data.features.clone())?;
+        };
+        let data = generate(&spec);
+        let mut detector = Detector::new(spec.detect_config(), data.features.clone())?;
         let m = evaluate(&data.points(&mut detector)?);
         events += m.events;
         found += m.events_detected;

@@ -8,18 +8,22 @@
 //! - `api`: a canary running another build (another mix of CPU, memory and syscalls), and
 //!   a rolling restart of every replica, one by one, half-way;
 //! - `batch`: bursts of CPU and disk work that every replica does at once;
-//! - `cache`: an even domain, the control.
+//! - `cache`: an even domain, the control;
+//! - `solo`: one container alone in its domain, judged on its own past only (with its own
+//!   seeded noise, so that the other domains are the same with it or without it).
 //!
 //! Every domain follows a daily ramp, compressed into `ramp_windows`. Every value has noise
 //! and, now and then, a one-window spike.
 //!
 //! Faults go into one replica at a time at known windows; [`Dataset::labels`] say which
-//! container-windows they cover. No I/O, no clock: the same seed gives the same fleet.
+//! container-windows they cover. The container alone gets one more each day after the
+//! first, at the day's trough: its load of the day's peak hours ([`FaultKind::OffHoursLoad`]),
+//! unusual only for the time of day. No I/O, no clock: the same seed gives the same fleet.
 
 use std::time::{Duration, SystemTime};
 
 use crate::evaluate::{Label, Point};
-use crate::{DetectError, Detector, Observation, Subject};
+use crate::{DetectConfig, DetectError, Detector, Observation, Subject};
 
 /// The features of a synthetic fleet, in the order of [`Observation::values`].
 pub const FEATURES: [&str; 7] = [
@@ -71,6 +75,16 @@ pub struct FleetSpec {
     pub fault_windows: u64,
 }
 
+impl FleetSpec {
+    /// The detector at its defaults, with seasons of the fleet's compressed day.
+    pub fn detect_config(&self) -> DetectConfig {
+        DetectConfig {
+            season_period: usize::try_from(self.ramp_windows).unwrap_or(0),
+            ..DetectConfig::default()
+        }
+    }
+}
+
 impl Default for FleetSpec {
     fn default() -> Self {
         Self {
@@ -104,9 +118,13 @@ pub enum FaultKind {
     ForkStorm,
     /// Disk writes twenty times its own.
     IoStorm,
+    /// CPU and syscalls 2.5 times its own at the day's trough: the load of its peak hours
+    /// (a job that runs at the wrong time), within the day's range.
+    OffHoursLoad,
 }
 
 impl FaultKind {
+    /// The kinds the replicas of the domains with peers get, in turn.
     const ALL: [Self; 5] = [
         Self::CpuHog,
         Self::MemoryLeak,
@@ -122,6 +140,7 @@ impl FaultKind {
             Self::ErrorBurst => "error-burst",
             Self::ForkStorm => "fork-storm",
             Self::IoStorm => "io-storm",
+            Self::OffHoursLoad => "off-hours-load",
         }
     }
 }
@@ -196,7 +215,9 @@ struct Replica {
 pub fn generate(spec: &FleetSpec) -> Dataset {
     let mut rng = Rng::new(spec.seed);
     let mut replicas = fleet(&mut rng);
-    let faults = plan_faults(spec, &replicas);
+    let mut faults = plan_faults(spec, &replicas);
+    faults.extend(plan_solo_faults(spec));
+    let mut solo_rng = Rng::new(spec.seed ^ 0x5010_5010_5010_5010);
     let restart_at = spec.windows / 2;
     let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let mut memory_growth = vec![1.0_f64; replicas.len()];
@@ -250,6 +271,10 @@ pub fn generate(spec: &FleetSpec) -> Dataset {
                 Some(FaultKind::ErrorBurst) => values[FAILURES] += 300.0 + 200.0 * rng.unit(),
                 Some(FaultKind::ForkStorm) => values[PIDS] += 60.0,
                 Some(FaultKind::IoStorm) => values[DISK] = values[DISK] * 20.0 + 50e6,
+                Some(FaultKind::OffHoursLoad) => {
+                    values[CPU] *= 2.5;
+                    values[SYSCALLS] *= 2.5;
+                }
                 None => memory_growth[i] = 1.0,
             }
             for (f, value) in values.iter_mut().enumerate() {
@@ -285,6 +310,9 @@ pub fn generate(spec: &FleetSpec) -> Dataset {
             });
             labels.push(label);
         }
+        let (observation, label) = solo_window(spec, w, ramp, &faults, &mut solo_rng);
+        observations.push(observation);
+        labels.push(label);
         windows.push(Window {
             index: w,
             at: start + spec.window * u32::try_from(w).unwrap_or(u32::MAX),
@@ -297,6 +325,83 @@ pub fn generate(spec: &FleetSpec) -> Dataset {
         windows,
         faults,
     }
+}
+
+/// The container alone in its domain.
+pub const SOLO: &str = "solo-0";
+
+/// The container alone in window `w`: a small service following the day, its noise and
+/// spikes from its own `rng`.
+fn solo_window(
+    spec: &FleetSpec,
+    w: u64,
+    ramp: f64,
+    faults: &[FaultEvent],
+    rng: &mut Rng,
+) -> (Observation, Label) {
+    // cpu cores, memory bytes, syscalls/s, failures/s, disk B/s, pids, socket B/s
+    let mut values = [0.12, 250.0 * 1024.0 * 1024.0, 2000.0, 0.0, 1e5, 5.0, 2e5];
+    for f in [CPU, SYSCALLS, DISK, SOCKET] {
+        values[f] *= ramp;
+    }
+    let fault = faults
+        .iter()
+        .find(|f| f.entity == SOLO && (f.start..f.end).contains(&w));
+    if fault.is_some() {
+        values[CPU] *= 2.5;
+        values[SYSCALLS] *= 2.5;
+    }
+    for (f, value) in values.iter_mut().enumerate() {
+        *value *= 1.0 + spec.noise * rng.normal();
+        if rng.chance(spec.spike_chance) {
+            *value *= 1.5 + 1.5 * rng.unit();
+        }
+        *value = value.max(0.0);
+        if f == PIDS {
+            *value = value.round().max(1.0);
+        }
+    }
+    let label = match fault {
+        Some(f) => Label::Fault(f.id.clone()),
+        None if faults
+            .iter()
+            .any(|f| f.entity == SOLO && (f.end..f.end + AFTERMATH_WINDOWS).contains(&w)) =>
+        {
+            Label::Aftermath
+        }
+        None => Label::Normal,
+    };
+    let observation = Observation {
+        subject: Subject {
+            entity: SOLO.to_owned(),
+            pod: Some(SOLO.to_owned()),
+            namespace: Some("synthetic".to_owned()),
+            domain: "synthetic/Deployment/solo/app".to_owned(),
+            node: NODE.to_owned(),
+        },
+        values: values.into_iter().map(Some).collect(),
+    };
+    (observation, label)
+}
+
+/// One [`FaultKind::OffHoursLoad`] on the container alone each day after the first, over
+/// the day's trough (three quarters into it).
+fn plan_solo_faults(spec: &FleetSpec) -> Vec<FaultEvent> {
+    let trough = spec.ramp_windows * 3 / 4;
+    (1..)
+        .map(|day| day * spec.ramp_windows + trough - spec.fault_windows / 2)
+        .take_while(|start| start + spec.fault_windows + AFTERMATH_WINDOWS <= spec.windows)
+        .filter(|start| *start >= spec.first_fault)
+        .enumerate()
+        .map(|(n, start)| FaultEvent {
+            id: format!("s{}-{}", n + 1, FaultKind::OffHoursLoad.name()),
+            kind: FaultKind::OffHoursLoad,
+            entity: SOLO.to_owned(),
+            domain: "solo".to_owned(),
+            start,
+            end: start + spec.fault_windows,
+        })
+        .collect()
 }
 
 fn replica_ordinal(name: &str) -> u64 {
@@ -486,7 +591,9 @@ mod tests {
         assert_eq!(data.windows.len() as u64, spec.windows);
         assert!(data.faults.len() >= 8, "{} faults", data.faults.len());
         let kinds: HashSet<_> = data.faults.iter().map(|f| f.kind).collect();
-        assert_eq!(kinds.len(), FaultKind::ALL.len());
+        // The replicas' kinds in turn, and the container alone's.
+        assert_eq!(kinds.len(), FaultKind::ALL.len() + 1);
+        assert!(kinds.contains(&FaultKind::OffHoursLoad));
         for window in &data.windows {
             assert_eq!(window.labels.len(), window.observations.len());
             for (obs, label) in window.observations.iter().zip(&window.labels) {
@@ -593,12 +700,12 @@ mod tests {
     #[test]
     fn the_detector_meets_the_goals_on_seeded_fleets() {
         for seed in 1..=3 {
-            let data = generate(&FleetSpec {
+            let spec = FleetSpec {
                 seed,
                 ..FleetSpec::default()
-            });
-            let mut detector =
-                Detector::new(DetectConfig::default(), data.features.clone()).unwrap();
+            };
+            let data = generate(&spec);
+            let mut detector = Detector::new(spec.detect_config(), data.features.clone()).unwrap();
             let points = data.points(&mut detector).unwrap();
             let rows: usize = data.windows.iter().map(|w| w.observations.len()).sum();
             assert_eq!(points.len(), rows);
