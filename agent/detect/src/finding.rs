@@ -63,7 +63,8 @@ impl Kind {
 pub enum Basis {
     /// The median of the domain's members on the node.
     Peers,
-    /// The median of the entity's own recent values (a domain with too few members).
+    /// The entity's own past (a domain with too few members): the median of its recent
+    /// values or, once it has a seasonal past, its expected value for this time of day.
     OwnHistory,
 }
 
@@ -71,7 +72,8 @@ pub enum Basis {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Comparison {
     pub value: f64,
-    /// Peer median or own recent median, per `basis`.
+    /// Peer median, or its own recent median or expected value for this time of day, per
+    /// `basis`.
     pub reference: f64,
     /// The spread `z` is measured in: the MAD, raised to the feature's floors.
     pub scale: f64,
@@ -85,7 +87,8 @@ pub struct Comparison {
 pub struct Driver {
     pub feature: String,
     pub value: f64,
-    /// Peer median or own recent median, per `basis`.
+    /// Peer median, or its own recent median or expected value for this time of day, per
+    /// `basis`.
     pub reference: f64,
     /// The spread `z` is measured in.
     pub scale: f64,
@@ -113,7 +116,7 @@ impl fmt::Display for Driver {
         let label = self.feature.replace('_', " ");
         let against = match self.basis {
             Basis::Peers => "peer median",
-            Basis::OwnHistory => "its own recent median",
+            Basis::OwnHistory => "its own past",
         };
         let (value, reference, z) = (short(self.value, 3), short(self.reference, 3), self.z);
         if self.reference != 0.0 && self.value / self.reference > 0.0 {
@@ -241,7 +244,7 @@ mod tests {
         );
         assert_eq!(
             driver(0.5, 2.0, Basis::OwnHistory).to_string(),
-            "memory working set 0.25× its own recent median (0.500 vs 2.00, z 12.3)"
+            "memory working set 0.25× its own past (0.500 vs 2.00, z 12.3)"
         );
     }
 

@@ -8,7 +8,8 @@
 //! domain's learned moves give it (`score::calibrated`). A deviation counts as far as the views agree, so
 //! a peer that always runs at another level is not an outlier, nor is a blip or spike size
 //! the domain or the member makes every day. Domains with fewer members compare each entity
-//! with its own recent history. Runs of anomalous windows become [`Finding`]s; a third or
+//! with its own recent history and, once it has one, its own past at the same time of day
+//! (`season`). Runs of anomalous windows become [`Finding`]s; a third or
 //! more of a domain moving at once becomes one domain shift finding (`shift`). Pure code:
 //! the live agent and `replay` feed it windows the same way.
 //!

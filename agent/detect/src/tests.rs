@@ -226,7 +226,7 @@ fn too_few_peers_compare_with_their_own_history() {
     let driver = &reports[21].opened[0].drivers[0];
     assert_eq!(driver.basis, Basis::OwnHistory);
     assert!((driver.reference - 2.0).abs() < 0.05, "{driver}");
-    assert!(driver.to_string().contains("its own recent median"));
+    assert!(driver.to_string().contains("its own past"));
 }
 
 #[test]
