@@ -282,9 +282,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 AggregatorConfig {
                     // One node's summaries come every window: it is silent after three.
                     expiry: args.interval * 3,
-                    // The agent's own floors per feature, with the aggregator's history.
+                    // The agent's own floors per feature, with the aggregator's history and
+                    // seasons (none: the agent's own detector keeps them).
                     detect: herd_agent::detect::DetectConfig {
                         history: AggregatorConfig::default().detect.history,
+                        season_period: AggregatorConfig::default().detect.season_period,
                         ..detect.clone()
                     },
                     ..AggregatorConfig::default()
