@@ -423,10 +423,13 @@ impl Detector {
                 &inputs,
                 &mut self.scratch,
             );
-            // A domain too small for peers on a feature judges its members on their own past:
-            // they keep a seasonal past while they are, and lose it a period after.
-            let alone = stats.iter().flatten().any(|s| s.basis == Basis::OwnHistory);
+            // A member with a value of a feature too few members have is judged on its own
+            // past: it keeps a seasonal past while it is, and loses it a period after.
             for &i in members {
+                let alone = stats
+                    .iter()
+                    .zip(&window[i].values)
+                    .any(|(s, v)| v.is_some() && s.is_some_and(|s| s.basis == Basis::OwnHistory));
                 if alone {
                     self.seasons.alone(slots[i], self.windows);
                 } else {

@@ -308,6 +308,9 @@ impl Seasons {
     /// Forgets the seasonal past of the entity in `slot` if it has had peers for a whole
     /// period up to `window`.
     pub fn forget_if_peered(&mut self, slot: usize, window: u64) {
+        if self.by_slot.is_empty() {
+            return;
+        }
         if let Some(season) = self.by_slot.get(&slot)
             && window.saturating_sub(season.alone) > self.period
         {

@@ -225,3 +225,62 @@ fn only_a_container_judged_on_its_own_past_keeps_a_seasonal_past() {
     web(&mut detector, 2 * DAY + 5..2 * DAY + 7, 3);
     assert_eq!(detector.footprint().seasonal_entities, 0);
 }
+/// On the first day only the hours are ready: a step the minutes find is found as fast (the
+/// hours' view only keeps the minutes from counting what the last hours saw as usual).
+#[test]
+fn on_the_first_day_a_step_the_minutes_find_is_found_as_fast() {
+    for (swing, step) in [(0.6, 8.0), (0.3, 2.0)] {
+        for seed in 1..=3 {
+            let run = |seasons: bool| {
+                let mut detector = Detector::new(
+                    config(seasons),
+                    FEATURES.iter().map(|f| f.to_string()).collect(),
+                )
+                .unwrap();
+                let mut noise = Noise(seed);
+                let mut opened = Vec::new();
+                for w in 0..DAY {
+                    let hog = if (175..185).contains(&w) { step } else { 1.0 };
+                    let cpu = 0.5 * hog * day(w, swing) * (1.0 + 0.05 * noise.normal());
+                    let memory = 2e8 * day(w, swing) * (1.0 + 0.05 * noise.normal());
+                    let report = detector.observe(at(w), &[solo(cpu, memory)]).unwrap();
+                    opened.extend(report.opened.iter().map(|_| w));
+                }
+                opened
+            };
+            let with = run(true);
+            assert!(
+                matches!(with.as_slice(), [w] if *w <= 177),
+                "swing {swing}, step {step}, seed {seed}: {with:?}"
+            );
+            assert_eq!(with, run(false), "swing {swing}, step {step}, seed {seed}");
+        }
+    }
+}
+
+#[test]
+fn a_member_alone_on_one_feature_keeps_a_seasonal_past_and_its_peers_none() {
+    let mut detector = Detector::new(
+        config(true),
+        FEATURES.iter().map(|f| f.to_string()).collect(),
+    )
+    .unwrap();
+    // Four replicas; only the first reports its memory: it is judged on its own past there.
+    for w in 0..10 {
+        let window: Vec<Observation> = (0..4)
+            .map(|m| Observation {
+                subject: Subject {
+                    entity: format!("web-{m}"),
+                    pod: None,
+                    namespace: None,
+                    domain: "web".into(),
+                    node: "node-1".into(),
+                },
+                values: vec![Some(day(w, 0.5)), (m == 0).then_some(1e8)],
+            })
+            .collect();
+        detector.observe(at(w), &window).unwrap();
+    }
+    let footprint = detector.footprint();
+    assert_eq!((footprint.entities, footprint.seasonal_entities), (4, 1));
+}
