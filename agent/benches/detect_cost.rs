@@ -97,8 +97,13 @@ fn measure(config: DetectConfig, names: &[String]) -> (Duration, Duration, usize
     times.sort();
     let footprint = detector.footprint();
     let note = format!(
-        "{findings} findings opened; history {} B per container, {} domains' sketches {} B",
-        footprint.history_bytes_per_entity, footprint.domains, footprint.spread_bytes
+        "{findings} findings opened; history {} B per container, {} domains' sketches {} B; \
+         seasonal past {} B per container without peers ({} here)",
+        footprint.history_bytes_per_entity,
+        footprint.domains,
+        footprint.spread_bytes,
+        footprint.season_bytes_per_entity,
+        footprint.seasonal_entities
     );
     (
         times[times.len() / 2],
