@@ -6,9 +6,10 @@
 //! The aggregator runs in a child process (this bench, run with `--serve`), as the
 //! `herd-aggregator` binary runs it: the default configuration, a findings store in a
 //! temporary directory, its gRPC router on a TCP listener on 127.0.0.1 without TLS, two
-//! tokio workers. Its memory is the child's alone. The parent is the cluster's agents: eight
-//! HTTP/2 connections, each carrying the long-lived `PushSummaries` streams of an eighth of
-//! the nodes, one stream per node as an agent keeps it. Each window it builds every node's
+//! tokio workers. Its memory is the child's alone. The parent is the cluster's agents: HTTP/2
+//! connections carrying the long-lived `PushSummaries` streams of the nodes, one stream per
+//! node as an agent keeps it, as many to a connection as the aggregator allows
+//! ([`serve::MAX_STREAMS`]). Each window it builds every node's
 //! `herd.v1.NodeSummary` (untimed), tells the child how many summaries to expect, and sends
 //! them; the child waits until it has taken them all, runs one comparison round, and
 //! answers with the two times. Both processes share the machine's cores, as a real client
@@ -20,8 +21,8 @@
 //! summary, and the container's id alone after that), three drivers per container and each
 //! domain's statistics on the node, the values as the agent sends them (one matrix of floats
 //! for the containers and two for the domains). Workloads: three DaemonSets on every node and
-//! Deployments of 1 to 50 replicas spread across nodes, with levels per workload and feature
-//! and noise per replica and window. From window [`ANOMALY_FROM`] on, one Deployment in 50
+//! Deployments of 1 to 50 replicas spread across nodes (one in four two to a node), with
+//! levels per workload and feature and noise per replica and window. From window [`ANOMALY_FROM`] on, one Deployment in 50
 //! has a replica that burns five times its peers' CPU, and one node is sick: every container
 //! on it waits on the run queue, on IO and on disk, and its agent collects slowly. At the end
 //! the findings are asked over `ClusterService.ListFindings` on the same listener; the bench
@@ -65,9 +66,10 @@ const DAEMONSETS: [&str; 3] = ["kube-proxy", "node-exporter", "log-shipper"];
 const REPLICAS: [usize; 12] = [3, 5, 2, 10, 4, 1, 20, 6, 3, 50, 8, 2];
 /// Deployments per namespace.
 const PER_NAMESPACE: usize = 20;
+/// One Deployment in this many runs two replicas on each of its nodes (the others one).
+const PAIRED_EVERY: usize = 4;
 /// One Deployment in this many (of those with at least five replicas) has a stray replica.
 const STRAY_EVERY: usize = 50;
-const CONNECTIONS: usize = 8;
 const WINDOWS: usize = 16;
 /// The first window with the anomalies: after the detectors' warm-up of 6.
 const ANOMALY_FROM: usize = 8;
@@ -286,8 +288,8 @@ impl Cluster {
                 pods.push(new_pod(workload, &workloads, &mut noise));
             }
         }
-        // Deployments, their replicas spread over consecutive nodes in turn, until every
-        // node has its 30 pods.
+        // Deployments, their replicas spread over consecutive nodes in turn (one or two to a
+        // node), until the nodes have 30 pods each on average.
         let spread = nodes.len() * (PODS_PER_NODE - DAEMONSETS.len());
         let (mut placed, mut deployments, mut strays) = (0, 0usize, 0usize);
         while placed < spread {
@@ -308,8 +310,10 @@ impl Cluster {
                 strays += 1;
                 strays % STRAY_EVERY == 1
             };
+            // One Deployment in four runs its replicas two to a node.
+            let paired = deployments % PAIRED_EVERY == PAIRED_EVERY - 1;
             for replica in 0..replicas {
-                let node = (placed + replica) % nodes.len();
+                let node = (placed + replica - usize::from(paired) * (replica % 2)) % nodes.len();
                 let mut pod = new_pod(workload, &workloads, &mut noise);
                 pod.stray = stray && replica == replicas / 2;
                 nodes[node].pods.push(pods.len());
@@ -591,6 +595,12 @@ fn serve_child() -> anyhow::Result<()> {
                 let round_start = Instant::now();
                 let report = aggregator.lock().round(SystemTime::now())?;
                 let round = round_start.elapsed();
+                for (name, footprint) in ["replicas", "workloads"]
+                    .iter()
+                    .zip(aggregator.lock().footprints())
+                {
+                    eprintln!("{name}: {footprint:?}");
+                }
                 writeln!(
                     out,
                     "done {} {} {} {}",
@@ -736,8 +746,9 @@ async fn run_scale(nodes: usize) -> anyhow::Result<ScaleResult> {
     let cluster = Cluster::new(nodes);
     let mut server = Server::start()?;
     let endpoint = Endpoint::from_shared(format!("http://127.0.0.1:{}", server.port))?;
+    // As many connections as the aggregator's limit of streams per connection asks for.
     let mut channels = Vec::new();
-    for _ in 0..CONNECTIONS {
+    for _ in 0..connections(nodes) {
         channels.push(endpoint.connect().await?);
     }
     // One long-lived stream per node, as its agent keeps it.
@@ -745,7 +756,7 @@ async fn run_scale(nodes: usize) -> anyhow::Result<ScaleResult> {
     let mut streams = Vec::new();
     for n in 0..nodes {
         let (tx, rx) = mpsc::channel::<pb::NodeSummary>(2);
-        let mut client = AggregatorServiceClient::new(channels[n % CONNECTIONS].clone());
+        let mut client = AggregatorServiceClient::new(channels[n % channels.len()].clone());
         streams.push(tokio::spawn(async move {
             client.push_summaries(ReceiverStream::new(rx)).await
         }));
@@ -792,7 +803,8 @@ async fn run_scale(nodes: usize) -> anyhow::Result<ScaleResult> {
         windows.push(cost);
     }
 
-    let mut client = ClusterServiceClient::new(channels[0].clone());
+    // A connection of its own: the others carry as many streams as the aggregator allows.
+    let mut client = ClusterServiceClient::new(endpoint.connect().await?);
     let replicas = open_findings(&mut client, pb::FindingKind::ClusterReplica).await?;
     let found: HashSet<&str> = replicas.iter().map(|f| f.container_id.as_str()).collect();
     let strays = cluster.strays();
@@ -869,19 +881,25 @@ fn median_of(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// Connections for `nodes` streams: no more streams on one than the aggregator takes.
+fn connections(nodes: usize) -> usize {
+    nodes.div_ceil(serve::MAX_STREAMS as usize).max(1)
+}
+
 fn report(results: &[ScaleResult]) -> anyhow::Result<String> {
     let mut r = String::new();
     writeln!(
         r,
         "# Cluster aggregator: one window of 50 to 5,000 nodes\n\n\
-         {} windows of each cluster, {} features, {CONNECTIONS} connections carrying one stream \
-         per node over TCP on 127.0.0.1, the aggregator in its own process (2 tokio \
+         {} windows of each cluster, {} features, connections of at most {} streams carrying one \
+         stream per node over TCP on 127.0.0.1, the aggregator in its own process (2 tokio \
          workers), the agents' side in this one, on the same cores. A window's time runs \
          from the first summary sent to the end of the round that compared it; the median is \
          over the windows from the {ANOMALY_FROM}th on (anomalies in, findings changing), \
          the worst over all.\n",
         WINDOWS,
-        FEATURE_FLOORS.len()
+        FEATURE_FLOORS.len(),
+        serve::MAX_STREAMS
     )?;
     writeln!(
         r,

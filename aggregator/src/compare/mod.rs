@@ -81,6 +81,14 @@ impl Comparisons {
         &self.features
     }
 
+    /// What the replica and workload comparisons keep, for benchmarks and capacity planning.
+    pub fn footprints(&self) -> [Option<herd_detect::Footprint>; 2] {
+        [
+            self.replicas.as_ref().map(Detector::footprint),
+            self.workloads.as_ref().map(Detector::footprint),
+        ]
+    }
+
     /// One round over the live nodes' latest summaries. `open_domains` names, per node, the
     /// domains with an open finding of any kind there; `explain` the entities whose every
     /// comparison the reports should carry (a cluster's worth of them would be most of a
