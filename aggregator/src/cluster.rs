@@ -175,9 +175,9 @@ impl Aggregator {
         self.nodes.received()
     }
 
-    /// What the replica and workload comparisons' detectors keep (see
-    /// [`herd_detect::Footprint`]), `None` before the first round.
-    pub fn footprints(&self) -> [Option<herd_detect::Footprint>; 2] {
+    /// What each detector of the replica comparison (one per shard) and of the workload
+    /// comparison keeps (see [`herd_detect::Footprint`]); none before the first round.
+    pub fn footprints(&self) -> Vec<(&'static str, herd_detect::Footprint)> {
         self.comparisons.footprints()
     }
 

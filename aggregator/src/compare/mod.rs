@@ -40,13 +40,16 @@ pub struct Comparisons {
     config: DetectConfig,
     /// The feature names of the replica and workload comparisons; set by the first summary.
     features: Vec<String>,
-    replicas: Option<Detector>,
+    /// The replica comparison in shards, a domain always in the same one (see
+    /// [`replicas::shard`]), so that a round compares them on every core at once; empty
+    /// until the first summary.
+    replicas: Vec<Detector>,
     workloads: Option<Detector>,
     nodes: Detector,
     /// The last round's observations of each comparison, rewritten in place by the next
     /// round: the same containers come every window, so their strings and vectors are
     /// reused rather than allocated again.
-    replica_observations: Vec<Observation>,
+    replica_observations: Vec<Vec<Observation>>,
     workload_observations: Vec<Observation>,
 }
 
@@ -69,7 +72,7 @@ impl Comparisons {
         Ok(Self {
             config,
             features: Vec::new(),
-            replicas: None,
+            replicas: Vec::new(),
             workloads: None,
             nodes,
             replica_observations: Vec::new(),
@@ -81,12 +84,14 @@ impl Comparisons {
         &self.features
     }
 
-    /// What the replica and workload comparisons keep, for benchmarks and capacity planning.
-    pub fn footprints(&self) -> [Option<herd_detect::Footprint>; 2] {
-        [
-            self.replicas.as_ref().map(Detector::footprint),
-            self.workloads.as_ref().map(Detector::footprint),
-        ]
+    /// What the replica comparison's shards and the workload comparison keep, for benchmarks
+    /// and capacity planning.
+    pub fn footprints(&self) -> Vec<(&'static str, herd_detect::Footprint)> {
+        self.replicas
+            .iter()
+            .map(|d| ("replicas", d.footprint()))
+            .chain(self.workloads.iter().map(|d| ("workloads", d.footprint())))
+            .collect()
     }
 
     /// One round over the live nodes' latest summaries. `open_domains` names, per node, the
@@ -101,7 +106,7 @@ impl Comparisons {
         explain: &HashSet<String>,
     ) -> Result<Vec<Round>, DetectError> {
         let mut rounds = Vec::new();
-        if self.replicas.is_none()
+        if self.replicas.is_empty()
             && let Some((_, first)) = book.live().next()
         {
             self.features = first.summary.features.clone();
@@ -116,20 +121,24 @@ impl Comparisons {
                     .collect(),
                 ..self.config.clone()
             };
-            self.replicas = Some(Detector::new(config.clone(), names.clone())?);
+            let shards = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+            self.replicas = (0..shards)
+                .map(|_| Detector::new(config.clone(), names.clone()))
+                .collect::<Result<_, _>>()?;
+            self.replica_observations = (0..shards).map(|_| Vec::new()).collect();
             self.workloads = Some(Detector::new(config, names)?);
         }
         // Nodes are compared with each other, never with their own past: with fewer nodes
         // than peers a comparison needs, there is nothing to compare them with.
         let enough_nodes = book.live().count() >= self.config.min_peers;
         let detail = Detail::Only(explain);
-        // The replicas and the workloads are independent and the largest part of a round
-        // (150,000 containers and as many workloads on nodes at the top): one thread each.
+        // The replica shards and the workloads are independent and the largest part of a
+        // round (150,000 containers at the top): one thread each.
         let features = &self.features;
-        let (replica_observations, workload_observations) = (
-            &mut self.replica_observations,
-            &mut self.workload_observations,
-        );
+        if !self.replicas.is_empty() {
+            replicas::observations(book, features, &mut self.replica_observations);
+        }
+        let workload_observations = &mut self.workload_observations;
         let (replicas, workloads) = std::thread::scope(|scope| {
             let workloads = self
                 .workloads
@@ -141,16 +150,21 @@ impl Comparisons {
                         detector.observe_with(at, workload_observations, detail)
                     })
                 });
-            let replicas = self.replicas.as_mut().map(|detector| {
-                replicas::observations(book, features, replica_observations);
-                detector.observe_with(at, replica_observations, detail)
+            let mut shards = self.replicas.iter_mut().zip(&self.replica_observations);
+            let first = shards.next();
+            let others: Vec<_> = shards
+                .map(|(detector, window)| {
+                    scope.spawn(move || detector.observe_with(at, window, detail))
+                })
+                .collect();
+            let first = first.map(|(detector, window)| detector.observe_with(at, window, detail));
+            let replicas = first.map(|first| {
+                others.into_iter().try_fold(first?, |mut report, thread| {
+                    merge(&mut report, join(thread)?);
+                    Ok(report)
+                })
             });
-            let workloads = workloads.map(|thread| {
-                thread
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            });
-            (replicas, workloads)
+            (replicas, workloads.map(join))
         });
         if let Some(report) = replicas {
             rounds.push(Round {
@@ -173,6 +187,28 @@ impl Comparisons {
             report: self.nodes.observe(at, &observations)?,
         });
         Ok(rounds)
+    }
+}
+
+/// A scoped thread's result; its panic goes on in the caller.
+fn join<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    thread
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// One shard's report into another's: its findings in the order of their entities, as one
+/// detector gives them.
+fn merge(into: &mut WindowReport, shard: WindowReport) {
+    into.scores.extend(shard.scores);
+    into.domains.extend(shard.domains);
+    for (all, more) in [
+        (&mut into.opened, shard.opened),
+        (&mut into.updated, shard.updated),
+        (&mut into.closed, shard.closed),
+    ] {
+        all.extend(more);
+        all.sort_by(|a, b| a.subject.entity.cmp(&b.subject.entity));
     }
 }
 
