@@ -37,9 +37,10 @@ mod spreads;
 mod stats;
 pub mod synthetic;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::SystemTime;
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use tracing::debug;
 
 use alarm::{Alarm, Verdict};
@@ -211,7 +212,7 @@ pub struct Detector {
     features: Vec<String>,
     floors: Vec<Floors>,
     /// Entity id → its slot in `slots` and in `history`.
-    index: HashMap<String, usize>,
+    index: FxHashMap<String, usize>,
     slots: Vec<Option<Entity>>,
     /// Slots whose entity was forgotten, for the next new one.
     free: Vec<usize>,
@@ -276,7 +277,7 @@ impl Detector {
             config,
             features,
             floors,
-            index: HashMap::new(),
+            index: FxHashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
             scratch: Scratch::default(),
@@ -356,7 +357,7 @@ impl Detector {
             .collect();
 
         // Members of each domain (on each node, when compared per node), domains in order.
-        let mut groups: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut groups: FxHashMap<(&str, &str), usize> = FxHashMap::default();
         let mut keys: Vec<(&str, &str)> = Vec::new();
         let group_of: Vec<usize> = window
             .iter()
@@ -540,7 +541,7 @@ impl Detector {
     /// Checks a window before anything changes; returns the slot of each observation's
     /// entity where the detector knows it.
     fn check(&mut self, window: &[Observation]) -> Result<Vec<Option<usize>>, DetectError> {
-        let mut new = HashSet::new();
+        let mut new = FxHashSet::default();
         let mut known = Vec::with_capacity(window.len());
         for obs in window {
             let entity = &obs.subject.entity;

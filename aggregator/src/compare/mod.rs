@@ -132,14 +132,14 @@ impl Comparisons {
         // than peers a comparison needs, there is nothing to compare them with.
         let enough_nodes = book.live().count() >= self.config.min_peers;
         let detail = Detail::Only(explain);
-        // The replica shards and the workloads are independent and the largest part of a
-        // round (150,000 containers at the top): one thread each.
+        // The replica shards, the workloads and the nodes are independent, and the replicas
+        // the largest part of a round (150,000 containers at the top): one thread each.
         let features = &self.features;
         if !self.replicas.is_empty() {
             replicas::observations(book, features, &mut self.replica_observations);
         }
         let workload_observations = &mut self.workload_observations;
-        let (replicas, workloads) = std::thread::scope(|scope| {
+        let (replicas, workloads, nodes) = std::thread::scope(|scope| {
             let workloads = self
                 .workloads
                 .as_mut()
@@ -150,6 +150,12 @@ impl Comparisons {
                         detector.observe_with(at, workload_observations, detail)
                     })
                 });
+            let node_detector = &mut self.nodes;
+            let nodes = enough_nodes.then(|| {
+                scope.spawn(move || {
+                    node_detector.observe(at, &nodes::observations(book, open_domains))
+                })
+            });
             let mut shards = self.replicas.iter_mut().zip(&self.replica_observations);
             let first = shards.next();
             let others: Vec<_> = shards
@@ -164,7 +170,7 @@ impl Comparisons {
                     Ok(report)
                 })
             });
-            (replicas, workloads.map(join))
+            (replicas, workloads.map(join), nodes.map(join))
         });
         if let Some(report) = replicas {
             rounds.push(Round {
@@ -181,11 +187,12 @@ impl Comparisons {
                 report: report?,
             });
         }
-        let observations: Vec<Observation> = nodes::observations(book, open_domains);
-        rounds.push(Round {
-            kind: pb::FindingKind::SickNode,
-            report: self.nodes.observe(at, &observations)?,
-        });
+        if let Some(report) = nodes {
+            rounds.push(Round {
+                kind: pb::FindingKind::SickNode,
+                report: report?,
+            });
+        }
         Ok(rounds)
     }
 }

@@ -1,8 +1,7 @@
 //! Each container, as an observation of its domain across the cluster.
 
-use std::collections::HashSet;
-
 use herd_detect::Observation;
+use rustc_hash::FxHashSet;
 
 use crate::{
     compare::{FeatureMap, comparable, set, set_nonempty, slot},
@@ -21,7 +20,8 @@ pub fn shard(domain: &str, shards: usize) -> usize {
 /// Every live node's containers into the shards of `out` (a domain's all in one), in place
 /// of last round's.
 pub fn observations(book: &NodeBook, order: &[String], out: &mut [Vec<Observation>]) {
-    let mut seen = HashSet::with_capacity(out.iter().map(Vec::len).sum());
+    let mut seen = FxHashSet::default();
+    seen.reserve(out.iter().map(Vec::len).sum());
     let mut filled = vec![0; out.len()];
     for (node, entry) in book.live() {
         let map = FeatureMap::new(&entry.summary.features, order);
