@@ -14,6 +14,7 @@ use super::score::{calibrated, combined};
 use super::spreads::{Spreads, Usual};
 use super::stats::{self, CONSISTENCY, Floors, Spread, small_sample_z};
 use super::*;
+use crate::synthetic::Rng;
 
 fn sorted_median(values: &[f64]) -> Option<f64> {
     let mut sorted = values.to_vec();
@@ -559,19 +560,6 @@ fn as_f32(v: f64) -> f64 {
     f64::from(v.clamp(f64::from(f32::MIN), f64::from(f32::MAX)) as f32)
 }
 
-/// splitmix64.
-struct Noise(u64);
-
-impl Noise {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// The last is the first again, so that drivers tie and their order shows.
 const FLEET_FEATURES: [&str; 6] = [
     "cpu",
@@ -596,39 +584,39 @@ struct Member {
 /// together, restarts (new ids), members that move to another node or domain, members
 /// missing for a window or two, and missing values.
 fn fleet(seed: u64, windows: usize) -> Vec<Vec<Observation>> {
-    let mut noise = Noise(seed);
+    let mut noise = Rng::new(seed);
     let sizes = [12, 7, 5, 4, 3, 3, 2, 1, 1, 6];
     let levels: Vec<[f64; 5]> = sizes
         .iter()
         .map(|_| {
             [
-                0.1 + noise.next(),
-                1e8 * (0.5 + noise.next()),
-                if noise.next() < 0.7 { 0.0 } else { 3.0 },
-                2.0 + 10.0 * noise.next(),
-                500.0 * noise.next(),
+                0.1 + noise.unit(),
+                1e8 * (0.5 + noise.unit()),
+                if noise.unit() < 0.7 { 0.0 } else { 3.0 },
+                2.0 + 10.0 * noise.unit(),
+                500.0 * noise.unit(),
             ]
         })
         .collect();
     let mut members: Vec<Member> = Vec::new();
     let mut next_id = 0;
-    let mut new_member = |domain: usize, node: usize, noise: &mut Noise| {
+    let mut new_member = |domain: usize, node: usize, noise: &mut Rng| {
         next_id += 1;
-        let stray = (noise.next() < 0.25).then(|| {
-            let from = (noise.next() * windows as f64) as usize;
-            let to = from + 2 + (noise.next() * 40.0) as usize;
+        let stray = (noise.unit() < 0.25).then(|| {
+            let from = (noise.unit() * windows as f64) as usize;
+            let to = from + 2 + (noise.unit() * 40.0) as usize;
             (
                 from,
                 to,
-                (noise.next() * 5.0) as usize,
-                2.0 + 6.0 * noise.next(),
+                (noise.unit() * 5.0) as usize,
+                2.0 + 6.0 * noise.unit(),
             )
         });
         Member {
             id: format!("c{next_id:04}"),
             domain,
             node,
-            factor: 1.0 + 0.3 * (noise.next() - 0.5),
+            factor: 1.0 + 0.3 * (noise.unit() - 0.5),
             stray,
         }
     };
@@ -642,7 +630,7 @@ fn fleet(seed: u64, windows: usize) -> Vec<Vec<Observation>> {
             // The whole of domain 3 moves together for a while: the herd, not an outlier.
             let herd = if (40..60).contains(&w) { 3.0 } else { 1.0 };
             for member in &mut members {
-                let roll = noise.next();
+                let roll = noise.unit();
                 if roll < 0.01 {
                     *member = new_member(member.domain, member.node, &mut noise);
                 } else if roll < 0.015 {
@@ -651,19 +639,19 @@ fn fleet(seed: u64, windows: usize) -> Vec<Vec<Observation>> {
                     member.domain = (member.domain + 1) % sizes.len();
                 }
             }
-            let present: Vec<&Member> = members.iter().filter(|_| noise.next() > 0.02).collect();
+            let present: Vec<&Member> = members.iter().filter(|_| noise.unit() > 0.02).collect();
             present
                 .into_iter()
                 .map(|m| {
                     let mut values: Vec<Option<f64>> = (0..FLEET_FEATURES.len() - 1)
                         .map(|f| {
-                            if noise.next() < 0.03 {
+                            if noise.unit() < 0.03 {
                                 return None;
                             }
                             let mut v = levels[m.domain][f]
                                 * m.factor
-                                * (1.0 + 0.08 * (noise.next() - 0.5));
-                            if f == 2 && noise.next() < 0.05 {
+                                * (1.0 + 0.08 * (noise.unit() - 0.5));
+                            if f == 2 && noise.unit() < 0.05 {
                                 v += 1.0;
                             }
                             if m.domain == 3 && f == 0 {
@@ -799,13 +787,13 @@ fn keeping_the_history_in_f32_changes_no_decision() {
 
 #[test]
 fn medians_by_selection_are_those_of_a_sort() {
-    let mut noise = Noise(7);
+    let mut noise = Rng::new(7);
     for n in 0..40 {
         let values: Vec<f64> = (0..n)
-            .map(|_| match (noise.next() * 4.0) as u32 {
+            .map(|_| match (noise.unit() * 4.0) as u32 {
                 0 => 0.0,
                 1 => -0.0,
-                _ => (noise.next() * 10.0).round() - 5.0,
+                _ => (noise.unit() * 10.0).round() - 5.0,
             })
             .collect();
         let expected = sorted_median(&values);

@@ -405,24 +405,7 @@ impl Seasons {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// splitmix64 in (0, 1).
-    struct Noise(u64);
-
-    impl Noise {
-        fn next(&mut self) -> f64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            (((z ^ (z >> 31)) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        }
-
-        fn normal(&mut self) -> f64 {
-            let (u, v) = (self.next(), self.next());
-            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-        }
-    }
+    use crate::synthetic::Rng;
 
     fn exact(values: &[f64], q: f64) -> f64 {
         let mut sorted = values.to_vec();
@@ -452,10 +435,10 @@ mod tests {
 
     #[test]
     fn quartiles_are_near_the_exact_ones() {
-        let mut noise = Noise(3);
+        let mut noise = Rng::new(3);
         let normal: Vec<f64> = (0..20_000).map(|_| 100.0 + 5.0 * noise.normal()).collect();
         let skewed: Vec<f64> = (0..20_000).map(|_| (noise.normal() * 0.8).exp()).collect();
-        let uniform: Vec<f64> = (0..20_000).map(|_| noise.next() * 1e6).collect();
+        let uniform: Vec<f64> = (0..20_000).map(|_| noise.unit() * 1e6).collect();
         for (values, what) in [
             (&normal, "normal"),
             (&skewed, "log-normal"),
@@ -470,7 +453,7 @@ mod tests {
 
     #[test]
     fn a_merge_is_the_summary_of_both_sets() {
-        let mut noise = Noise(9);
+        let mut noise = Rng::new(9);
         let a: Vec<f64> = (0..5000).map(|_| 10.0 + noise.normal()).collect();
         let b: Vec<f64> = (0..5000).map(|_| 10.5 + 2.0 * noise.normal()).collect();
         let mut merged = summary(&a);
@@ -492,7 +475,7 @@ mod tests {
 
     #[test]
     fn earlier_periods_fade() {
-        let mut noise = Noise(17);
+        let mut noise = Rng::new(17);
         // A week at 100, then a day at 200: each period halves what came before.
         let mut bucket = Quartiles::default();
         for day in 0..8 {

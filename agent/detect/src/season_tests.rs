@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
+use crate::synthetic::Rng;
 
 const FEATURES: [&str; 2] = ["cpu_usage_cores", "memory_working_set"];
 /// Windows of one compressed day.
@@ -11,24 +12,6 @@ const DAY: usize = 240;
 
 fn at(window: usize) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(10 * window as u64)
-}
-
-/// splitmix64 → a standard normal (Box–Muller).
-struct Noise(u64);
-
-impl Noise {
-    fn unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (((z ^ (z >> 31)) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.unit(), self.unit());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
 }
 
 /// Its load through the day: from 1 − `swing` to 1 + `swing` of the mean, the trough three
@@ -74,7 +57,7 @@ struct Days {
 fn four_days(config: DetectConfig, swing: f64, step: Option<f64>, seed: u64) -> Days {
     let mut detector =
         Detector::new(config, FEATURES.iter().map(|f| f.to_string()).collect()).unwrap();
-    let mut noise = Noise(seed);
+    let mut noise = Rng::new(seed);
     let mut days = Days {
         opened: Vec::new(),
         reference: f64::NAN,
@@ -237,7 +220,7 @@ fn on_the_first_day_a_step_the_minutes_find_is_found_as_fast() {
                     FEATURES.iter().map(|f| f.to_string()).collect(),
                 )
                 .unwrap();
-                let mut noise = Noise(seed);
+                let mut noise = Rng::new(seed);
                 let mut opened = Vec::new();
                 for w in 0..DAY {
                     let hog = if (175..185).contains(&w) { step } else { 1.0 };

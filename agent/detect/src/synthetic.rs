@@ -529,11 +529,13 @@ fn plan_faults(spec: &FleetSpec, replicas: &[Replica]) -> Vec<FaultEvent> {
     faults
 }
 
-/// splitmix64: small, seeded, and good enough for noise.
-struct Rng(u64);
+/// splitmix64: small, seeded, and good enough for noise; the same numbers from the same seed
+/// on every machine, for the fleets here and for tests.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         Self(seed)
     }
 
@@ -546,7 +548,7 @@ impl Rng {
     }
 
     /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
+    pub fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 
@@ -555,7 +557,7 @@ impl Rng {
     }
 
     /// Standard normal (Box–Muller).
-    fn normal(&mut self) -> f64 {
+    pub fn normal(&mut self) -> f64 {
         let u = self.unit().max(f64::MIN_POSITIVE);
         let v = self.unit();
         (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
