@@ -100,8 +100,22 @@ pub fn run(args: &ReplayArgs) -> Result<ReplaySummary, ReplayError> {
         path: args.output.clone(),
         source,
     })?;
+    // A day is as many windows as the recording has in a day, as the live agent counts it
+    // from --interval.
+    let mut config = crate::features::detect_config(&input.features);
+    let first = args.training.as_ref().unwrap_or(&args.input);
+    if let Some(window) =
+        recorded_window(FrameReader::new(first.display().to_string(), open(first)?)?)?
+    {
+        config = config.with_daily_seasons(window);
+        debug!(
+            ?window,
+            season_period = config.season_period,
+            "seasons of the recording's day"
+        );
+    }
     let summary = replay(
-        crate::features::detect_config(&input.features),
+        config,
         train,
         input,
         BufWriter::new(output),
@@ -195,6 +209,20 @@ pub fn replay<R: Read, W: Write>(
     summary.window = clock.window().map(Duration::from_secs_f64);
     summary.gaps = clock.gaps;
     Ok(summary)
+}
+
+/// The window length of a recording, from its first windows' times; `None` with fewer than
+/// two windows.
+fn recorded_window<R: Read>(mut frames: FrameReader<R>) -> Result<Option<Duration>, ReplayError> {
+    let mut times = Vec::new();
+    while times.len() <= WINDOWS_FOR_LENGTH
+        && let Some(window) = frames.next_window()?
+    {
+        times.push(window.ts);
+    }
+    Ok(herd_detect::evaluate::window_length(&times)
+        .filter(|w| *w > 0.0)
+        .map(Duration::from_secs_f64))
 }
 
 /// Gaps between the first windows' times that give the window length.
@@ -393,6 +421,23 @@ mod tests {
         assert!(error(&format!("{header}-5,n,d,e0,1\n")).contains("line 2: ts `-5`"));
         assert!(
             error(&format!("{header}0,n,,e0,1\n")).contains("line 2: column `domain` is empty")
+        );
+    }
+
+    #[test]
+    fn a_day_is_counted_in_the_recordings_windows() {
+        let reader = |text: String| {
+            FrameReader::new("frames.csv".into(), io::Cursor::new(text.into_bytes())).unwrap()
+        };
+        // frames() writes a window every 10 s.
+        let window = recorded_window(reader(frames(0, 12, |_, _| 100.0))).unwrap();
+        assert_eq!(window, Some(Duration::from_secs(10)));
+        let config = DetectConfig::default().with_daily_seasons(window.unwrap());
+        assert_eq!(config.season_period, 8640);
+        // One window has no length to tell: the defaults stand.
+        assert_eq!(
+            recorded_window(reader(frames(0, 1, |_, _| 100.0))).unwrap(),
+            None
         );
     }
 
