@@ -20,6 +20,10 @@ pub fn run() -> anyhow::Result<()> {
         "adapt_after": config.adapt_after,
         "forget_after": config.forget_after,
         "critical_score": config.critical_score,
+        // The seasonal past of a container without peers: a day of `--interval` windows
+        // (replay: of the recording's), in this many phases.
+        "season_seconds": 86_400,
+        "season_buckets": config.season_buckets,
     });
     println!("{json}");
     Ok(())
