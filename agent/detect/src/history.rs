@@ -245,18 +245,13 @@ impl Row<'_> {
         Some(Spread::floored(median, mad, None, floors))
     }
 
-    /// The plain MAD of the row's values, 0 when it has none.
-    pub fn mad(&self) -> f64 {
-        median_mad_of_sorted(self.sorted, f64::from).map_or(0.0, |(_, mad)| mad)
-    }
-
     /// Median and floored MAD of the row, widened to its usual spikes
-    /// ([`Row::usual_spread`]).
-    pub fn spread(&self, floors: Floors) -> Option<Spread> {
+    /// ([`Row::usual_spread`]); beside it, the plain MAD of the row's values.
+    pub fn spread_and_mad(&self, floors: Floors) -> Option<(Spread, f64)> {
         let (median, mad) = median_mad_of_sorted(self.sorted, f64::from)?;
         let usual = self.usual_spread();
-        let mad = if usual.is_nan() { mad } else { mad.max(usual) };
-        Some(Spread::floored(median, mad, None, floors))
+        let widened = if usual.is_nan() { mad } else { mad.max(usual) };
+        Some((Spread::floored(median, widened, None, floors), mad))
     }
 
     /// The spread, in MAD units, that makes the row's second-largest (or second-smallest)
@@ -348,7 +343,7 @@ mod tests {
             relative: 0.05,
             absolute: 0.01,
         };
-        let spread = history.row(slot, 0).spread(floors).unwrap();
+        let spread = history.row(slot, 0).spread_and_mad(floors).unwrap().0;
         // MAD 1; but the second largest, 4, is 1 above the median, where the second largest
         // of five normal values lies 0.43 σ out: as a MAD, 0.6745 / 0.4307 = 1.566.
         assert_eq!(spread.median, 3.0);
@@ -358,7 +353,7 @@ mod tests {
         for v in [3.0, 3.0, 2.0, 4.0, 3.0, 3.0, 100.0, 3.0] {
             history.push(other, 0, v);
         }
-        let spread = history.row(other, 0).spread(floors).unwrap();
+        let spread = history.row(other, 0).spread_and_mad(floors).unwrap().0;
         assert!(spread.scale < 2.0, "{}", spread.scale);
     }
 }

@@ -425,12 +425,17 @@ impl Detector {
                 &mut self.scratch,
             );
             // A member with a value of a feature too few members have is judged on its own
-            // past: it keeps a seasonal past while it is, and loses it a period after.
-            for &i in members {
-                let alone = stats
+            // past: it keeps a seasonal past while it is, and loses it a period after. Most
+            // domains have peers on every feature, and then no member needs looking at.
+            let judged_alone = self.seasons.enabled()
+                && stats
                     .iter()
-                    .zip(&window[i].values)
-                    .any(|(s, v)| v.is_some() && s.is_some_and(|s| s.basis == Basis::OwnHistory));
+                    .any(|s| s.is_some_and(|s| s.basis == Basis::OwnHistory));
+            for &i in members {
+                let alone = judged_alone
+                    && stats.iter().zip(&window[i].values).any(|(s, v)| {
+                        v.is_some() && s.is_some_and(|s| s.basis == Basis::OwnHistory)
+                    });
                 if alone {
                     self.seasons.alone(slots[i], self.windows);
                 } else {

@@ -362,7 +362,7 @@ fn own_past(
     floors: Floors,
 ) -> Option<Comparison> {
     let row = history.row(slot, f);
-    let spread = row.spread(floors)?;
+    let (spread, mad) = row.spread_and_mad(floors)?;
     let minutes = Comparison {
         value: x,
         reference: spread.median,
@@ -370,7 +370,7 @@ fn own_past(
         z: small_sample_z(spread.z(x), row.len()),
         basis: Basis::OwnHistory,
     };
-    if row.mad() == 0.0 {
+    if mad == 0.0 {
         return Some(minutes);
     }
     Some(match seasons.view(slot, f, window, floors) {

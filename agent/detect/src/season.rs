@@ -320,6 +320,9 @@ impl Seasons {
 
     /// Learns one ordinary window of the entity in `slot` (nothing without a seasonal past).
     pub fn learn(&mut self, slot: usize, window: u64, values: &[Option<f64>]) {
+        if self.by_slot.is_empty() {
+            return;
+        }
         let (phase, visit) = if self.enabled() {
             self.phase(window)
         } else {
