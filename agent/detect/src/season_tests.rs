@@ -31,17 +31,33 @@ fn config(seasons: bool) -> DetectConfig {
     }
 }
 
-fn solo(cpu: f64, memory: f64) -> Observation {
+fn detector(config: DetectConfig) -> Detector {
+    Detector::new(config, FEATURES.iter().map(|f| f.to_string()).collect()).unwrap()
+}
+
+/// `entity` of `domain` on node-1.
+fn observation(entity: &str, domain: &str, values: Vec<Option<f64>>) -> Observation {
     Observation {
         subject: Subject {
-            entity: "solo".into(),
-            pod: Some("solo-0".into()),
-            namespace: Some("shop".into()),
-            domain: "shop/Deployment/solo/app".into(),
+            entity: entity.into(),
+            pod: None,
+            namespace: None,
+            domain: domain.into(),
             node: "node-1".into(),
         },
-        values: vec![Some(cpu), Some(memory)],
+        values,
     }
+}
+
+fn solo(cpu: f64, memory: f64) -> Observation {
+    let mut solo = observation(
+        "solo",
+        "shop/Deployment/solo/app",
+        vec![Some(cpu), Some(memory)],
+    );
+    solo.subject.pod = Some("solo-0".into());
+    solo.subject.namespace = Some("shop".into());
+    solo
 }
 
 /// What four days of a container alone in its domain gave.
@@ -55,8 +71,7 @@ struct Days {
 /// Four days of a container alone in its domain, its CPU and memory following the day
 /// (`swing`) with 5 % noise; with `step`, its CPU runs at `step` times its own over [`STEP`].
 fn four_days(config: DetectConfig, swing: f64, step: Option<f64>, seed: u64) -> Days {
-    let mut detector =
-        Detector::new(config, FEATURES.iter().map(|f| f.to_string()).collect()).unwrap();
+    let mut detector = detector(config);
     let mut noise = Rng::new(seed);
     let mut days = Days {
         opened: Vec::new(),
@@ -148,20 +163,13 @@ fn a_step_within_the_days_range_is_found_at_its_time_of_day() {
 
 #[test]
 fn only_a_container_judged_on_its_own_past_keeps_a_seasonal_past() {
-    let mut detector = Detector::new(
-        config(true),
-        FEATURES.iter().map(|f| f.to_string()).collect(),
-    )
-    .unwrap();
-    let member = |name: &str, domain: &str, w: usize| Observation {
-        subject: Subject {
-            entity: name.into(),
-            pod: None,
-            namespace: None,
-            domain: domain.into(),
-            node: "node-1".into(),
-        },
-        values: vec![Some(day(w, 0.5)), Some(1e8 * day(w, 0.5))],
+    let mut detector = detector(config(true));
+    let member = |name: &str, domain: &str, w: usize| {
+        observation(
+            name,
+            domain,
+            vec![Some(day(w, 0.5)), Some(1e8 * day(w, 0.5))],
+        )
     };
     // Three replicas with peers, and one container alone.
     for w in 0..DAY {
@@ -215,11 +223,7 @@ fn on_the_first_day_a_step_the_minutes_find_is_found_as_fast() {
     for (swing, step) in [(0.6, 8.0), (0.3, 2.0)] {
         for seed in 1..=3 {
             let run = |seasons: bool| {
-                let mut detector = Detector::new(
-                    config(seasons),
-                    FEATURES.iter().map(|f| f.to_string()).collect(),
-                )
-                .unwrap();
+                let mut detector = detector(config(seasons));
                 let mut noise = Rng::new(seed);
                 let mut opened = Vec::new();
                 for w in 0..DAY {
@@ -243,23 +247,16 @@ fn on_the_first_day_a_step_the_minutes_find_is_found_as_fast() {
 
 #[test]
 fn a_member_alone_on_one_feature_keeps_a_seasonal_past_and_its_peers_none() {
-    let mut detector = Detector::new(
-        config(true),
-        FEATURES.iter().map(|f| f.to_string()).collect(),
-    )
-    .unwrap();
+    let mut detector = detector(config(true));
     // Four replicas; only the first reports its memory: it is judged on its own past there.
     for w in 0..10 {
         let window: Vec<Observation> = (0..4)
-            .map(|m| Observation {
-                subject: Subject {
-                    entity: format!("web-{m}"),
-                    pod: None,
-                    namespace: None,
-                    domain: "web".into(),
-                    node: "node-1".into(),
-                },
-                values: vec![Some(day(w, 0.5)), (m == 0).then_some(1e8)],
+            .map(|m| {
+                observation(
+                    &format!("web-{m}"),
+                    "web",
+                    vec![Some(day(w, 0.5)), (m == 0).then_some(1e8)],
+                )
             })
             .collect();
         detector.observe(at(w), &window).unwrap();
