@@ -64,6 +64,10 @@ use tonic::{
     transport::{Channel, Endpoint},
 };
 
+/// The `herd-aggregator` binary's allocator, for the child that plays it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PODS_PER_NODE: usize = 30;
 const DAEMONSETS: [&str; 3] = ["kube-proxy", "node-exporter", "log-shipper"];
 /// Replicas of the Deployments, in turn (at most the number of nodes).

@@ -6,6 +6,8 @@
 //! The decay is forward: rather than shrinking every weight each tick, a new value weighs more
 //! than the last by the decay factor, and all weights are scaled down together now and then.
 
+use std::sync::LazyLock;
+
 /// Relative error of a value read back from its bucket.
 const ACCURACY: f64 = 0.1;
 /// Most buckets kept; past this the lowest ones are folded together. The sketch is read for
@@ -20,6 +22,38 @@ const RESCALE_AT: f32 = 1e20;
 /// `(1 + α) / (1 − α)`: the ratio between the bounds of a bucket.
 fn gamma() -> f64 {
     (1.0 + ACCURACY) / (1.0 - ACCURACY)
+}
+
+/// The bucket of the lowest value above [`ZERO`], and the first past the largest `f64`.
+const LOWEST: i32 = -138;
+const HIGHEST: i32 = 3538;
+
+/// The upper bound of every bucket from [`LOWEST`] to [`HIGHEST`]: γ^i.
+static BOUNDS: LazyLock<Vec<f64>> =
+    LazyLock::new(|| (LOWEST..=HIGHEST).map(|i| gamma().powi(i)).collect());
+
+/// The bucket `i` whose bounds (γ^(i−1), γ^i] hold `value` (above [`ZERO`], finite). A
+/// value's logarithm would say it too, at several times the cost: a cluster's aggregator
+/// adds millions of values a window. The exponent and the first term of the mantissa's
+/// logarithm put it within a bucket of the answer, and the bounds settle it.
+fn bucket(value: f64) -> i32 {
+    let bounds = &*BOUNDS;
+    let bits = value.to_bits();
+    let exponent = ((bits >> 52) & 0x7ff) as i32 - 1023;
+    // In [1, 2): log2 of it lies within 0.09 of mantissa − 1.
+    let mantissa = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+    let per_octave = std::f64::consts::LN_2 / gamma().ln();
+    let guess = ((f64::from(exponent) + mantissa - 1.0) * per_octave) as i32;
+    let mut at = usize::try_from(guess - LOWEST)
+        .unwrap_or(0)
+        .min(bounds.len() - 1);
+    while at + 1 < bounds.len() && bounds[at] < value {
+        at += 1;
+    }
+    while at > 0 && bounds[at - 1] >= value {
+        at -= 1;
+    }
+    at as i32 + LOWEST
 }
 
 /// Recent values' distribution, within [`ACCURACY`] relative error.
@@ -68,8 +102,7 @@ impl Sketch {
             self.zeros += w;
             return;
         }
-        let index = (value.ln() / gamma().ln()).ceil() as i32;
-        let at = self.place(index);
+        let at = self.place(bucket(value));
         self.buckets[at] += w;
     }
 
@@ -130,8 +163,7 @@ impl Sketch {
         if !value.is_finite() {
             return Some((0.0, 0.0));
         }
-        let index = (value.ln() / gamma().ln()).ceil() as i32;
-        let from = usize::try_from(index - self.offset).unwrap_or(0);
+        let from = usize::try_from(bucket(value) - self.offset).unwrap_or(0);
         let beyond: f64 = self.buckets.iter().skip(from).map(|&b| f64::from(b)).sum();
         Some((
             beyond / f64::from(self.weight),
@@ -273,6 +305,23 @@ mod tests {
             }
         }
         assert!(sketch.buckets.len() <= MAX_BUCKETS);
+    }
+
+    #[test]
+    fn a_value_goes_to_the_bucket_its_logarithm_names() {
+        let mut noise = Noise(3);
+        let by_logarithm = |v: f64| (v.ln() / gamma().ln()).ceil() as i32;
+        // Across every decade a value can have, and on and around the bounds themselves.
+        let values = (0..100_000)
+            .map(|_| (noise.next() * 1700.0 - 27.0).exp())
+            .chain((LOWEST..HIGHEST - 1).flat_map(|i| {
+                let bound = gamma().powi(i);
+                [bound * (1.0 - 1e-9), bound * (1.0 + 1e-9)]
+            }))
+            .chain([ZERO * 1.0001, 1.0, f64::MAX, f64::MIN_POSITIVE * 1e300]);
+        for v in values.filter(|v| *v > ZERO && v.is_finite()) {
+            assert_eq!(bucket(v), by_logarithm(v), "{v:e}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod workloads;
 
 use std::{
     collections::{HashMap, HashSet},
+    sync::{Mutex, PoisonError},
     time::SystemTime,
 };
 
@@ -121,7 +122,7 @@ impl Comparisons {
                     .collect(),
                 ..self.config.clone()
             };
-            let shards = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+            let shards = threads() * SHARDS_PER_THREAD;
             self.replicas = (0..shards)
                 .map(|_| Detector::new(config.clone(), names.clone()))
                 .collect::<Result<_, _>>()?;
@@ -133,11 +134,29 @@ impl Comparisons {
         let enough_nodes = book.live().count() >= self.config.min_peers;
         let detail = Detail::Only(explain);
         // The replica shards, the workloads and the nodes are independent, and the replicas
-        // the largest part of a round (150,000 containers at the top): one thread each.
+        // the largest part of a round (150,000 containers at the top): a thread each for the
+        // workloads and the nodes, and one a core taking the replica shards in turn, the
+        // largest first, so that the cores finish together however the domains fell.
         let features = &self.features;
-        if !self.replicas.is_empty() {
-            replicas::observations(book, features, &mut self.replica_observations);
-        }
+        let assigned = replicas::assign(book, features, self.replicas.len());
+        let assigned = &assigned;
+        let mut shards: Vec<_> = (self.replicas.iter_mut())
+            .zip(&mut self.replica_observations)
+            .enumerate()
+            .collect();
+        shards.sort_by_key(|(shard, _)| std::cmp::Reverse(assigned.shards[*shard].len()));
+        let queue = Mutex::new(shards.into_iter());
+        let compare = || {
+            let mut reports = Vec::new();
+            loop {
+                let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
+                let Some((shard, (detector, window))) = next else {
+                    return reports;
+                };
+                replicas::observations(assigned, shard, window);
+                reports.push((shard, detector.observe_with(at, window, detail)));
+            }
+        };
         let workload_observations = &mut self.workload_observations;
         let (replicas, workloads, nodes) = std::thread::scope(|scope| {
             let workloads = self
@@ -156,18 +175,18 @@ impl Comparisons {
                     node_detector.observe(at, &nodes::observations(book, open_domains))
                 })
             });
-            let mut shards = self.replicas.iter_mut().zip(&self.replica_observations);
-            let first = shards.next();
-            let others: Vec<_> = shards
-                .map(|(detector, window)| {
-                    scope.spawn(move || detector.observe_with(at, window, detail))
-                })
-                .collect();
-            let first = first.map(|(detector, window)| detector.observe_with(at, window, detail));
-            let replicas = first.map(|first| {
-                others.into_iter().try_fold(first?, |mut report, thread| {
-                    merge(&mut report, join(thread)?);
-                    Ok(report)
+            let others: Vec<_> = (1..threads()).map(|_| scope.spawn(compare)).collect();
+            let mut reports = compare();
+            for thread in others {
+                reports.extend(join(thread));
+            }
+            // In the order of the shards, whichever thread compared them.
+            reports.sort_by_key(|(shard, _)| *shard);
+            let mut reports = reports.into_iter().map(|(_, report)| report);
+            let replicas = reports.next().map(|first| {
+                reports.try_fold(first?, |mut all, report| {
+                    merge(&mut all, report?);
+                    Ok(all)
                 })
             });
             (replicas, workloads.map(join), nodes.map(join))
@@ -196,6 +215,15 @@ impl Comparisons {
         Ok(rounds)
     }
 }
+
+/// Threads that compare replica shards: one a core, at most 8.
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
+/// Replica shards per thread: with several each, the threads share out the large and the
+/// small ones and finish close together.
+const SHARDS_PER_THREAD: usize = 4;
 
 /// A scoped thread's result; its panic goes on in the caller.
 fn join<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {

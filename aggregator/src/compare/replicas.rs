@@ -1,6 +1,7 @@
 //! Each container, as an observation of its domain across the cluster.
 
 use herd_detect::Observation;
+use herd_proto::herd::v1 as pb;
 use rustc_hash::FxHashSet;
 
 use crate::{
@@ -17,32 +18,63 @@ pub fn shard(domain: &str, shards: usize) -> usize {
     (hash % shards as u64) as usize
 }
 
-/// Every live node's containers into the shards of `out` (a domain's all in one), in place
-/// of last round's.
-pub fn observations(book: &NodeBook, order: &[String], out: &mut [Vec<Observation>]) {
+/// A live node's container, for the replica comparison.
+pub struct Placed<'a> {
+    node: &'a str,
+    /// Its node's place in [`Assigned::maps`].
+    map: usize,
+    identity: &'a pb::Container,
+    values: &'a [f32],
+}
+
+/// Every live node's containers, each in the shard of its domain: what one thread a shard
+/// turns into observations ([`observations`]).
+pub struct Assigned<'a> {
+    /// Each node's values in the comparison's feature order.
+    maps: Vec<FeatureMap>,
+    pub shards: Vec<Vec<Placed<'a>>>,
+}
+
+/// Puts every live node's containers in the shard of their domain (of `shards`).
+pub fn assign<'a>(book: &'a NodeBook, order: &[String], shards: usize) -> Assigned<'a> {
+    let mut assigned = Assigned {
+        maps: Vec::new(),
+        shards: (0..shards).map(|_| Vec::new()).collect(),
+    };
     let mut seen = FxHashSet::default();
-    seen.reserve(out.iter().map(Vec::len).sum());
-    let mut filled = vec![0; out.len()];
     for (node, entry) in book.live() {
-        let map = FeatureMap::new(&entry.summary.features, order);
-        for (container, _, values) in entry.containers() {
+        let map = assigned.maps.len();
+        assigned
+            .maps
+            .push(FeatureMap::new(&entry.summary.features, order));
+        for (identity, _, values) in entry.containers() {
             // A container reported by two nodes (a misconfigured agent) counts once.
-            if !comparable(&container.domain) || !seen.insert(container.id.as_str()) {
+            if !comparable(&identity.domain) || !seen.insert(identity.id.as_str()) {
                 continue;
             }
-            let s = shard(&container.domain, out.len());
-            let obs = slot(&mut out[s], filled[s]);
-            filled[s] += 1;
-            let subject = &mut obs.subject;
-            set(&mut subject.entity, &container.id);
-            set_nonempty(&mut subject.pod, &container.pod);
-            set_nonempty(&mut subject.namespace, &container.namespace);
-            set(&mut subject.domain, &container.domain);
-            set(&mut subject.node, node);
-            map.fill(values, &mut obs.values);
+            assigned.shards[shard(&identity.domain, shards)].push(Placed {
+                node,
+                map,
+                identity,
+                values,
+            });
         }
     }
-    for (shard, n) in out.iter_mut().zip(filled) {
-        shard.truncate(n);
+    assigned
+}
+
+/// One shard's containers as observations, in place of last round's in `out`.
+pub fn observations(assigned: &Assigned<'_>, shard: usize, out: &mut Vec<Observation>) {
+    let placed = &assigned.shards[shard];
+    for (n, p) in placed.iter().enumerate() {
+        let obs = slot(out, n);
+        let subject = &mut obs.subject;
+        set(&mut subject.entity, &p.identity.id);
+        set_nonempty(&mut subject.pod, &p.identity.pod);
+        set_nonempty(&mut subject.namespace, &p.identity.namespace);
+        set(&mut subject.domain, &p.identity.domain);
+        set(&mut subject.node, p.node);
+        assigned.maps[p.map].fill(p.values, &mut obs.values);
     }
+    out.truncate(placed.len());
 }

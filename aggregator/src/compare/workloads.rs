@@ -7,9 +7,10 @@
 //! second comparison would cost as much again, in time and in memory, and name each stray
 //! twice.
 
-use std::{collections::HashSet, fmt::Write as _};
+use std::fmt::Write as _;
 
 use herd_detect::Observation;
+use rustc_hash::FxHashSet;
 
 use crate::{
     compare::{FeatureMap, comparable, set, slot},
@@ -23,7 +24,7 @@ pub fn entity(node: &str, domain: &str) -> String {
 
 /// Every live node's domains into `out`, in place of last round's.
 pub fn observations(book: &NodeBook, order: &[String], out: &mut Vec<Observation>) {
-    let stacked: HashSet<&str> = book
+    let stacked: FxHashSet<&str> = book
         .live()
         .flat_map(|(_, entry)| &entry.summary.domains)
         .filter(|d| d.members >= 2)
