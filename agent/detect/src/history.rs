@@ -149,13 +149,12 @@ impl History {
         // The place that is given up: the oldest value's (it has seen len − 1 come after it)
         // or, while the row fills, the one after the last.
         let (mut at, len) = if len == self.capacity {
-            let mut oldest = 0;
-            for (k, age) in ages.iter_mut().enumerate() {
-                if usize::from(*age) == len - 1 {
-                    oldest = k;
-                }
-                *age = age.wrapping_add(1);
-            }
+            // Found first, then every age counted up in one pass the compiler vectorizes.
+            let oldest = ages
+                .iter()
+                .position(|&age| usize::from(age) == len - 1)
+                .unwrap_or(0);
+            ages.iter_mut().for_each(|age| *age = age.wrapping_add(1));
             (oldest, len)
         } else {
             for age in &mut ages[..len] {

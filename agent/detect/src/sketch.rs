@@ -34,19 +34,20 @@ static BOUNDS: LazyLock<Vec<f64>> =
 
 /// The bucket `i` whose bounds (γ^(i−1), γ^i] hold `value` (above [`ZERO`], finite). A
 /// value's logarithm would say it too, at several times the cost: a cluster's aggregator
-/// adds millions of values a window. The exponent and the first term of the mantissa's
-/// logarithm put it within a bucket of the answer, and the bounds settle it.
+/// adds millions of values a window. The exponent and a quadratic in the mantissa put the
+/// logarithm within 0.03 of a bucket, which is nearly always the answer; the bounds settle
+/// it.
 fn bucket(value: f64) -> i32 {
     let bounds = &*BOUNDS;
     let bits = value.to_bits();
     let exponent = ((bits >> 52) & 0x7ff) as i32 - 1023;
-    // In [1, 2): log2 of it lies within 0.09 of mantissa − 1.
-    let mantissa = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+    // The mantissa less 1, in [0, 1): log2(1 + t) ≈ t (1.34655 − 0.34655 t), within 0.008.
+    let t = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000) - 1.0;
+    let log2 = f64::from(exponent) + t * (1.346_55 - 0.346_55 * t);
     let per_octave = std::f64::consts::LN_2 / gamma().ln();
-    let guess = ((f64::from(exponent) + mantissa - 1.0) * per_octave) as i32;
-    let mut at = usize::try_from(guess - LOWEST)
-        .unwrap_or(0)
-        .min(bounds.len() - 1);
+    // Above LOWEST − 1 for every value above ZERO: truncation is the floor, and one more
+    // the ceiling.
+    let mut at = ((log2 * per_octave - f64::from(LOWEST)) as usize + 1).min(bounds.len() - 1);
     while at + 1 < bounds.len() && bounds[at] < value {
         at += 1;
     }

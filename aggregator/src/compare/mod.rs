@@ -135,32 +135,16 @@ impl Comparisons {
         let detail = Detail::Only(explain);
         // The replica shards, the workloads and the nodes are independent, and the replicas
         // the largest part of a round (150,000 containers at the top): a thread each for the
-        // workloads and the nodes, and one a core taking the replica shards in turn, the
-        // largest first, so that the cores finish together however the domains fell.
+        // workloads and the nodes, started first so that they run while the containers are
+        // put in shards, and one a core taking the replica shards in turn, the largest first,
+        // so that the cores finish together however the domains fell.
         let features = &self.features;
-        let assigned = replicas::assign(book, features, self.replicas.len());
-        let assigned = &assigned;
-        let mut shards: Vec<_> = (self.replicas.iter_mut())
-            .zip(&mut self.replica_observations)
-            .enumerate()
-            .collect();
-        shards.sort_by_key(|(shard, _)| std::cmp::Reverse(assigned.shards[*shard].len()));
-        let queue = Mutex::new(shards.into_iter());
-        let compare = || {
-            let mut reports = Vec::new();
-            loop {
-                let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
-                let Some((shard, (detector, window))) = next else {
-                    return reports;
-                };
-                replicas::observations(assigned, shard, window);
-                reports.push((shard, detector.observe_with(at, window, detail)));
-            }
-        };
         let workload_observations = &mut self.workload_observations;
+        let (workload_detector, node_detector) = (&mut self.workloads, &mut self.nodes);
+        let (replica_detectors, replica_observations) =
+            (&mut self.replicas, &mut self.replica_observations);
         let (replicas, workloads, nodes) = std::thread::scope(|scope| {
-            let workloads = self
-                .workloads
+            let workloads = workload_detector
                 .as_mut()
                 .filter(|_| enough_nodes)
                 .map(|detector| {
@@ -169,17 +153,42 @@ impl Comparisons {
                         detector.observe_with(at, workload_observations, detail)
                     })
                 });
-            let node_detector = &mut self.nodes;
             let nodes = enough_nodes.then(|| {
                 scope.spawn(move || {
                     node_detector.observe(at, &nodes::observations(book, open_domains))
                 })
             });
-            let others: Vec<_> = (1..threads()).map(|_| scope.spawn(compare)).collect();
-            let mut reports = compare();
-            for thread in others {
-                reports.extend(join(thread));
-            }
+
+            let replicas::Assigned { maps, shards } =
+                replicas::assign(book, features, replica_detectors.len());
+            let maps = &maps;
+            let mut shards: Vec<_> = (replica_detectors.iter_mut())
+                .zip(replica_observations.iter_mut())
+                .zip(shards)
+                .enumerate()
+                .collect();
+            shards.sort_by_key(|(_, (_, placed))| std::cmp::Reverse(placed.len()));
+            let queue = Mutex::new(shards.into_iter());
+            let compare = || {
+                let mut reports = Vec::new();
+                loop {
+                    let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
+                    let Some((shard, ((detector, window), mut placed))) = next else {
+                        return reports;
+                    };
+                    replicas::observations(maps, &mut placed, window);
+                    reports.push((shard, detector.observe_with(at, window, detail)));
+                }
+            };
+            // A scope of their own: they borrow the shards, made after the first threads.
+            let mut reports = std::thread::scope(|shards| {
+                let others: Vec<_> = (1..threads()).map(|_| shards.spawn(compare)).collect();
+                let mut reports = compare();
+                for thread in others {
+                    reports.extend(join(thread));
+                }
+                reports
+            });
             // In the order of the shards, whichever thread compared them.
             reports.sort_by_key(|(shard, _)| *shard);
             let mut reports = reports.into_iter().map(|(_, report)| report);

@@ -9,17 +9,24 @@ use crate::{
     nodes::NodeBook,
 };
 
-/// The shard of `shards` that compares `domain`: the same in every round and process.
-pub fn shard(domain: &str, shards: usize) -> usize {
-    // FNV-1a: stable, unlike the standard library's hasher, and enough to spread names.
-    let hash = domain.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+/// The shard of `shards` that compares a domain, from its [`key`]: the same in every round
+/// and process.
+pub fn shard(key: u64, shards: usize) -> usize {
+    (key % shards as u64) as usize
+}
+
+/// A domain's name as a number: FNV-1a, stable, unlike the standard library's hasher, and
+/// enough to spread names.
+pub fn key(domain: &str) -> u64 {
+    domain.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    (hash % shards as u64) as usize
+    })
 }
 
 /// A live node's container, for the replica comparison.
 pub struct Placed<'a> {
+    /// Its domain's [`key`].
+    key: u64,
     node: &'a str,
     /// Its node's place in [`Assigned::maps`].
     map: usize,
@@ -31,7 +38,7 @@ pub struct Placed<'a> {
 /// turns into observations ([`observations`]).
 pub struct Assigned<'a> {
     /// Each node's values in the comparison's feature order.
-    maps: Vec<FeatureMap>,
+    pub maps: Vec<FeatureMap>,
     pub shards: Vec<Vec<Placed<'a>>>,
 }
 
@@ -52,7 +59,9 @@ pub fn assign<'a>(book: &'a NodeBook, order: &[String], shards: usize) -> Assign
             if !comparable(&identity.domain) || !seen.insert(identity.id.as_str()) {
                 continue;
             }
-            assigned.shards[shard(&identity.domain, shards)].push(Placed {
+            let key = key(&identity.domain);
+            assigned.shards[shard(key, shards)].push(Placed {
+                key,
                 node,
                 map,
                 identity,
@@ -63,9 +72,11 @@ pub fn assign<'a>(book: &'a NodeBook, order: &[String], shards: usize) -> Assign
     assigned
 }
 
-/// One shard's containers as observations, in place of last round's in `out`.
-pub fn observations(assigned: &Assigned<'_>, shard: usize, out: &mut Vec<Observation>) {
-    let placed = &assigned.shards[shard];
+/// One shard's containers as observations, in place of last round's in `out`, a domain's
+/// together: the detector keeps each entity's past where it first saw it, so a domain's
+/// members' pasts sit together too, and a round reads them in the order they lie.
+pub fn observations(maps: &[FeatureMap], placed: &mut [Placed<'_>], out: &mut Vec<Observation>) {
+    placed.sort_by_key(|p| p.key);
     for (n, p) in placed.iter().enumerate() {
         let obs = slot(out, n);
         let subject = &mut obs.subject;
@@ -74,7 +85,7 @@ pub fn observations(assigned: &Assigned<'_>, shard: usize, out: &mut Vec<Observa
         set_nonempty(&mut subject.namespace, &p.identity.namespace);
         set(&mut subject.domain, &p.identity.domain);
         set(&mut subject.node, p.node);
-        assigned.maps[p.map].fill(p.values, &mut obs.values);
+        maps[p.map].fill(p.values, &mut obs.values);
     }
     out.truncate(placed.len());
 }
