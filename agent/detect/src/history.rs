@@ -99,6 +99,16 @@ impl History {
         slot
     }
 
+    /// Makes room for `slots` more slots at once: a cluster's first window brings 150,000
+    /// entities, and growing the buffers one slot at a time would copy them over and over.
+    pub fn reserve(&mut self, slots: usize) {
+        let cells = self.features * self.capacity * slots;
+        self.values.reserve(cells);
+        self.ages.reserve(cells);
+        self.lens.reserve(self.features * slots);
+        self.recent.reserve(self.features * RECENT * slots);
+    }
+
     /// Empties a slot's rows, for an entity that starts over or for the slot's next owner.
     pub fn clear(&mut self, slot: usize) {
         let rows = slot * self.features..(slot + 1) * self.features;

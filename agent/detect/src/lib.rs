@@ -349,6 +349,11 @@ impl Detector {
     ) -> Result<WindowReport, DetectError> {
         self.windows += 1;
         let known = self.check(window)?;
+        let new = known.iter().filter(|k| k.is_none()).count();
+        let fresh = new.saturating_sub(self.free.len());
+        self.history.reserve(fresh);
+        self.slots.reserve(fresh);
+        self.index.reserve(new);
         let mut report = WindowReport::default();
         let slots: Vec<usize> = window
             .iter()
