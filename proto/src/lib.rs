@@ -15,6 +15,7 @@ pub mod cri {
 }
 
 pub mod backoff;
+pub mod codec;
 pub mod error_chain;
 pub mod query;
 pub mod rate;

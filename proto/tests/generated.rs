@@ -26,6 +26,7 @@ fn generate(out_dir: &Path) {
     let files: Vec<PathBuf> = PROTOS.iter().map(|p| root.join(p)).collect();
     let fds = protox::compile(&files, [&root]).expect("the .proto files compile");
     tonic_prost_build::configure()
+        .codec_path("crate::codec::SliceCodec")
         .build_client(true)
         .build_server(true)
         .out_dir(out_dir)

@@ -2696,7 +2696,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/Version",
             );
@@ -2722,7 +2722,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/RunPodSandbox",
             );
@@ -2755,7 +2755,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/StopPodSandbox",
             );
@@ -2783,7 +2783,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/RemovePodSandbox",
             );
@@ -2811,7 +2811,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/PodSandboxStatus",
             );
@@ -2838,7 +2838,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/ListPodSandbox",
             );
@@ -2863,7 +2863,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/CreateContainer",
             );
@@ -2888,7 +2888,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/StartContainer",
             );
@@ -2917,7 +2917,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/StopContainer",
             );
@@ -2945,7 +2945,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/RemoveContainer",
             );
@@ -2970,7 +2970,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/ListContainers",
             );
@@ -2996,7 +2996,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/ContainerStatus",
             );
@@ -3022,7 +3022,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/UpdateContainerResources",
             );
@@ -3056,7 +3056,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/ReopenContainerLog",
             );
@@ -3083,7 +3083,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/ExecSync",
             );
@@ -3105,7 +3105,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/Exec",
             );
@@ -3127,7 +3127,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/Attach",
             );
@@ -3152,7 +3152,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/PortForward",
             );
@@ -3178,7 +3178,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/ContainerStats",
             );
@@ -3203,7 +3203,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/ListContainerStats",
             );
@@ -3231,7 +3231,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/PodSandboxStats",
             );
@@ -3256,7 +3256,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/ListPodSandboxStats",
             );
@@ -3283,7 +3283,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/UpdateRuntimeConfig",
             );
@@ -3307,7 +3307,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/Status",
             );
@@ -3332,7 +3332,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/CheckpointContainer",
             );
@@ -3359,7 +3359,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/GetContainerEvents",
             );
@@ -3390,7 +3390,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/ListMetricDescriptors",
             );
@@ -3417,7 +3417,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/ListPodSandboxMetrics",
             );
@@ -3451,7 +3451,7 @@ pub mod runtime_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.RuntimeService/RuntimeConfig",
             );
@@ -3848,7 +3848,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = VersionSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -3894,7 +3894,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = RunPodSandboxSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -3940,7 +3940,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = StopPodSandboxSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -3986,7 +3986,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = RemovePodSandboxSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -4032,7 +4032,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = PodSandboxStatusSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -4078,7 +4078,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ListPodSandboxSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -4124,7 +4124,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = CreateContainerSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -4170,7 +4170,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = StartContainerSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -4215,7 +4215,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = StopContainerSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -4261,7 +4261,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = RemoveContainerSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -4307,7 +4307,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ListContainersSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -4353,7 +4353,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ContainerStatusSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -4404,7 +4404,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = UpdateContainerResourcesSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -4450,7 +4450,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ReopenContainerLogSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -4495,7 +4495,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ExecSyncSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -4539,7 +4539,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ExecSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -4584,7 +4584,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = AttachSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -4629,7 +4629,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = PortForwardSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -4675,7 +4675,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ContainerStatsSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -4721,7 +4721,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ListContainerStatsSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -4767,7 +4767,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = PodSandboxStatsSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -4816,7 +4816,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ListPodSandboxStatsSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -4865,7 +4865,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = UpdateRuntimeConfigSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -4910,7 +4910,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = StatusSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -4956,7 +4956,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = CheckpointContainerSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -5003,7 +5003,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = GetContainerEventsSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -5052,7 +5052,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ListMetricDescriptorsSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -5101,7 +5101,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ListPodSandboxMetricsSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -5146,7 +5146,7 @@ pub mod runtime_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = RuntimeConfigSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -5309,7 +5309,7 @@ pub mod image_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.ImageService/ListImages",
             );
@@ -5336,7 +5336,7 @@ pub mod image_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.ImageService/ImageStatus",
             );
@@ -5361,7 +5361,7 @@ pub mod image_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.ImageService/PullImage",
             );
@@ -5388,7 +5388,7 @@ pub mod image_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.ImageService/RemoveImage",
             );
@@ -5413,7 +5413,7 @@ pub mod image_service_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/runtime.v1.ImageService/ImageFsInfo",
             );
@@ -5589,7 +5589,7 @@ pub mod image_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ListImagesSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -5634,7 +5634,7 @@ pub mod image_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ImageStatusSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -5679,7 +5679,7 @@ pub mod image_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = PullImageSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -5724,7 +5724,7 @@ pub mod image_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = RemoveImageSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -5769,7 +5769,7 @@ pub mod image_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ImageFsInfoSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
