@@ -191,12 +191,12 @@ impl Comparisons {
             });
             // In the order of the shards, whichever thread compared them.
             reports.sort_by_key(|(shard, _)| *shard);
-            let mut reports = reports.into_iter().map(|(_, report)| report);
-            let replicas = reports.next().map(|first| {
-                reports.try_fold(first?, |mut all, report| {
-                    merge(&mut all, report?);
-                    Ok(all)
-                })
+            let replicas = (!reports.is_empty()).then(|| {
+                let reports: Vec<WindowReport> = reports
+                    .into_iter()
+                    .map(|(_, report)| report)
+                    .collect::<Result<_, _>>()?;
+                Ok(merge(reports))
             });
             (replicas, workloads.map(join), nodes.map(join))
         });
@@ -241,19 +241,26 @@ fn join<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
-/// One shard's report into another's: its findings in the order of their entities, as one
-/// detector gives them.
-fn merge(into: &mut WindowReport, shard: WindowReport) {
-    into.scores.extend(shard.scores);
-    into.domains.extend(shard.domains);
-    for (all, more) in [
-        (&mut into.opened, shard.opened),
-        (&mut into.updated, shard.updated),
-        (&mut into.closed, shard.closed),
-    ] {
-        all.extend(more);
-        all.sort_by(|a, b| a.subject.entity.cmp(&b.subject.entity));
+/// The shards' reports as one, in the order given: their findings in the order of their
+/// entities, as one detector gives them. Made in place, each list grown once.
+fn merge(reports: Vec<WindowReport>) -> WindowReport {
+    let total = |list: fn(&WindowReport) -> usize| reports.iter().map(list).sum::<usize>();
+    let mut all = WindowReport {
+        scores: Vec::with_capacity(total(|r| r.scores.len())),
+        domains: Vec::with_capacity(total(|r| r.domains.len())),
+        ..WindowReport::default()
+    };
+    for shard in reports {
+        all.scores.extend(shard.scores);
+        all.domains.extend(shard.domains);
+        all.opened.extend(shard.opened);
+        all.updated.extend(shard.updated);
+        all.closed.extend(shard.closed);
     }
+    for findings in [&mut all.opened, &mut all.updated, &mut all.closed] {
+        findings.sort_by(|a, b| a.subject.entity.cmp(&b.subject.entity));
+    }
+    all
 }
 
 /// Where a node's values are in the comparison's feature order: its summaries name their
