@@ -216,10 +216,10 @@ impl Aggregator {
         let rounds = self
             .comparisons
             .run(now, &self.nodes, &open_domains, &explain)?;
-        let named: HashSet<&str> = rounds
+        let named: HashSet<(&str, &str)> = rounds
             .iter()
             .flat_map(|r| r.report.opened.iter().chain(&r.report.updated))
-            .map(|f| f.subject.entity.as_str())
+            .map(|f| (f.subject.node.as_str(), f.subject.entity.as_str()))
             .collect();
         let identities = self.identities(&named);
         for round in &rounds {
@@ -310,14 +310,12 @@ impl Aggregator {
     }
 
     /// Container id → (name, image) of the containers in `ids`, from the live summaries.
-    fn identities(&self, ids: &HashSet<&str>) -> HashMap<String, (String, String)> {
-        if ids.is_empty() {
-            return HashMap::new();
-        }
-        self.nodes
-            .live()
-            .flat_map(|(_, e)| e.identities.values())
-            .filter(|c| ids.contains(c.id.as_str()))
+    /// The name and image of each container named by its node and id, where its node's
+    /// stream carried its identity.
+    fn identities(&self, named: &HashSet<(&str, &str)>) -> HashMap<String, (String, String)> {
+        named
+            .iter()
+            .filter_map(|&(node, id)| self.nodes.get(node)?.identities.get(id))
             .map(|c| (c.id.clone(), (c.name.clone(), c.image.clone())))
             .collect()
     }
@@ -689,6 +687,7 @@ mod tests {
                     pod: format!("web-{node}"),
                     namespace: "shop".into(),
                     name: "app".into(),
+                    image: "registry.example/shop/app:1.2".into(),
                     domain: WEB.into(),
                     node: format!("node-{node}"),
                     ..Default::default()
@@ -749,7 +748,10 @@ mod tests {
             ("web-3", "node-3")
         );
         assert_eq!(finding.source, SOURCE);
-        assert_eq!(finding.container, "app");
+        assert_eq!(
+            (finding.container.as_str(), finding.image.as_str()),
+            ("app", "registry.example/shop/app:1.2")
+        );
         assert_eq!(finding.drivers[0].feature, "cpu_usage_cores");
         // With one replica per node, its median there is the replica: the replica
         // comparison has said it, and the workload comparison does not say it again.

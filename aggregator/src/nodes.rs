@@ -141,6 +141,11 @@ impl NodeBook {
         silence
     }
 
+    /// A node's entry, silent or not.
+    pub fn get(&self, node: &str) -> Option<&NodeEntry> {
+        self.nodes.get(node)
+    }
+
     /// The nodes that report, with their latest summary.
     pub fn live(&self) -> impl Iterator<Item = (&String, &NodeEntry)> {
         self.nodes.iter().filter(|(_, e)| !e.silent)
