@@ -5,7 +5,7 @@ use statrs::distribution::{ContinuousCDF, Normal};
 
 use super::config::DetectConfig;
 use super::finding::{Basis, Comparison, Driver};
-use super::history::History;
+use super::history::{History, Row};
 use super::season::{Seasons, View};
 use super::sketch::Sketch;
 use super::spreads::Usual;
@@ -64,6 +64,9 @@ pub struct Scratch {
     /// Beside `values`: each member's z against its own baseline and usual spread alone, NaN
     /// where it has none; what tells a domain that moved together.
     own_zs: Vec<f64>,
+    /// Beside `values`: each member's level over its last windows ([`History::lasting`]),
+    /// read with its baselines, member by member, where its past lies together.
+    lasting: Vec<f64>,
     /// Members with a value for the feature at hand, with the value.
     present: Vec<(usize, f64)>,
     levels: Vec<f64>,
@@ -198,6 +201,7 @@ pub fn score_domain(
         pooled,
         pooled_lasting,
         own_zs,
+        lasting,
         present,
         levels,
         moves,
@@ -220,10 +224,13 @@ pub fn score_domain(
     pooled_lasting.resize(features.len() * n, f64::NAN);
     own_zs.clear();
     own_zs.resize(features.len() * n, f64::NAN);
+    lasting.clear();
+    lasting.resize(features.len() * n, f64::NAN);
     for (i, m) in members.iter().enumerate() {
         for (f, value) in m.values.iter().enumerate().take(features.len()) {
             if let Some(value) = value {
                 values[f * n + i] = *value;
+                lasting[f * n + i] = history.lasting(m.slot, f, *value);
             }
         }
         history.baselines(
@@ -242,6 +249,7 @@ pub fn score_domain(
         let pooled = &mut pooled[f * n..(f + 1) * n];
         let pooled_lasting = &mut pooled_lasting[f * n..(f + 1) * n];
         let own_z = &mut own_zs[f * n..(f + 1) * n];
+        let lasting = &lasting[f * n..(f + 1) * n];
         present.clear();
         levels.clear();
         for (i, &x) in column.iter().enumerate() {
@@ -306,8 +314,7 @@ pub fn score_domain(
                 _ if median.is_nan() => level_z,
                 Some(moves) => {
                     pooled[i] = x - median - moves.median;
-                    pooled_lasting[i] =
-                        history.lasting(members[i].slot, f, x) - median - moves.median;
+                    pooled_lasting[i] = lasting[i] - median - moves.median;
                     let by_tail =
                         calibrated(moves.z(x - median), pooled[i], pooled_lasting[i], usual[f]);
                     let z = z_both_agree_on(beyond(level_z), by_tail);
@@ -318,7 +325,7 @@ pub fn score_domain(
                     } else {
                         z_both_agree_on(
                             z,
-                            lasting_or(alone, history, members[i].slot, f, x, floors),
+                            lasting_or(alone, lasting[i], history.row(members[i].slot, f), floors),
                         )
                     }
                 }
@@ -514,13 +521,12 @@ pub fn beyond(level_z: f64) -> f64 {
 const CLEAR_OF_THE_MIDDLE: f64 = CONSISTENCY;
 
 /// A member's own view where its value alone is within its usual spikes (`alone`): the
-/// level of its last windows ([`History::lasting`]) against the plain spread of its own
-/// history, when that says more on the same side. A spike size that recurs is news only
+/// level of its last windows (`lasting`, see [`History::lasting`]) against the plain spread
+/// of its own history (`row`), when that says more on the same side. A spike size that recurs is news only
 /// when it lasts: a slow leak in a member that spikes now and then, or whose first leaking
 /// windows already widened its history's tail, shows in its lasting level.
-fn lasting_or(alone: f64, history: &History, slot: usize, f: usize, x: f64, floors: Floors) -> f64 {
-    let lasting = history.lasting(slot, f, x);
-    let Some(spread) = history.row(slot, f).lasting_spread(floors) else {
+fn lasting_or(alone: f64, lasting: f64, row: Row<'_>, floors: Floors) -> f64 {
+    let Some(spread) = row.lasting_spread(floors) else {
         return alone;
     };
     let z = spread.z(lasting);
