@@ -971,7 +971,9 @@ fn report(results: &[ScaleResult]) -> anyhow::Result<String> {
          workers), the agents' side in this one, on the same cores. A window's time runs \
          from the first summary sent to the end of the round that compared it; the median is \
          over the windows from the {ANOMALY_FROM}th on (anomalies in, findings changing), \
-         the worst over all.\n",
+         the worst over all but the first. The first is the aggregator's start: every \
+         stream opens, every container's identity comes in full and every container is new \
+         to the comparisons; the goal is for the windows after it.\n",
         WINDOWS,
         FEATURE_FLOORS.len(),
         serve::MAX_STREAMS
@@ -979,13 +981,14 @@ fn report(results: &[ScaleResult]) -> anyhow::Result<String> {
     writeln!(
         r,
         "| nodes | pods | workloads | window, median | worst | received, median | round, \
-         median | aggregator resident, end / peak | bytes a node a window |"
+         median | first window | aggregator resident, end / peak | bytes a node a window |"
     )?;
-    writeln!(r, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(r, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for s in results {
         let steady = &s.windows[ANOMALY_FROM..];
         let window = median_of(steady.iter().map(|c| c.total).collect());
-        let worst = s.windows.iter().map(|c| c.total).max().unwrap_or_default();
+        let worst = s.windows[1..].iter().map(|c| c.total).max().unwrap_or_default();
+        let first = s.windows[0].total;
         let received = median_of(steady.iter().map(|c| c.received).collect());
         let round = median_of(steady.iter().map(|c| c.round).collect());
         let end_mib = s.windows.last().map_or(0, |c| c.rss_kib) as f64 / 1024.0;
@@ -993,7 +996,7 @@ fn report(results: &[ScaleResult]) -> anyhow::Result<String> {
         let missed = |over: bool| if over { " **MISSED**" } else { "" };
         writeln!(
             r,
-            "| {} | {} | {} | {}{} | {}{} | {} | {} | {:.0} / {:.0} MiB{} | {:.1} KB |",
+            "| {} | {} | {} | {}{} | {}{} | {} | {} | {} | {:.0} / {:.0} MiB{} | {:.1} KB |",
             s.nodes,
             s.pods,
             s.domains,
@@ -1003,6 +1006,7 @@ fn report(results: &[ScaleResult]) -> anyhow::Result<String> {
             missed(worst > GOAL_WINDOW),
             ms(received),
             ms(round),
+            ms(first),
             end_mib,
             peak_mib,
             missed(peak_mib > GOAL_RSS_GIB * 1024.0),
