@@ -522,9 +522,10 @@ const CLEAR_OF_THE_MIDDLE: f64 = CONSISTENCY;
 
 /// A member's own view where its value alone is within its usual spikes (`alone`): the
 /// level of its last windows (`lasting`, see [`History::lasting`]) against the plain spread
-/// of its own history (`row`), when that says more on the same side. A spike size that recurs is news only
-/// when it lasts: a slow leak in a member that spikes now and then, or whose first leaking
-/// windows already widened its history's tail, shows in its lasting level.
+/// of its own history (`row`), when that says more on the same side. A spike size that
+/// recurs is news only when it lasts: a slow leak in a member that spikes now and then, or
+/// whose first leaking windows already widened its history's tail, shows in its lasting
+/// level.
 fn lasting_or(alone: f64, lasting: f64, row: Row<'_>, floors: Floors) -> f64 {
     let Some(spread) = row.lasting_spread(floors) else {
         return alone;

@@ -41,9 +41,9 @@ pub struct Comparisons {
     config: DetectConfig,
     /// The feature names of the replica and workload comparisons; set by the first summary.
     features: Vec<String>,
-    /// The replica comparison in shards, a domain always in the same one (see
-    /// [`replicas::shard`]), so that a round compares them on every core at once; empty
-    /// until the first summary.
+    /// The replica comparison in shards, [`SHARDS_PER_THREAD`] for each core's thread, a
+    /// domain always in the same one (see [`replicas::shard`]), so that a round compares
+    /// them on every core at once; empty until the first summary.
     replicas: Vec<Detector>,
     workloads: Option<Detector>,
     nodes: Detector,
