@@ -987,7 +987,11 @@ fn report(results: &[ScaleResult]) -> anyhow::Result<String> {
     for s in results {
         let steady = &s.windows[ANOMALY_FROM..];
         let window = median_of(steady.iter().map(|c| c.total).collect());
-        let worst = s.windows[1..].iter().map(|c| c.total).max().unwrap_or_default();
+        let worst = s.windows[1..]
+            .iter()
+            .map(|c| c.total)
+            .max()
+            .unwrap_or_default();
         let first = s.windows[0].total;
         let received = median_of(steady.iter().map(|c| c.received).collect());
         let round = median_of(steady.iter().map(|c| c.round).collect());
