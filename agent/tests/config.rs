@@ -110,3 +110,32 @@ fn a_bad_file_stops_the_agent_naming_file_key_value_and_what_is_allowed() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_bad_aggregator_address_stops_the_agent_before_it_touches_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    for (url, wants) in [
+        ("ftp://aggregator:7443", "unsupported address"),
+        ("https://", "unsupported address"),
+        ("http://aggregator:7443", "plain text"),
+        (
+            "https://aggregator:7443",
+            "needs --tls-cert, --tls-key and --tls-ca",
+        ),
+    ] {
+        let out = agent()
+            .args(["run", "--aggregator", url, "--duration", "1s", "--socket"])
+            .arg(dir.path().join("agent.sock"))
+            .env("HERD_LOG_TARGET", "stderr")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{url}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(url) && err.contains(wants), "{url}: {err}");
+        // Said before the host checks, eBPF and discovery: nothing about them in its log,
+        // whoever runs it.
+        for later in ["host checks", "eBPF", "cgroup"] {
+            assert!(!err.contains(later), "{url}: {err}");
+        }
+    }
+}
