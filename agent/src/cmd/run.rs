@@ -170,35 +170,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .apply(features::detect_config(&features::names()).with_daily_seasons(args.interval))
         .map_err(anyhow::Error::msg)?;
     // A bad --aggregator address or TLS file is an error before the host checks and eBPF.
-    let upstream = match &args.aggregator {
+    let sender = match &args.aggregator {
         Some(url) if url.starts_with("http://") && !args.insecure => anyhow::bail!(
             "--aggregator {url} sends the summaries in plain text; use https:// with \
              --tls-cert, --tls-key and --tls-ca, or pass --insecure to allow that"
         ),
-        Some(url) => Upstream::Remote(SummarySender::start(SenderConfig {
+        Some(url) => Some(SummarySender::check(SenderConfig {
             url: url.clone(),
             tls: tls_files,
             queue: args.summary_queue as usize,
             max_backoff: Duration::from_secs(60),
         })?),
-        None => {
-            info!("no --aggregator: running the aggregator in this process (standalone)");
-            Upstream::Standalone(SharedAggregator::new(Aggregator::new(
-                AggregatorConfig {
-                    // One node's summaries come every window: it is silent after three.
-                    expiry: args.interval * 3,
-                    // The agent's own floors per feature, with the aggregator's history and
-                    // seasons (none: the agent's own detector keeps them).
-                    detect: herd_agent::detect::DetectConfig {
-                        history: AggregatorConfig::default().detect.history,
-                        season_period: AggregatorConfig::default().detect.season_period,
-                        ..detect.clone()
-                    },
-                    ..AggregatorConfig::default()
-                },
-                None,
-            )?))
-        }
+        None => None,
     };
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
@@ -296,6 +279,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
     );
     let mut summaries = SummaryBuilder::new(node.clone(), args.interval, features::names());
+    let upstream = match sender {
+        Some(sender) => Upstream::Remote(sender.start()),
+        None => {
+            info!("no --aggregator: running the aggregator in this process (standalone)");
+            Upstream::Standalone(SharedAggregator::new(Aggregator::new(
+                AggregatorConfig {
+                    // One node's summaries come every window: it is silent after three.
+                    expiry: args.interval * 3,
+                    // The agent's own floors per feature, with the aggregator's history and
+                    // seasons (none: the agent's own detector keeps them).
+                    detect: herd_agent::detect::DetectConfig {
+                        history: AggregatorConfig::default().detect.history,
+                        season_period: AggregatorConfig::default().detect.season_period,
+                        ..detect.clone()
+                    },
+                    ..AggregatorConfig::default()
+                },
+                None,
+            )?))
+        }
+    };
     let api = ApiServer::start(
         &ApiConfig {
             socket: (!args.socket.is_empty()).then(|| PathBuf::from(&args.socket)),

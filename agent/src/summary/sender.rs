@@ -155,21 +155,37 @@ pub struct SummarySender {
     task: JoinHandle<()>,
 }
 
-impl SummarySender {
-    /// Starts the stream in the background; a bad address or TLS file is an error now.
-    pub fn start(config: SenderConfig) -> Result<Self, SenderError> {
-        let target = Target::new(&config)?;
+/// A sender whose address and TLS files have been checked, not started yet: the agent checks
+/// its flags before it loads anything, and starts the stream once its privileges are dropped
+/// (a connect may start a thread, which would keep every capability).
+pub struct CheckedSender {
+    config: SenderConfig,
+    target: Target,
+}
+
+impl CheckedSender {
+    /// Starts the stream in the background.
+    pub fn start(self) -> SummarySender {
+        let Self { config, target } = self;
         let outbox = Arc::new(Mutex::new(Outbox::default()));
         let ready = Arc::new(Notify::new());
         let capacity = config.queue.max(1);
         info!(aggregator = %config.url, "sending node summaries to the aggregator");
         let task = tokio::spawn(run(config, target, Arc::clone(&outbox), Arc::clone(&ready)));
-        Ok(Self {
+        SummarySender {
             outbox,
             ready,
             capacity,
             task,
-        })
+        }
+    }
+}
+
+impl SummarySender {
+    /// Checks the address and the TLS files; a bad one is an error now.
+    pub fn check(config: SenderConfig) -> Result<CheckedSender, SenderError> {
+        let target = Target::new(&config)?;
+        Ok(CheckedSender { config, target })
     }
 
     /// Queues one window's summary; the oldest goes when the queue is full.
