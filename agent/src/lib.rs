@@ -12,6 +12,7 @@ pub mod discovery;
 pub use herd_proto::error_chain;
 pub mod export;
 pub mod features;
+pub mod heap;
 pub mod host;
 pub mod metrics;
 pub mod pipeline;

@@ -1,6 +1,6 @@
 //! Pod churn against the lab: 500 pods created and deleted over CRI in ten waves of 50 while
 //! the agent runs. After the churn the agent is as it was before it: resident memory within
-//! 10 %, the same open files (± a few), no state in any part of it (container table, open
+//! 5 %, the same open files (± a few), no state in any part of it (container table, open
 //! cgroup files and network namespaces, previous readings, detector, Explain history) nor
 //! in its eBPF maps for a container that is gone; and every pod that lived a window was
 //! scored, named by its pod. Root only; it takes the lab.
@@ -201,10 +201,11 @@ async fn scenario() -> anyhow::Result<()> {
         "the agent warned during the churn:\n{}",
         log()
     );
-    // Memory and files as before.
+    // Memory and files as before. Without giving freed memory back (`herd_agent::heap`) the
+    // agent grew by 2 to 4 KiB a pod, about 5 % here; with it, by under 1 %.
     ensure!(
-        after.rss_kib * 10 <= before.rss_kib * 11,
-        "resident memory grew by more than 10 %: {} KiB before, {} KiB after",
+        after.rss_kib * 20 <= before.rss_kib * 21,
+        "resident memory grew by more than 5 %: {} KiB before, {} KiB after",
         before.rss_kib,
         after.rss_kib
     );

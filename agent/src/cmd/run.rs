@@ -29,6 +29,7 @@ use herd_agent::{
         table,
     },
     features::{self, NodeCapacity},
+    heap::HeapTrim,
     host::{self, Host, HostPaths, Tracefs},
     metrics::{MetricsLimits, MetricsServer, NodeMetrics, WindowTimes},
     pipeline::Pipeline,
@@ -384,6 +385,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         active.join(", ")
     );
+    let mut heap_trim = HeapTrim::default();
     loop {
         tokio::select! {
             _ = polls.tick() => {
@@ -456,10 +458,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     metrics.map_full(full_maps.totals());
                 }
                 let history = state.lock().history.len();
+                let holders = [("table", containers.len()), ("history", history)]
+                    .into_iter()
+                    .chain(pipeline.state_sizes());
+                heap_trim.after_window(holders.clone().map(|(_, n)| n).sum());
                 metrics.state(
-                    [("table", containers.len()), ("history", history)]
-                        .into_iter()
-                        .chain(pipeline.state_sizes()),
+                    holders,
                     sampler.as_ref().map(|s| s.map_entries()).unwrap_or_default(),
                 );
                 if let Some(sample) = &sample {
