@@ -4,7 +4,7 @@
 //! agent's RSS grew by 2 to 4 KiB a pod. Trimming after a window in which any part of the
 //! agent let go of containers keeps it flat (`tests/churn.rs`).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tracing::debug;
 
@@ -17,12 +17,12 @@ pub struct HeapTrim {
 impl HeapTrim {
     /// After a window: `entries` is what every part of the agent holds for containers now,
     /// summed. When that is less than after the window before, the allocator's free memory
-    /// goes back to the kernel; returns how long that took.
-    pub fn after_window(&mut self, entries: usize) -> Option<Duration> {
+    /// goes back to the kernel; returns whether it was.
+    pub fn after_window(&mut self, entries: usize) -> bool {
         let shrank = entries < self.entries;
         self.entries = entries;
         if !shrank {
-            return None;
+            return false;
         }
         let started = Instant::now();
         let released = release_free_memory();
@@ -32,7 +32,7 @@ impl HeapTrim {
             ?took,
             "containers let go of: the allocator's free memory goes back to the kernel"
         );
-        Some(took)
+        true
     }
 }
 
@@ -57,11 +57,11 @@ mod tests {
     #[test]
     fn trims_only_after_a_window_that_let_go_of_state() {
         let mut trim = HeapTrim::default();
-        assert!(trim.after_window(3).is_none(), "the first window");
-        assert!(trim.after_window(53).is_none(), "50 pods came");
-        assert!(trim.after_window(53).is_none(), "nothing changed");
-        assert!(trim.after_window(20).is_some(), "33 went");
-        assert!(trim.after_window(20).is_none(), "once per drop");
-        assert!(trim.after_window(3).is_some(), "the rest went");
+        assert!(!trim.after_window(3), "the first window");
+        assert!(!trim.after_window(53), "50 pods came");
+        assert!(!trim.after_window(53), "nothing changed");
+        assert!(trim.after_window(20), "33 went");
+        assert!(!trim.after_window(20), "once per drop");
+        assert!(trim.after_window(3), "the rest went");
     }
 }
